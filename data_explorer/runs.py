@@ -1,0 +1,111 @@
+"""Find and load the evaluation runs written by `python -m poster evaluate`.
+
+A run is a folder holding ``run.json`` (facts about the run) and ``predictions.parquet`` (one row
+per image). A broken run is reported next to the good ones, never fatal: one bad folder must not
+hide the others from the explorer.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from poster.datasets import thumbnail_name
+
+DEFAULT_RUNS_DIR = Path("runs")
+RUN_JSON = "run.json"
+PREDICTIONS = "predictions.parquet"
+THUMBNAILS = "thumbs"
+REQUIRED_COLUMNS = ("path", "label", "label_name", "pred", "pred_name", "confidence", "margin",
+                    "loss", "correct")
+
+
+class RunError(Exception):
+    """A run folder that cannot be loaded; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One loaded evaluation run."""
+
+    name: str  # the folder relative to the runs folder, e.g. "raf-db-test"
+    path: Path
+    info: dict[str, Any]  # run.json
+    predictions: pd.DataFrame
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.info["class_names"])
+
+    def image_file(self, relative: str) -> Path | None:
+        """The image at ``relative``: the dataset's own file when present, else the thumbnail."""
+        root = self.info.get("dataset_root")
+        if root and (Path(root) / relative).is_file():
+            return Path(root) / relative
+        thumbnail = self.path / THUMBNAILS / thumbnail_name(relative)
+        return thumbnail if thumbnail.is_file() else None
+
+
+@dataclass(frozen=True)
+class BrokenRun:
+    """A folder that looks like a run but could not be loaded, and why."""
+
+    path: Path
+    reason: str
+
+
+def find_runs(runs_dir: str | Path = DEFAULT_RUNS_DIR) -> tuple[list[Run], list[BrokenRun]]:
+    """Load every run under ``runs_dir`` (any depth), sorted by name, and the broken ones."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return [], []
+    folders = {p.parent for name in (RUN_JSON, PREDICTIONS) for p in runs_dir.rglob(name)}
+    runs, broken = [], []
+    for folder in sorted(folders):
+        relative = folder.relative_to(runs_dir)
+        # evaluate stages a run in a hidden folder and renames it at the end: not a run yet.
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        try:
+            runs.append(load_run(folder, name=relative.as_posix()))
+        except RunError as exc:
+            broken.append(BrokenRun(folder, str(exc)))
+    return runs, broken
+
+
+def load_run(folder: str | Path, *, name: str | None = None) -> Run:
+    """Load one run folder; raises ``RunError`` when a file is missing, unreadable or inconsistent."""
+    folder = Path(folder)
+    info = _read_info(folder / RUN_JSON)
+    predictions = _read_predictions(folder / PREDICTIONS)
+    class_names = info.get("class_names")
+    if not isinstance(class_names, list) or not class_names:
+        raise RunError(f"{folder / RUN_JSON} has no class_names list")
+    missing = [c for c in (*REQUIRED_COLUMNS, *(f"prob_{n}" for n in class_names)) if c not in predictions]
+    if missing:
+        raise RunError(f"{folder / PREDICTIONS} lacks the columns {', '.join(missing)}")
+    return Run(name or folder.name, folder, info, predictions)
+
+
+def _read_info(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise RunError(f"missing {path.name} in {path.parent}")
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunError(f"unreadable {path}: {' '.join(str(exc).split())}") from exc
+    if not isinstance(info, dict):
+        raise RunError(f"unreadable {path}: expected a JSON object")
+    return info
+
+
+def _read_predictions(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise RunError(f"missing {path.name} in {path.parent}")
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for damaged files
+        raise RunError(f"unreadable {path}: {' '.join(str(exc).split())[:200]}") from exc

@@ -1,0 +1,58 @@
+"""`python -m poster COMMAND ...`: one entry point, one module per command.
+
+Each command module exposes ``HELP`` (one line), ``configure_parser(parser)`` and
+``run(args) -> int``; modules are imported only when their command runs, so ``--help`` is fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import PosterError
+
+COMMANDS = {
+    "predict": "poster.predict_cli",
+    "evaluate": "poster.evaluate",
+    "convert": "poster.convert",
+    "download": "poster.download",
+    "train": "poster.train",
+}
+
+SUMMARIES = {
+    "predict": "detect faces in images and print their expressions",
+    "evaluate": "evaluate a checkpoint on a labeled dataset and write a run for the explorer",
+    "convert": "convert a released .pth checkpoint to the project's safetensors format",
+    "download": "download released checkpoints and pretrained backbones, verified",
+    "train": "train or fine-tune POSTER++ with the published recipe",
+}
+
+
+def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser | None]:
+    parser = argparse.ArgumentParser(prog="python -m poster", description="POSTER++ facial expression recognition")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = None
+    for name, summary in SUMMARIES.items():
+        command_parser = sub.add_parser(name, help=summary, description=summary)
+        if argv and argv[0] == name:
+            importlib.import_module(COMMANDS[name]).configure_parser(command_parser)
+            chosen = command_parser
+    return parser, chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, _ = build_parser(argv)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(COMMANDS[args.command])
+    try:
+        return int(module.run(args) or 0)
+    except PosterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

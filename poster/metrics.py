@@ -1,0 +1,78 @@
+"""Classification metrics in plain numpy, shared by `evaluate` and the data explorer.
+
+Each function gives the same numbers as its scikit-learn counterpart (the tests compare), without
+making scikit-learn a runtime dependency. Labels and predictions are integer class indices.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    """Per-class precision, recall, F1 and support, each an array of length num_classes."""
+
+    precision: np.ndarray
+    recall: np.ndarray
+    f1: np.ndarray
+    support: np.ndarray
+
+
+def confusion_matrix(labels: ArrayLike, preds: ArrayLike, num_classes: int) -> np.ndarray:
+    """Counts with true classes as rows and predicted classes as columns (num_classes squared)."""
+    labels, preds = _as_indices(labels, preds, num_classes)
+    flat = np.bincount(labels * num_classes + preds, minlength=num_classes * num_classes)
+    return flat.reshape(num_classes, num_classes)
+
+
+def accuracy(labels: ArrayLike, preds: ArrayLike) -> float:
+    """Share of correct predictions, a fraction in [0, 1] (0 for no items)."""
+    labels, preds = np.asarray(labels), np.asarray(preds)
+    return float(np.mean(labels == preds)) if labels.size else 0.0
+
+
+def class_scores(labels: ArrayLike, preds: ArrayLike, num_classes: int) -> ClassScores:
+    """Per-class scores; a class without predictions (or without items) scores 0, as sklearn does."""
+    matrix = confusion_matrix(labels, preds, num_classes)
+    true_positive = np.diag(matrix).astype(float)
+    support = matrix.sum(axis=1)
+    predicted = matrix.sum(axis=0)
+    precision = _divide(true_positive, predicted)
+    recall = _divide(true_positive, support)
+    # 2tp / (2tp + fp + fn) is sklearn's formula; it equals the harmonic mean without 0/0 cases.
+    f1 = _divide(2 * true_positive, support + predicted)
+    return ClassScores(precision=precision, recall=recall, f1=f1, support=support)
+
+
+def mean_class_accuracy(labels: ArrayLike, preds: ArrayLike, num_classes: int) -> float:
+    """Mean recall over the classes that have items (sklearn's balanced accuracy)."""
+    scores = class_scores(labels, preds, num_classes)
+    present = scores.support > 0
+    return float(scores.recall[present].mean()) if present.any() else 0.0
+
+
+def macro_f1(labels: ArrayLike, preds: ArrayLike, num_classes: int) -> float:
+    """Mean F1 over the classes seen in labels or predictions (sklearn's default for macro F1)."""
+    scores = class_scores(labels, preds, num_classes)
+    predicted = confusion_matrix(labels, preds, num_classes).sum(axis=0)
+    seen = (scores.support > 0) | (predicted > 0)
+    return float(scores.f1[seen].mean()) if seen.any() else 0.0
+
+
+def _as_indices(labels: ArrayLike, preds: ArrayLike, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels, dtype=np.int64).ravel()
+    preds = np.asarray(preds, dtype=np.int64).ravel()
+    if labels.shape != preds.shape:
+        raise ValueError(f"{labels.size} labels but {preds.size} predictions")
+    for name, values in (("label", labels), ("prediction", preds)):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(f"{name} outside 0..{num_classes - 1}")
+    return labels, preds
+
+
+def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    denominator = np.asarray(denominator, dtype=float)
+    return np.divide(numerator, denominator, out=np.zeros_like(denominator), where=denominator > 0)

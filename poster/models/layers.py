@@ -1,0 +1,159 @@
+"""Attention building blocks of POSTER++: landmark-to-image cross-attention and the fusion ViT."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class LayerScale(nn.Module):
+    def __init__(self, dim: int, init: float = 1e-5) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), init))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
+def relative_position_index(size: int) -> torch.Tensor:
+    """Swin-style index into a (2s-1)^2 bias table for every pair of positions in an s x s window."""
+    coords = torch.stack(torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")).flatten(1)
+    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (size - 1)
+    return relative[..., 0] * (2 * size - 1) + relative[..., 1]
+
+
+class WindowCrossAttention(nn.Module):
+    """Multi-head attention whose queries are landmark features and keys/values image features.
+
+    At a 224x224 input each level has one window covering its whole map (28, 14 or 7 squared
+    positions), so attention runs over the full map with a learned relative-position bias. The
+    queries enter as they are (no projection), scaled by 1/sqrt(head_dim).
+    """
+
+    def __init__(self, dim: int, num_heads: int, window: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.window = window
+        self.scale = (dim // num_heads) ** -0.5
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, num_heads))
+        self.register_buffer("relative_position_index", relative_position_index(window), persistent=False)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self._bias_cache: tuple[tuple, torch.Tensor] | None = None
+
+    def position_bias(self) -> torch.Tensor:
+        """(heads, N, N) bias; gathered once per weight version outside of training."""
+        table = self.relative_position_bias_table
+        if self.training or torch.is_grad_enabled():
+            return self._gather_bias(table)
+        key = (table.data_ptr(), table._version, table.dtype, table.device)
+        if self._bias_cache is None or self._bias_cache[0] != key:
+            self._bias_cache = (key, self._gather_bias(table))
+        return self._bias_cache[1]
+
+    def _gather_bias(self, table: torch.Tensor) -> torch.Tensor:
+        n = self.window * self.window
+        return table[self.relative_position_index.reshape(-1)].reshape(n, n, -1).permute(2, 0, 1).contiguous()
+
+    def forward(self, image_tokens: torch.Tensor, queries: torch.Tensor,
+                return_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """image_tokens, queries: (B, N, C). Returns the attended tokens and, if asked, the
+        softmax attention (B, heads, N_queries, N_keys)."""
+        b, n, c = image_tokens.shape
+        h = self.num_heads
+        k, v = self.kv(image_tokens).reshape(b, n, 2, h, c // h).permute(2, 0, 3, 1, 4)
+        q = queries.reshape(b, n, h, c // h).transpose(1, 2)
+        bias = self.position_bias().to(q.dtype)
+        if return_attention:
+            attn = torch.softmax((q * self.scale) @ k.transpose(-2, -1) + bias, dim=-1)
+            out = attn @ v
+        else:
+            attn = None
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0), scale=self.scale)
+        return self.proj(out.transpose(1, 2).reshape(b, n, c)), attn
+
+
+class CrossFusionBlock(nn.Module):
+    """LayerNorm(image) -> cross-attention with landmark queries -> layer-scaled residual -> MLP.
+
+    The residual starts from the normalized image tokens, as in the published model.
+    """
+
+    def __init__(self, dim: int, num_heads: int, window: int, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        self.norm_image = nn.LayerNorm(dim)
+        self.attn = WindowCrossAttention(dim, num_heads, window)
+        self.ls1 = LayerScale(dim)
+        self.norm_mlp = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.ls2 = LayerScale(dim)
+
+    def forward(self, image: torch.Tensor, landmarks: torch.Tensor,
+                return_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """image, landmarks: (B, C, H, W) maps of equal shape. Returns a (B, C, H, W) map."""
+        b, c, hh, ww = image.shape
+        x = self.norm_image(image.permute(0, 2, 3, 1).reshape(b, hh * ww, c))
+        q = landmarks.permute(0, 2, 3, 1).reshape(b, hh * ww, c)
+        attended, attn = self.attn(x, q, return_attention)
+        x = x + self.ls1(attended)
+        x = x + self.ls2(self.mlp(self.norm_mlp(x)))
+        return x.reshape(b, hh, ww, c).permute(0, 3, 1, 2), attn
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        if return_attention:
+            attn = torch.softmax((q @ k.transpose(-2, -1)) * self.scale, dim=-1)
+            out = attn @ v
+        else:
+            attn = None
+            out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        return self.proj(out.transpose(1, 2).reshape(b, n, c)), attn
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm ViT block."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = SelfAttention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, attn = self.attn(self.norm1(x), return_attention)
+        x = x + attended
+        return x + self.mlp(self.norm2(x)), attn
+
+
+class SqueezeExcite(nn.Module):
+    """Feature gating of the CLS embedding: x * sigmoid(fc2(relu(fc1(x))))."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, dim)
+        self.fc2 = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(x))))

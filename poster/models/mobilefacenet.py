@@ -1,0 +1,85 @@
+"""MobileFaceNet trained for 68-point facial landmarks: the frozen landmark stream of POSTER++.
+
+POSTER++ takes three of its feature maps (28x28x64, 14x14x128, 7x7x512 for a 112x112 input). Its
+own 136-value landmark head is kept so the pretrained file loads whole, but it only runs when asked:
+inside POSTER++ it is fed normalized RGB rather than the BGR /255 crops it was trained on, so its
+points are not meaningful landmarks there.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ConvBN(nn.Sequential):
+    """Convolution + batch norm, optionally followed by PReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int = 1, stride: int = 1,
+                 padding: int = 0, groups: int = 1, act: bool = True) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel, stride, padding, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+        if act:
+            self.act = nn.PReLU(out_channels)
+
+
+class InvertedBottleneck(nn.Module):
+    """1x1 expand -> 3x3 depthwise -> 1x1 linear projection, residual when shapes allow."""
+
+    def __init__(self, in_channels: int, out_channels: int, hidden: int, stride: int, residual: bool) -> None:
+        super().__init__()
+        self.expand = ConvBN(in_channels, hidden)
+        self.depthwise = ConvBN(hidden, hidden, 3, stride, 1, groups=hidden)
+        self.project = ConvBN(hidden, out_channels, act=False)
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.project(self.depthwise(self.expand(x)))
+        return x + out if self.residual else out
+
+
+def make_stage(channels: int, hidden: int, depth: int) -> nn.Sequential:
+    return nn.Sequential(*[InvertedBottleneck(channels, channels, hidden, 1, True) for _ in range(depth)])
+
+
+class LandmarkHead(nn.Module):
+    """Global depthwise 7x7 conv -> linear -> BN: 68 (x, y) points as 136 values."""
+
+    def __init__(self, channels: int = 512, outputs: int = 136) -> None:
+        super().__init__()
+        self.pool = ConvBN(channels, channels, 7, groups=channels, act=False)
+        self.fc = nn.Linear(channels, outputs, bias=False)
+        self.bn = nn.BatchNorm1d(outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.fc(self.pool(x).flatten(1)))
+
+
+class MobileFaceNet(nn.Module):
+    """MobileFaceNet feature extractor with an optional landmark head."""
+
+    channels = (64, 128, 512)
+
+    def __init__(self, num_outputs: int = 136) -> None:
+        super().__init__()
+        self.stem = ConvBN(3, 64, 3, 2, 1)
+        self.stem_dw = ConvBN(64, 64, 3, 1, 1, groups=64)
+        self.down1 = InvertedBottleneck(64, 64, 128, 2, False)
+        self.stage1 = make_stage(64, 128, 4)
+        self.down2 = InvertedBottleneck(64, 128, 256, 2, False)
+        self.stage2 = make_stage(128, 256, 6)
+        self.down3 = InvertedBottleneck(128, 128, 512, 2, False)
+        self.stage3 = make_stage(128, 256, 2)
+        self.expand = ConvBN(128, 512)
+        self.head = LandmarkHead(512, num_outputs)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The three feature maps POSTER++ uses as queries (head not run)."""
+        f1 = self.stage1(self.down1(self.stem_dw(self.stem(x))))
+        f2 = self.stage2(self.down2(f1))
+        f3 = self.expand(self.stage3(self.down3(f2)))
+        return f1, f2, f3
+
+    def landmarks(self, f3: torch.Tensor) -> torch.Tensor:
+        """The 136-value landmark head on the last feature map."""
+        return self.head(f3)

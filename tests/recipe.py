@@ -1,0 +1,107 @@
+"""Deterministic POSTER++ weights from ../shared/reference's recipe, saved like a released file."""
+from __future__ import annotations
+
+import json
+import sys
+import types
+import zlib
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+REFERENCE_JSON = REFERENCE_DIR / "poster_v2_reference.json"
+
+
+@lru_cache(maxsize=1)
+def reference() -> dict:
+    return json.loads(REFERENCE_JSON.read_text())
+
+
+def recipe_value(name: str, shape: list[int]) -> np.ndarray:
+    """The recipe's float64 value for one non-integer entry."""
+    n = int(np.prod(shape)) if shape else 1
+    z = np.random.RandomState(zlib.crc32(name.encode("utf-8")) & 0x7FFFFFFF).standard_normal(n).reshape(shape)
+    if name.endswith("running_var"):
+        return 0.5 + 0.5 * np.abs(z)
+    if name.endswith("running_mean"):
+        return 0.1 * z
+    if len(shape) >= 2:
+        return z / np.sqrt(np.prod(shape[1:]))
+    if name.endswith(("weight", "gamma1", "gamma2")):
+        return 1 + 0.1 * z
+    return 0.1 * z
+
+
+def _relative_position_index(size: int) -> torch.Tensor:
+    coords = np.stack(np.meshgrid(np.arange(size), np.arange(size), indexing="ij")).reshape(2, -1)
+    rel = (coords[:, :, None] - coords[:, None, :]).transpose(1, 2, 0) + (size - 1)
+    return torch.from_numpy(rel[..., 0] * (2 * size - 1) + rel[..., 1]).long()
+
+
+def recipe_state_dict(num_classes: int = 7, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Original-named state dict (no ``module.`` prefix) built by the recipe."""
+    keys = reference()[f"checkpoint_keys_{num_classes}cls"]
+    state = {}
+    for name, shape, kind in keys:
+        if kind == "int64":
+            if name.endswith("relative_position_index"):
+                state[name] = _relative_position_index(int(round(shape[0] ** 0.5)))
+            else:
+                state[name] = torch.zeros(shape, dtype=torch.int64)
+        else:
+            state[name] = torch.from_numpy(recipe_value(name, shape)).to(dtype)
+    return state
+
+
+def _foreign_recorder_class() -> type:
+    """A class that lives only in a fake ``__main__``-like module, as the training script's did."""
+    module = types.ModuleType("poster_training_main")
+    exec(  # noqa: S102 - builds a throwaway class for the test fixture only
+        "import numpy as np\n"
+        "class RecorderMeter1:\n"
+        "    def __init__(self, n):\n"
+        "        self.total_epoch = n\n"
+        "        self.epoch_losses = np.zeros((n, 2), dtype=np.float32)\n"
+        "        self.epoch_accuracy = np.arange(2 * n, dtype=np.float32).reshape(n, 2)\n",
+        module.__dict__,
+    )
+    sys.modules[module.__name__] = module
+    return module.RecorderMeter1
+
+
+def write_recipe_checkpoint(path: str | Path, num_classes: int = 7, dtype: torch.dtype = torch.float32) -> Path:
+    """Save the recipe weights the way released checkpoints were saved (DataParallel names,
+    training bookkeeping, recorder objects of a class the loader cannot import)."""
+    path = Path(path)
+    recorder_cls = _foreign_recorder_class()
+    recorder_cls.__module__ = "__main__"  # as pickled by the original training script
+    state = {f"module.{k}": v for k, v in recipe_state_dict(num_classes, dtype).items()}
+    checkpoint = {
+        "epoch": 1,
+        "state_dict": state,
+        "best_acc": torch.tensor(0.0),
+        "optimizer": {"state": {}, "param_groups": [{"lr": 3.5e-5}]},
+        "recorder": recorder_cls(3),
+        "recorder1": recorder_cls(3),
+    }
+    main = sys.modules["__main__"]
+    had = hasattr(main, "RecorderMeter1")
+    old = getattr(main, "RecorderMeter1", None)
+    main.RecorderMeter1 = recorder_cls  # pickle looks the class up by its module and name
+    try:
+        torch.save(checkpoint, path)
+    finally:
+        if had:
+            main.RecorderMeter1 = old
+        else:
+            del main.RecorderMeter1
+    return path
+
+
+def reference_input(dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The reference batch: RandomState(20260101).standard_normal((2, 3, 224, 224))."""
+    shape = tuple(reference()["input"]["shape"])
+    return torch.from_numpy(np.random.RandomState(20260101).standard_normal(shape)).to(dtype)

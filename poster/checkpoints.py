@@ -149,6 +149,43 @@ def load_pretrained_backbones(model: PosterV2, ir50: str | Path | None = None,
         _load_part(model.landmark_backbone, _mobilefacenet_state(mobilefacenet), "mobilefacenet")
 
 
+def verify_checkpoint(path: str | Path, dataset: str) -> str:
+    """Check a dataset checkpoint file without loading it into a model; returns its sha256.
+
+    It must load through the safe loader, its keys must account exactly for POSTER++'s, and its
+    head must have as many classes as ``dataset`` has.
+    """
+    path = Path(path)
+    weights = PosterV2Weights.get(dataset).value
+    state, meta = read_weights(path, weights.key)
+    num_classes = _num_classes(state, path)
+    if num_classes != weights.num_classes:
+        raise CheckpointError(f"{path.name} has {num_classes} classes but {weights.title} has {weights.num_classes}")
+    problems = _fit_problems(_expected_state(num_classes), state)
+    if problems:
+        raise CheckpointError(f"{path.name} does not fit POSTER++: " + "; ".join(problems))
+    return meta["sha256"]
+
+
+def verify_backbone(path: str | Path, key: str) -> None:
+    """Check a pretrained backbone file ("ir50" or "mobilefacenet") the way
+    ``load_pretrained_backbones`` will read it: safe load, and keys and shapes that fit exactly."""
+    parts = {"ir50": (_ir50_state, "image_backbone."), "mobilefacenet": (_mobilefacenet_state, "landmark_backbone.")}
+    if key not in parts:
+        raise CheckpointError(f"unknown backbone {key!r}; known: {', '.join(parts)}")
+    to_state, prefix = parts[key]
+    state = to_state(path)
+    expected = {k.removeprefix(prefix): v for k, v in _expected_state(7).items() if k.startswith(prefix)}
+    problems = _fit_problems(expected, state)
+    if problems:
+        raise CheckpointError(f"{Path(path).name}: {key} weights do not fit: " + "; ".join(problems))
+
+
+def _expected_state(num_classes: int) -> dict[str, torch.Tensor]:
+    with torch.device("meta"):  # shapes only: no memory or time spent on a second set of weights
+        return PosterV2(num_classes).state_dict()
+
+
 def _ir50_state(source: str | Path) -> dict[str, torch.Tensor]:
     raw = _tensor_dict(source)
     out = {}
@@ -200,21 +237,26 @@ def _load_part(module: nn.Module, state: dict[str, torch.Tensor], label: str) ->
 
 
 def _load_strict(model: PosterV2, state: dict[str, torch.Tensor], label: str) -> None:
-    expected = model.state_dict()
+    problems = _fit_problems(model.state_dict(), state)
+    if problems:
+        raise CheckpointError(f"{label} does not fit POSTER++: " + "; ".join(problems))
+    model.load_state_dict(state, strict=True)
+
+
+def _fit_problems(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> list[str]:
+    """Missing, unexpected and wrongly shaped keys, one phrase each; empty when the state fits."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
              if k in state and state[k].shape != v.shape]
-    if missing or unexpected or wrong:
-        problems = []
-        if missing:
-            problems.append(f"missing {_few(missing)}")
-        if unexpected:
-            problems.append(f"unexpected {_few(unexpected)}")
-        if wrong:
-            problems.append(f"wrong shape {_few(wrong)}")
-        raise CheckpointError(f"{label} does not fit POSTER++: " + "; ".join(problems))
-    model.load_state_dict(state, strict=True)
+    problems = []
+    if missing:
+        problems.append(f"missing {_few(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_few(unexpected)}")
+    if wrong:
+        problems.append(f"wrong shape {_few(wrong)}")
+    return problems
 
 
 def _few(items: list[str], n: int = 4) -> str:

@@ -10,6 +10,7 @@ their plain data; every other global (``os.system``, ``builtins.eval``, ...) sto
 from __future__ import annotations
 
 import _codecs
+import _compat_pickle
 import collections
 import importlib.util
 import io
@@ -115,6 +116,10 @@ def _resolve(module: str, name: str) -> Any:
 
 class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        # Python 2 names (protocol <= 2 writes builtins as "__builtin__"): judge the real target.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         return _resolve(module, name)
 
 

@@ -1,0 +1,121 @@
+"""POSTER++ reproduces the original implementation's outputs for the reference weights."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from poster import PosterV2, count_parameters, load_checkpoint
+from poster.models.convert import checkpoint_filter_fn, is_unused
+from tests.recipe import recipe_state_dict, reference, reference_input, write_recipe_checkpoint
+
+
+@pytest.fixture(scope="module")
+def model64(tmp_path_factory):
+    path = write_recipe_checkpoint(tmp_path_factory.mktemp("f64") / "rafdb_best.pth", 7, torch.float64)
+    return load_checkpoint(path, dtype=torch.float64)
+
+
+@pytest.fixture(scope="module")
+def outputs64(model64):
+    with torch.inference_mode():
+        return model64.forward_intermediates(reference_input(torch.float64), landmarks=True)
+
+
+def test_float64_logits_match_reference(outputs64, model64):
+    expected = np.array(reference()["logits_7cls"])
+    np.testing.assert_allclose(outputs64.logits.numpy(), expected, rtol=0, atol=1e-6)
+    with torch.inference_mode():
+        fast = model64(reference_input(torch.float64))  # the fused-attention path
+    np.testing.assert_allclose(fast.numpy(), expected, rtol=0, atol=1e-6)
+
+
+def test_float64_eight_classes_match_reference(tmp_path):
+    path = write_recipe_checkpoint(tmp_path / "affectnet8_best.pth", 8, torch.float64)
+    model = load_checkpoint(path, dtype=torch.float64)
+    assert model.num_classes == 8 and model.info.dataset == "affectnet-8"
+    with torch.inference_mode():
+        logits = model(reference_input(torch.float64))
+    np.testing.assert_allclose(logits.numpy(), np.array(reference()["logits_8cls"]), rtol=0, atol=1e-6)
+
+
+def test_landmark_head_matches_reference(outputs64):
+    expected = np.array(reference()["landmark_head_136_7cls"])
+    assert outputs64.landmarks.shape == (2, 136)
+    np.testing.assert_allclose(outputs64.landmarks.numpy(), expected, rtol=1e-6, atol=0)
+
+
+def test_cross_attention_matches_reference(outputs64):
+    ref = reference()
+    for level, attn in enumerate(outputs64.cross_attention, start=1):
+        assert list(attn.shape) == ref["cross_attention_shapes"][f"level{level}"]
+        key_mean = attn.mean(dim=(1, 2)).numpy()
+        np.testing.assert_allclose(key_mean, np.array(ref["cross_attention_key_mean_7cls"][f"level{level}"]),
+                                   rtol=0, atol=1e-6)
+
+
+def test_intermediates_shapes(outputs64):
+    assert [tuple(f.shape) for f in outputs64.image_features] == [(2, 64, 28, 28), (2, 128, 14, 14), (2, 256, 7, 7)]
+    assert [tuple(f.shape) for f in outputs64.landmark_features] == [(2, 64, 28, 28), (2, 128, 14, 14),
+                                                                     (2, 256, 7, 7)]
+    assert [tuple(a.shape) for a in outputs64.vit_attention] == [(2, 8, 148, 148)] * 2
+    for attn in outputs64.cross_attention + outputs64.vit_attention:
+        torch.testing.assert_close(attn.sum(-1), torch.ones_like(attn.sum(-1)))
+
+
+def test_float32_logits_match_reference(recipe_model):
+    assert recipe_model.dtype == torch.float32
+    with torch.inference_mode():
+        logits = recipe_model(reference_input(torch.float32))
+    np.testing.assert_allclose(logits.numpy(), np.array(reference()["logits_7cls"]), rtol=0, atol=1e-3)
+
+
+def test_plain_forward_records_nothing(recipe_model):
+    with torch.inference_mode():
+        out = recipe_model._forward(reference_input(torch.float32), None)
+    assert out.cross_attention == [] and out.vit_attention == [] and out.landmarks is None
+
+
+def test_channels_last_and_contiguous_agree(recipe_checkpoint):
+    plain = load_checkpoint(recipe_checkpoint, channels_last=False)
+    fast = load_checkpoint(recipe_checkpoint, channels_last=True)
+    x = reference_input(torch.float32)
+    with torch.inference_mode():
+        torch.testing.assert_close(plain(x), fast(x), rtol=0, atol=1e-4)
+
+
+def test_bfloat16_keeps_top_class(recipe_checkpoint, recipe_model):
+    model = load_checkpoint(recipe_checkpoint, dtype=torch.bfloat16)
+    assert model.dtype == torch.bfloat16
+    x = reference_input(torch.float32)
+    with torch.inference_mode():
+        low, full = model(x).float(), recipe_model(x)
+    assert torch.equal(low.argmax(1), full.argmax(1))
+    # bfloat16 keeps ~3 significant digits; through 40+ layers the logits move by about 0.1 here.
+    assert (low - full).abs().max() < 0.2
+
+
+def test_parameter_count():
+    model = PosterV2(7)
+    assert count_parameters(model) == 43_753_941  # 43.75 M; the landmark head (96 k) runs on request only
+    assert all(not p.requires_grad for p in model.landmark_backbone.parameters())
+
+
+def test_unused_keys_are_exactly_the_documented_ones():
+    state = recipe_state_dict(7)
+    mapped, dropped = checkpoint_filter_fn({f"module.{k}": v for k, v in state.items()})
+    unused = {k for k in state if is_unused(k)}
+    assert {k.removeprefix("module.") for k in dropped} == unused | {
+        f"attn{i}.relative_position_index" for i in (1, 2, 3)}
+    assert round(sum(state[k].numel() for k in unused) / 1e6, 1) == 14.5
+    assert set(mapped) == set(PosterV2(7).state_dict())
+
+
+def test_input_shape_is_checked(recipe_model):
+    with pytest.raises(ValueError, match="224"):
+        recipe_model(torch.zeros(1, 3, 112, 112))
+
+
+def test_train_mode_keeps_landmark_backbone_frozen():
+    model = PosterV2(7).train()
+    assert model.image_backbone.training and not model.landmark_backbone.training

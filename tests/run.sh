@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs (Python packages, Debian's Chromium for the browser tests)
+# and runs every test. Usage: bash tests/run.sh [pytest arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's chromium for the browser tests"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null
+  else
+    echo "chromium is missing and cannot be installed here (needs root and apt-get)" >&2
+    exit 1
+  fi
+fi
+
+exec python3 -m pytest tests "$@"

@@ -53,3 +53,21 @@ def face_detector():
     from poster.faces import FaceDetector
 
     return FaceDetector()
+
+
+# --- POSTER++ checkpoints built from ../shared/reference's recipe (no trained weights here) -----
+
+@pytest.fixture(scope="session")
+def recipe_checkpoint(tmp_path_factory) -> Path:
+    """A released-style RAF-DB checkpoint file (float32, 7 classes, recorder objects inside)."""
+    from tests.recipe import write_recipe_checkpoint
+
+    return write_recipe_checkpoint(tmp_path_factory.mktemp("ckpt") / "rafdb_best.pth", 7)
+
+
+@pytest.fixture(scope="session")
+def recipe_model(recipe_checkpoint: Path):
+    """The recipe checkpoint loaded once, float32 on the CPU, in eval mode."""
+    from poster import load_checkpoint
+
+    return load_checkpoint(recipe_checkpoint)

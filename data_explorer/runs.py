@@ -27,7 +27,7 @@ class RunError(Exception):
     """A run folder that cannot be loaded; the message is one line."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # a DataFrame has no single truth value to compare by
 class Run:
     """One loaded evaluation run."""
 

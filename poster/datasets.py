@@ -15,10 +15,11 @@ sentinel (see ``ImageDataset``) so that a DataLoader worker does not crash.
 from __future__ import annotations
 
 import csv
+import io
 import struct
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from PIL import Image
@@ -69,8 +70,8 @@ class Listing:
     items: list[Item]
     skipped: list[Skipped] = field(default_factory=list)
 
-    def limit(self, count: int | None) -> "Listing":
-        """At most ``count`` items spread evenly over the sorted list, so every class shows up."""
+    def limit(self, count: int | None) -> Listing:
+        """At most ``count`` items spread evenly over the sorted list (not just the first folders)."""
         if count is None or count >= len(self.items):
             return self
         step = len(self.items) / max(count, 1)
@@ -92,6 +93,8 @@ def list_images(data: str | Path, class_names: Sequence[str], folder_names: Sequ
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     layout = detect_layout(data) if layout == "auto" else layout
+    if layout in ("imagefolder", "rafdb") and not data.is_dir():
+        raise DatasetError(f"the {layout} layout needs a folder, got the file {data}")
     classes = tuple(class_names)
     if layout == "imagefolder":
         listing = _list_imagefolder(data, classes, tuple(folder_names), split)
@@ -169,10 +172,10 @@ def _list_rafdb(data: Path, class_names: tuple[str, ...], split: str) -> Listing
         raise DatasetError(f"not a RAF-DB release: {data / RAFDB_LABEL_FILE} not found")
     # RAF-DB's labels 1..7 name its own classes; map them by name onto the checkpoint's order.
     rafdb_names = PosterV2Weights.RAF_DB.value.class_names
-    index = {canonical_class(name): i for i, name in enumerate(class_names)}
+    index = {_name_key(name): i for i, name in enumerate(class_names)}
     items, skipped = [], []
     label_file = root / RAFDB_LABEL_FILE
-    for number, line in enumerate(label_file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(_read_text(label_file).splitlines(), start=1):
         fields = line.split()
         if not fields or not fields[0].startswith(f"{split}_"):
             continue
@@ -183,42 +186,42 @@ def _list_rafdb(data: Path, class_names: tuple[str, ...], split: str) -> Listing
         stem = fields[0].rsplit(".", 1)[0]
         path = (RAFDB_IMAGE_DIR / f"{stem}_aligned.jpg").as_posix()
         raf_label = int(fields[1])
-        if not 1 <= raf_label <= len(rafdb_names):
+        name = rafdb_names[raf_label - 1] if 1 <= raf_label <= len(rafdb_names) else None
+        if name is None:
             skipped.append(Skipped(path, f"label {raf_label} not in RAF-DB's 1..{len(rafdb_names)} ({where})"))
-        elif canonical_class(rafdb_names[raf_label - 1]) not in index:
-            skipped.append(Skipped(path, f"label {rafdb_names[raf_label - 1]} is not a class of this checkpoint"))
+        elif _name_key(name) not in index:
+            skipped.append(Skipped(path, f"label {name} is not a class of this checkpoint"))
         elif not (root / path).is_file():
             skipped.append(Skipped(path, "missing file"))
         else:
-            items.append(Item(path, index[canonical_class(rafdb_names[raf_label - 1])]))
+            items.append(Item(path, index[_name_key(name)]))
     return Listing(root, "rafdb", str(label_file), class_names, sorted(items, key=lambda i: i.path), skipped)
 
 
 def _list_csv(data: Path, class_names: tuple[str, ...]) -> Listing:
     if not data.is_file():
         raise DatasetError(f"the csv layout needs a .csv file, got the folder {data}")
-    index = {name.lower(): i for i, name in enumerate(class_names)}
-    index.update({canonical_class(name).lower(): i for i, name in enumerate(class_names)})
+    index = {_name_key(name): i for i, name in enumerate(class_names)}
     items, skipped = [], []
-    with data.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"path", "label"} <= {f.strip().lower() for f in reader.fieldnames}:
-            raise DatasetError(f"{data} needs a header row with the columns path,label")
-        for row in reader:
-            row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-            path, text = row["path"], row["label"]
-            label = _csv_label(text, index, len(class_names))
-            if not path:
-                skipped.append(Skipped(f"{data.name}:{reader.line_num}", "empty path"))
-            elif Path(path).is_absolute() or ".." in Path(path).parts:
-                # Paths are relative to the dataset root; thumbnails are written under the same names.
-                skipped.append(Skipped(path, "path outside the CSV's folder"))
-            elif label is None:
-                skipped.append(Skipped(path, f"label {text!r} not in the class list ({', '.join(class_names)})"))
-            elif not (data.parent / path).is_file():
-                skipped.append(Skipped(path, "missing file"))
-            else:
-                items.append(Item(path, label))
+    reader = csv.DictReader(io.StringIO(_read_text(data), newline=""))
+    columns = {(name or "").strip().lower(): name for name in reader.fieldnames or ()}
+    if "path" not in columns or "label" not in columns:
+        raise DatasetError(f"{data} needs a header row with the columns path,label")
+    for row in reader:
+        path = (row.get(columns["path"]) or "").strip()
+        text = (row.get(columns["label"]) or "").strip()
+        label = _csv_label(text, index, len(class_names))
+        if not path:
+            skipped.append(Skipped(f"{data.name}:{reader.line_num}", "empty path"))
+        elif Path(path).is_absolute() or ".." in Path(path).parts:
+            # Paths are relative to the dataset root; thumbnails are written under the same names.
+            skipped.append(Skipped(path, "path outside the CSV's folder"))
+        elif label is None:
+            skipped.append(Skipped(path, f"label {text!r} not in the class list ({', '.join(class_names)})"))
+        elif not (data.parent / path).is_file():
+            skipped.append(Skipped(path, "missing file"))
+        else:
+            items.append(Item(path, label))
     return Listing(data.parent, "csv", str(data), class_names, items, skipped)
 
 
@@ -226,7 +229,19 @@ def _csv_label(text: str, index: dict[str, int], num_classes: int) -> int | None
     if text.lstrip("-").isdigit():
         value = int(text)
         return value if 0 <= value < num_classes else None
-    return index.get(text.lower())
+    return index.get(_name_key(text))
+
+
+def _name_key(name: str) -> str:
+    """Class names compare in any case and by canonical name ("happy" is "Happiness")."""
+    return canonical_class(name.strip().capitalize()).lower()
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")  # -sig: spreadsheet programs write a BOM
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot read {path}: {' '.join(str(exc).split())}") from None
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -283,7 +298,7 @@ class ImageDataset(Dataset):
     def record_failures(self, indices: Sequence[int], errors: Sequence[str]) -> list[int]:
         """Record the items of a batch that failed to load; return the batch positions that loaded."""
         loaded = []
-        for position, (index, error) in enumerate(zip(indices, errors)):
+        for position, (index, error) in enumerate(zip(indices, errors, strict=True)):
             if error:
                 self.skipped.append(Skipped(self.listing.items[int(index)].path, error))
             else:

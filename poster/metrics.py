@@ -36,7 +36,11 @@ def accuracy(labels: ArrayLike, preds: ArrayLike) -> float:
 
 def class_scores(labels: ArrayLike, preds: ArrayLike, num_classes: int) -> ClassScores:
     """Per-class scores; a class without predictions (or without items) scores 0, as sklearn does."""
-    matrix = confusion_matrix(labels, preds, num_classes)
+    return scores_from_confusion(confusion_matrix(labels, preds, num_classes))
+
+
+def scores_from_confusion(matrix: np.ndarray) -> ClassScores:
+    """Per-class scores of a confusion matrix (true classes as rows)."""
     true_positive = np.diag(matrix).astype(float)
     support = matrix.sum(axis=1)
     predicted = matrix.sum(axis=0)
@@ -56,9 +60,9 @@ def mean_class_accuracy(labels: ArrayLike, preds: ArrayLike, num_classes: int) -
 
 def macro_f1(labels: ArrayLike, preds: ArrayLike, num_classes: int) -> float:
     """Mean F1 over the classes seen in labels or predictions (sklearn's default for macro F1)."""
-    scores = class_scores(labels, preds, num_classes)
-    predicted = confusion_matrix(labels, preds, num_classes).sum(axis=0)
-    seen = (scores.support > 0) | (predicted > 0)
+    matrix = confusion_matrix(labels, preds, num_classes)
+    scores = scores_from_confusion(matrix)
+    seen = (scores.support > 0) | (matrix.sum(axis=0) > 0)
     return float(scores.f1[seen].mean()) if seen.any() else 0.0
 
 

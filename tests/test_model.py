@@ -119,3 +119,25 @@ def test_input_shape_is_checked(recipe_model):
 def test_train_mode_keeps_landmark_backbone_frozen():
     model = PosterV2(7).train()
     assert model.image_backbone.training and not model.landmark_backbone.training
+
+
+def test_model_loaded_under_inference_mode_runs(recipe_checkpoint, recipe_model):
+    x = reference_input(torch.float32)
+    with torch.inference_mode():
+        model = load_checkpoint(recipe_checkpoint)
+        torch.testing.assert_close(model(x), recipe_model(x))
+
+
+def test_position_bias_cache_follows_weight_updates(recipe_checkpoint):
+    model = load_checkpoint(recipe_checkpoint)
+    x = reference_input(torch.float32)
+    with torch.inference_mode():
+        before = model(x)
+    with torch.no_grad():
+        for block in model.fusion:
+            block.attn.relative_position_bias_table.mul_(3.0)  # an optimizer step updates in place
+    with torch.inference_mode():
+        after = model(x)
+        recorded = model.forward_intermediates(x).logits  # explicit-attention path, no cache
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, recorded, rtol=0, atol=1e-4)

@@ -55,7 +55,8 @@ class WindowCrossAttention(nn.Module):
     def position_bias(self) -> torch.Tensor:
         """(heads, N, N) bias; gathered once per weight version outside of training."""
         table = self.relative_position_bias_table
-        if self.training or torch.is_grad_enabled():
+        if self.training or torch.is_grad_enabled() or table.is_inference():
+            # Weights made under inference_mode have no version counter to validate a cache with.
             return self._gather_bias(table)
         key = (table.data_ptr(), table._version, table.dtype, table.device)
         if self._bias_cache is None or self._bias_cache[0] != key:

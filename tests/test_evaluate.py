@@ -226,3 +226,17 @@ def test_unusable_dataset_is_a_one_line_error(tmp_path: Path, cached_model: torc
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("error: no usable images in") and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_fast_mode_runs_in_bfloat16(tmp_path: Path, checkpoint: Path, model: torch.nn.Module) -> None:
+    write_imagefolder(tmp_path / "data", [0, 3], RAF.folder_names)
+    out = tmp_path / "run"
+    assert cli.main(["evaluate", "--checkpoint", str(checkpoint), "--data", str(tmp_path / "data"),
+                     "--out", str(out), "--workers", "0", "--dtype", "bfloat16"]) == 0
+    info = json.loads((out / "run.json").read_text())
+    assert info["dtype"] == "bfloat16" and info["num_images"] == 2
+    fast = pd.read_parquet(out / "predictions.parquet")
+    full = evaluate(model, ImageDataset(list_images(tmp_path / "data", RAF.class_names, RAF.folder_names)),
+                    progress=False)
+    prob_columns = [f"prob_{name}" for name in RAF.class_names]
+    np.testing.assert_allclose(fast[prob_columns].to_numpy(), full[prob_columns].to_numpy(), atol=0.05)

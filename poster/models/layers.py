@@ -147,6 +147,22 @@ class TransformerBlock(nn.Module):
         x = x + attended
         return x + self.mlp(self.norm2(x)), attn
 
+    def forward_first_token(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output for token 0 only, (B, 1, C): what a last block feeding a CLS head needs.
+
+        Token 0 still attends to every token, so this equals ``forward(x)[0][:, :1]``; skipping the
+        other 147 queries and their MLP saves about a tenth of the network's arithmetic.
+        """
+        y = self.norm1(x)
+        b, n, c = y.shape
+        heads = self.attn.num_heads
+        w, bias = self.attn.qkv.weight, self.attn.qkv.bias
+        q = F.linear(y[:, :1], w[:c], bias[:c]).reshape(b, 1, heads, c // heads).transpose(1, 2)
+        k, v = F.linear(y, w[c:], bias[c:]).reshape(b, n, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, scale=self.attn.scale)
+        x = x[:, :1] + self.attn.proj(out.transpose(1, 2).reshape(b, 1, c))
+        return x + self.mlp(self.norm2(x))
+
 
 class SqueezeExcite(nn.Module):
     """Feature gating of the CLS embedding: x * sigmoid(fc2(relu(fc1(x))))."""

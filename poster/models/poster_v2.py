@@ -67,10 +67,15 @@ class FusionTransformer(nn.Module):
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
     def forward(self, tokens: torch.Tensor, attention: list | None = None) -> torch.Tensor:
+        """Logits; with ``attention`` (a list) every block's full attention is appended to it."""
         x = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1) + self.pos_embed
-        for block in self.blocks:
-            x, attn = block(x, attention is not None)
-            if attention is not None:
+        if attention is None:
+            for block in self.blocks[:-1]:
+                x, _ = block(x)
+            x = self.blocks[-1].forward_first_token(x)  # only the CLS token reaches the head
+        else:
+            for block in self.blocks:
+                x, attn = block(x, True)
                 attention.append(attn)
         return self.head(self.se(self.norm(x)[:, 0]))
 

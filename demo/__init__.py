@@ -1,0 +1,8 @@
+"""The Gradio app: photo, live webcam, explanations, error explorer and model tabs.
+
+``build_demo()`` returns the ``gr.Blocks``; ``launch_kwargs()`` the settings to launch it with.
+Depends on ``poster``, ``explain`` and ``data_explorer``; nothing there imports ``demo``.
+"""
+from .app import build_demo, launch_kwargs
+
+__all__ = ["build_demo", "launch_kwargs"]

@@ -1,0 +1,114 @@
+"""The whole app: one ``gr.Blocks`` from one builder per tab, plus the launch settings."""
+from __future__ import annotations
+
+import gradio as gr
+
+from . import render
+from .explorer_tab import build_explorer_tab
+from .files import files_out
+from .gpu import gpu
+from .handlers import banner, checkpoint_dropdown, header_line, model_facts
+from .limits import Limits, limits_for
+from .model_tab import build_download_row, build_model_tab
+from .photo_tab import build_photo_tab
+from .state import ModelStore, get_store, max_upload_bytes
+from .webcam_tab import build_webcam_tab
+
+TITLE = "POSTER++ facial expressions"
+HEADER = """
+<div class="poster-header">
+  <h1>POSTER++ facial expression recognition</h1>
+  <p>Find every face in a photo or your webcam, read its expression with POSTER++ (CVPR-W 2023 state of the art on
+  RAF-DB, AffectNet and CAER-S), see <i>why</i> with Grad-CAM and attention maps, and browse where the model goes wrong.
+  A research demo: <b>not for decisions about people</b> (see the Model tab).</p>
+</div>
+"""
+FOOTER = ('<div class="poster-footer">POSTER++: Mao et al., <i>POSTER++: A simpler and stronger facial expression '
+          'recognition network</i>, 2023 · faces detected with MTCNN · nothing you upload is stored.</div>')
+
+
+def theme() -> gr.themes.Base:
+    # System fonts only: the page must not wait for a font server.
+    return gr.themes.Soft(primary_hue="indigo", secondary_hue="sky", neutral_hue="slate",
+                          font=["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "sans-serif"],
+                          font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"])
+
+
+def _on_load(model_key, store: ModelStore | None = None):
+    """A new visitor starts on the default checkpoint (or none)."""
+    store = store or get_store()
+    return model_key or store.default_key()
+
+
+def _refresh_model_views(model_key, uploads):
+    row, message = banner(model_key)
+    header = header_line(model_key)
+    return (gr.update(value=header, visible=bool(header)), row, message, model_facts(model_key),
+            checkpoint_dropdown(model_key, uploads))
+
+
+def build_demo(store: ModelStore | None = None, limits: Limits | None = None) -> gr.Blocks:
+    """Build the app. ``store`` replaces the process-wide model store (tests pass their own)."""
+    if store is not None:
+        from .state import set_store
+
+        set_store(store)
+    store = get_store()
+    limits = limits or limits_for(store.on_gpu)
+    with gr.Blocks(title=TITLE) as demo:
+        model_key = gr.State(None)   # this visitor's checkpoint
+        uploads = gr.State([])       # this visitor's uploaded checkpoints
+        gr.HTML(HEADER)
+        header = gr.HTML(elem_id="active-checkpoint")
+        with gr.Row(visible=False, variant="panel", elem_id="missing-banner") as missing_row:
+            with gr.Column():
+                missing_text = gr.HTML()
+                build_download_row(model_key, limits, "banner")
+        with gr.Tabs(elem_id="tabs"):
+            with gr.Tab("Photo", id="photo"):
+                photo = build_photo_tab(model_key, limits)
+            with gr.Tab("Webcam", id="webcam"):
+                build_webcam_tab(model_key, limits)
+            with gr.Tab("Explorer", id="explorer"):
+                explorer = build_explorer_tab(model_key, limits)
+            with gr.Tab("Model", id="model"):
+                model = build_model_tab(model_key, uploads, limits)
+        gr.HTML(FOOTER)
+
+        light = limits.light_event()
+        model_views = [header, missing_row, missing_text, model["facts"], model["choice"]]
+        model_key.change(_refresh_model_views, [model_key, uploads], model_views, **limits.model_event())
+        load = demo.load(_on_load, [model_key], [model_key], **light)
+        # The State's change event does not fire when a visitor starts without a checkpoint (None stays None).
+        load.then(_refresh_model_views, [model_key, uploads], model_views, **light)
+        # Explorer runs are listed when the page opens.
+        run_fn, run_outputs = explorer["load"]
+        load.then(run_fn, None, run_outputs, **light)
+        # A visitor who switches checkpoints sees the photo again with the new one.
+        rerun = gr.State(0)  # bumped when a checkpoint switch re-analyzed the photo
+        model_key.change(
+            gpu(files_out(_reanalyze)), [photo["photo"], photo["result"], model_key, rerun],
+            [photo["annotated"], photo["summary"], photo["bars"], photo["faces"], photo["json"], photo["result"],
+             photo["subject"], rerun], preprocess=False, show_progress="hidden", **limits.model_event())
+        photo["panel"].explain_when_changed(rerun)
+    demo.queue(default_concurrency_limit=limits.light_concurrency, max_size=limits.queue_size)
+    return demo
+
+
+def _reanalyze(photo, result, model_key, rerun):
+    """Run the visitor's photo again after they switch checkpoints (and only then: when the page
+    opens, the key is set while a first photo may already be on its way)."""
+    from .handlers import analyze_photo
+
+    if photo is None or result is None or result.model_key == model_key:
+        return (gr.update(),) * 8
+    return (*analyze_photo(photo, model_key), rerun + 1)
+
+
+def launch_kwargs() -> dict:
+    """``demo.launch`` settings shared by ``app.py`` and the tests."""
+    return {"theme": theme(), "css": render.CSS, "max_file_size": max_upload_bytes(), "show_error": False,
+            "footer_links": ["api", "gradio"]}
+
+
+__all__ = ["build_demo", "launch_kwargs", "render"]

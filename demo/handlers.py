@@ -1,0 +1,603 @@
+"""Event handlers of the Photo and Model tabs and of the explanation panel.
+
+Each handler is a plain function of plain values (paths, arrays, strings, the visitor's state
+objects) returning plain values or ``gr.update``-style component values, so tests call them
+directly. Bad input raises ``gr.Error`` with a one-line message: the browser shows it as a
+notice and an API client gets it as an error; nothing else is affected.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import gradio as gr
+import numpy as np
+
+from poster.checkpoints import count_parameters
+from poster.errors import CheckpointError, DownloadError, ImageError, PosterError
+from poster.faces import FaceCrop, align_face, template
+from poster.images import load_image
+from poster.registry import PosterV2Weights, canonical_class
+
+from . import render
+from .state import (MAX_IMAGE_MB, MAX_IMAGE_PIXELS, UPLOAD_PREFIX, ModelStore, get_store,
+                    missing_checkpoint_message)
+
+log = logging.getLogger("demo")
+
+PREDICTED = "Predicted class"
+# Order of classes in the side-by-side comparison (canonical names, see poster.registry).
+CANONICAL_ORDER = ("Neutral", "Happiness", "Sadness", "Surprise", "Fear", "Disgust", "Anger", "Contempt")
+
+
+# --- errors -------------------------------------------------------------------------------
+
+def friendly(action: str) -> Callable:
+    """Turn any failure of a handler into a one-line ``gr.Error`` (no traceback reaches a page).
+
+    Our own errors (``PosterError``) carry messages meant for people; anything else is logged
+    with its traceback on the server and shown as "``action`` failed (TypeName)".
+    """
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except PosterError as exc:
+                raise gr.Error(_sentence(str(exc)), print_exception=False) from None
+            except Exception as exc:  # noqa: BLE001 - the server must keep serving
+                log.exception("%s failed", action)
+                raise gr.Error(f"{action} failed ({type(exc).__name__}); the app is still running, "
+                               "please try again", print_exception=False) from None
+        return inner
+    return wrap
+
+
+def _sentence(text: str) -> str:
+    """One line; a leading plain word is capitalized (file names are left as they are)."""
+    text = " ".join(str(text).split())
+    if not text:
+        return "Something went wrong"
+    first = text.split(" ", 1)[0]
+    return text[:1].upper() + text[1:] if first.isalpha() else text
+
+
+# --- per-visitor values -------------------------------------------------------------------
+
+@dataclass
+class FaceView:
+    """One face of an analyzed photo; ``probabilities`` is None when no checkpoint is loaded."""
+
+    box: tuple[float, float, float, float]
+    landmarks: np.ndarray
+    crop: FaceCrop
+    probabilities: np.ndarray | None
+
+    def label(self, class_names: Sequence[str]) -> str:
+        if self.probabilities is None:
+            return "face"
+        i = int(np.argmax(self.probabilities))
+        return f"{class_names[i]} {self.probabilities[i]:.0%}"
+
+
+@dataclass
+class PhotoResult:
+    """What the Photo tab (and a frozen webcam frame) keeps per visitor."""
+
+    image: np.ndarray
+    faces: list[FaceView]
+    class_names: tuple[str, ...]
+    model_key: str | None
+    checkpoint: str
+    reason: str = ""  # why faces are not classified
+    dropped: int = 0
+    seconds: float = 0.0
+
+    @property
+    def classified(self) -> bool:
+        return bool(self.faces) and self.faces[0].probabilities is not None
+
+
+@dataclass
+class Subject:
+    """One face to explain: its 224x224 crop and the checkpoint that should explain it."""
+
+    crop: np.ndarray
+    model_key: str | None
+    title: str
+    face_crop: FaceCrop | None = None
+
+
+# --- photos -------------------------------------------------------------------------------
+
+def read_photo(value: Any) -> np.ndarray:
+    """An uploaded image as RGB uint8. ``value`` is a path, Gradio's file payload or an array.
+
+    Raises ``ImageError`` with a readable message for files that are not images, too large or
+    damaged.
+    """
+    if value is None:
+        raise ImageError("no image: upload, paste or pick a photo")
+    if isinstance(value, dict):
+        value = value.get("path") or value.get("url")
+        if not value:
+            raise ImageError("the upload did not arrive, try again")
+    if isinstance(value, (str, os.PathLike)):
+        path = Path(value)
+        if path.is_file() and path.stat().st_size > MAX_IMAGE_MB * 1024 * 1024:
+            raise ImageError(f"{path.name} is {path.stat().st_size / 2**20:.0f} MB; "
+                             f"images up to {MAX_IMAGE_MB} MB are accepted")
+    return load_image(value, max_pixels=MAX_IMAGE_PIXELS)
+
+
+def active_key(model_key: str | None, store: ModelStore) -> str | None:
+    """The visitor's checkpoint; API clients (no page, no choice) get the default one."""
+    return model_key or store.default_key()
+
+
+def find_faces(image: np.ndarray, model_key: str | None, store: ModelStore) -> PhotoResult:
+    """Detect, align and (when a checkpoint is available) classify every face."""
+    start = time.perf_counter()
+    model_key = active_key(model_key, store)
+    predictor, reason = store.try_predictor(model_key)
+    if predictor is not None:
+        with store.using(model_key):
+            faces = predictor.predict(image)
+        views = [FaceView(f.box, f.landmarks, f.crop, f.probabilities) for f in faces]
+        class_names, checkpoint, dropped = predictor.class_names, store.label(model_key), faces.dropped
+    else:
+        detections = store.detector().detect(image)
+        views = [FaceView(f.box, f.landmarks, align_face(image, f), None) for f in detections]
+        class_names, checkpoint, dropped = (), "", detections.dropped
+    return PhotoResult(image=image, faces=views, class_names=tuple(class_names), model_key=model_key,
+                       checkpoint=checkpoint, reason=reason, dropped=dropped,
+                       seconds=time.perf_counter() - start)
+
+
+def face_labels(result: PhotoResult) -> list[str]:
+    return [f"{i + 1}: {f.label(result.class_names)}" for i, f in enumerate(result.faces)]
+
+
+def annotated(result: PhotoResult, selected: int | None = None) -> np.ndarray:
+    labels = [f"{i + 1} {f.label(result.class_names)}" for i, f in enumerate(result.faces)]
+    return render.annotate(result.image, [f.box for f in result.faces], labels,
+                           [f.landmarks for f in result.faces], selected if len(result.faces) > 1 else None)
+
+
+def summary_line(result: PhotoResult) -> str:
+    n = len(result.faces)
+    if n == 0:
+        return render.notice("No face found. Try a photo where faces are at least 40 pixels wide, "
+                             "frontal and well lit.", "warn")
+    faces = f"{n} face{'s' if n != 1 else ''}"
+    extra = f" ({result.dropped} smaller faces left out)" if result.dropped else ""
+    if not result.classified:
+        return render.notice(f"{faces} found{extra}, not classified: {short_reason(result.reason)}", "warn")
+    return render.notice(f"{faces} found{extra} · checkpoint {result.checkpoint} · {result.seconds:.2f} s")
+
+
+def short_reason(reason: str) -> str:
+    """Why nothing is classified, short: the page's top note already lists the ways to add one."""
+    if not reason or reason == missing_checkpoint_message():
+        return "no checkpoint is loaded (the note at the top says how to add one)."
+    return reason
+
+
+def bars_html(result: PhotoResult) -> str:
+    items = []
+    for i, face in enumerate(result.faces):
+        title = f"Face {i + 1}" + (f" · {face.label(result.class_names)}" if face.probabilities is not None else "")
+        note = "" if face.probabilities is not None else "not classified: no checkpoint loaded"
+        items.append(render.probability_bars(title, result.class_names, face.probabilities,
+                                             render.face_color(i), note=note))
+    return render.cards(items)
+
+
+def faces_json(result: PhotoResult | None) -> list[dict]:
+    """The result as plain data (for the JSON view and API clients): one dict per face."""
+    if result is None:
+        return []
+    out = []
+    for i, face in enumerate(result.faces):
+        item: dict[str, Any] = {"face": i + 1, "box": [round(float(v), 1) for v in face.box]}
+        if face.probabilities is not None:
+            top = int(np.argmax(face.probabilities))
+            item.update(label=result.class_names[top], confidence=round(float(face.probabilities[top]), 4),
+                        probabilities={n: round(float(p), 4) for n, p in zip(result.class_names, face.probabilities)},
+                        checkpoint=result.checkpoint)
+        else:
+            item.update(label=None, note=result.reason or missing_checkpoint_message())
+        out.append(item)
+    return out
+
+
+def face_selector(result: PhotoResult | None, selected: int = 0) -> dict:
+    """The Radio that picks the face to explain (hidden for fewer than two faces)."""
+    if result is None or not result.faces:
+        return gr.update(choices=[], value=None, visible=False)
+    choices = [(label, i) for i, label in enumerate(face_labels(result))]
+    return gr.update(choices=choices, value=selected, visible=len(choices) > 1)
+
+
+def subject_of(result: PhotoResult | None, index: int | None) -> Subject | None:
+    if result is None or not result.faces:
+        return None
+    index = min(max(int(index or 0), 0), len(result.faces) - 1)
+    face = result.faces[index]
+    title = f"Face {index + 1}" + (f" · {face.label(result.class_names)}" if face.probabilities is not None else "")
+    return Subject(crop=face.crop.image, model_key=result.model_key, title=title, face_crop=face.crop)
+
+
+@friendly("Analyzing the photo")
+def analyze_photo(image: Any, model_key: str | None, store: ModelStore | None = None):
+    """Photo in -> (annotated image, summary line, probability cards, face selector, faces as JSON,
+    result, subject)."""
+    store = store or get_store()
+    if image is None:
+        return None, "", "", face_selector(None), [], None, None
+    result = find_faces(read_photo(image), model_key, store)
+    return (annotated(result, 0), summary_line(result), bars_html(result), face_selector(result, 0),
+            faces_json(result), result, subject_of(result, 0))
+
+
+def select_face(result: PhotoResult | None, index: int | None):
+    """A face picked in the selector -> (annotated image with it outlined, its subject)."""
+    if result is None or not result.faces or index is None:
+        return gr.update(), None
+    return annotated(result, int(index)), subject_of(result, index)
+
+
+def face_at(result: PhotoResult | None, x: float, y: float) -> int | None:
+    """The face under a click at (x, y) photo pixels: the smallest box holding it, else the nearest."""
+    if result is None or not result.faces:
+        return None
+    inside = [(_area(f.box), i) for i, f in enumerate(result.faces)
+              if f.box[0] <= x <= f.box[2] and f.box[1] <= y <= f.box[3]]
+    if inside:
+        return min(inside)[1]
+    centres = [((f.box[0] + f.box[2]) / 2 - x) ** 2 + ((f.box[1] + f.box[3]) / 2 - y) ** 2 for f in result.faces]
+    return int(np.argmin(centres))
+
+
+def _area(box: Sequence[float]) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+def example_photos() -> list[str]:
+    """The astronaut (scikit-image) and Grace Hopper (matplotlib), from the installed packages."""
+    paths = []
+    try:
+        import skimage.data
+
+        astronaut = Path(skimage.data.__file__).parent / "astronaut.png"
+        if astronaut.is_file():
+            paths.append(str(astronaut))
+    except ImportError:
+        pass
+    try:
+        from matplotlib import cbook
+
+        hopper = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+        if hopper.is_file():
+            paths.append(str(hopper))
+    except (ImportError, OSError, ValueError):
+        pass
+    return paths
+
+
+# --- explanations -------------------------------------------------------------------------
+
+PANEL_TITLES = {
+    "gradcam_image": "Grad-CAM · image stream (IR-50)",
+    "gradcam_landmark": "Grad-CAM · landmark stream (MobileFaceNet)",
+    "cross_attention": "Cross-attention received (landmarks → image)",
+    "rollout": "ViT attention rollout (CLS → tokens)",
+}
+
+
+def target_choices(class_names: Sequence[str]) -> list[str]:
+    return [PREDICTED, *class_names]
+
+
+@friendly("Explaining the face")
+def explain_subject(subject: Subject | None, target: str | None, store: ModelStore | None = None):
+    """Face -> (4 panels, clickable crop, point-attention panel, explanation, status line, target picker).
+
+    Needs a checkpoint; without one the panels stay empty and the status says why.
+    """
+    store = store or get_store()
+    no_target = gr.update(choices=[PREDICTED], value=PREDICTED)
+    if subject is None:
+        return (None,) * 7 + ("", no_target)
+    predictor, reason = store.try_predictor(subject.model_key)
+    if predictor is None:
+        return (None,) * 4 + (subject.crop, None, None,
+                              render.notice(f"No explanation: {short_reason(reason)}", "warn"), no_target)
+    names = predictor.class_names
+    target_index = names.index(target) if target in names else None
+    explainer = store.explainer(subject.model_key)
+    start = time.perf_counter()
+    with store.using(subject.model_key, exclusive=True):
+        explanation = explainer.explain([subject.crop], target=target_index)[0]
+    seconds = time.perf_counter() - start
+    panels = _panels(explanation)
+    point = default_point()
+    marked, point_panel = point_attention(explanation, *point)
+    target_name = names[explanation.target]
+    status = render.notice(f"{subject.title} · explaining '{target_name}' with {store.label(subject.model_key)}"
+                           f" · {seconds:.1f} s. Click a point on the face to see where it looks.")
+    return (*panels, marked, point_panel, explanation, status,
+            gr.update(choices=target_choices(names), value=target_name if target_index is not None else PREDICTED))
+
+
+def _panels(explanation: Any) -> list[np.ndarray]:
+    from explain import render as explain_render
+
+    panels = explain_render.explanation_panels(explanation, tile=160)
+    return [panels[k] for k in PANEL_TITLES]
+
+
+def default_point() -> tuple[float, float]:
+    """The nose tip of the alignment template: a sensible first query point."""
+    x, y = template(224)[2]
+    return float(x), float(y)
+
+
+def point_attention(explanation: Any, x: float, y: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Where the landmark query at crop pixel (x, y) attends, at the three cross-attention levels."""
+    if explanation is None:
+        return None, None
+    from explain import maps
+    from explain import render as explain_render
+
+    size = explanation.image.shape[0]
+    x = float(min(max(x, 0), size - 1))
+    y = float(min(max(y, 0), size - 1))
+    attention = explanation.query_attention((x, y))
+    sides = [f"{m.shape[0]}x{m.shape[1]}" for m in attention]
+    panel = explain_render.panel(
+        explanation.image, [maps.relative_to_uniform(m) for m in attention],
+        [f"level {i + 1} ({s})" for i, s in enumerate(sides)], vmin=0.0,
+        label="attention of the clicked position, x uniform", tile=160)
+    return render.mark_point(explanation.image, (x, y)), panel
+
+
+# --- comparing checkpoints ----------------------------------------------------------------
+
+@friendly("Comparing checkpoints")
+def compare_checkpoints(subject: Subject | None, store: ModelStore | None = None,
+                        progress: Callable | None = None):
+    """Every available dataset checkpoint on the same face -> (HTML table, attention gallery, status)."""
+    store = store or get_store()
+    if subject is None:
+        return "", [], render.notice("Analyze a photo first.", "info")
+    choices = [c for c in store.choices() if c.weights is not None]
+    if not choices:
+        return "", [], render.notice(missing_checkpoint_message(), "warn")
+    results, problems, gallery = [], [], []
+    for n, choice in enumerate(choices):
+        if progress is not None:
+            progress(n / len(choices), desc=f"{choice.label}")
+        predictor, reason = store.try_predictor(choice.key)
+        if predictor is None:
+            problems.append(f"{choice.label}: {reason}")
+            continue
+        with store.using(choice.key):
+            probs = predictor.classify([subject.crop])[0]
+            attention = _attention_map(predictor.model, subject.crop)
+        results.append((choice.label, predictor.class_names, probs))
+        top = int(np.argmax(probs))
+        gallery.append((attention, f"{choice.label}: {predictor.class_names[top]} {probs[top]:.0%}"))
+    table = compare_table(results)
+    missing = [w.value.title for w in PosterV2Weights if w.value.title not in {r[0] for r in results}]
+    note = f"{len(results)} checkpoint{'s' if len(results) != 1 else ''} compared on {subject.title}."
+    if missing:
+        note += f" Not available: {', '.join(missing)} (add them in the Model tab)."
+    if problems:
+        note += " " + " ".join(problems)
+    return table, gallery, render.notice(note, "info" if not problems else "warn")
+
+
+def compare_rows(results: Sequence[tuple[str, Sequence[str], np.ndarray]]) -> tuple[list[str], list[list[float | None]]]:
+    """Classes aligned by canonical name: (class names, one row per class of each checkpoint's
+    probability or None where that checkpoint has no such class)."""
+    present = {canonical_class(n) for _, names, _ in results for n in names}
+    order = [c for c in CANONICAL_ORDER if c in present] + sorted(present - set(CANONICAL_ORDER))
+    rows = []
+    for cls in order:
+        row = []
+        for _, names, probs in results:
+            canon = [canonical_class(n) for n in names]
+            row.append(float(probs[canon.index(cls)]) if cls in canon else None)
+        rows.append(row)
+    return order, rows
+
+
+def compare_table(results: Sequence[tuple[str, Sequence[str], np.ndarray]]) -> str:
+    if not results:
+        return ""
+    order, rows = compare_rows(results)
+    tops = [canonical_class(names[int(np.argmax(p))]) for _, names, p in results]
+    body = [[f"<b>{escape(cls)}</b>"] + [render.bar_cell(v, strong=(cls == tops[j])) for j, v in enumerate(row)]
+            for cls, row in zip(order, rows)]
+    return render.table_html(["Class"] + [escape(r[0]) for r in results], body,
+                             "Probabilities per checkpoint, classes lined up by name (— : the checkpoint has no such class)")
+
+
+def _attention_map(model: Any, crop: np.ndarray) -> np.ndarray:
+    """The finest cross-attention level over the crop (no gradients: cheap)."""
+    from explain import attention as explain_attention
+    from explain import maps
+    from explain import render as explain_render
+    from poster.transforms import to_batch
+
+    batch = to_batch([crop]).to(next(model.parameters()).device)
+    level = explain_attention.cross_attention_maps(model, batch)[0][0].float().cpu().numpy()
+    return explain_render.overlay(crop, maps.relative_to_uniform(level), vmin=0.0)
+
+
+# --- the Model tab ------------------------------------------------------------------------
+
+MODEL_CARD = """
+### About POSTER++
+POSTER++ ([Mao et al., 2023](https://arxiv.org/abs/2301.12149)) recognizes facial expressions from
+an aligned face crop. Two streams read the same face: an **IR-50** image backbone and a frozen
+**MobileFaceNet** landmark backbone. At three scales the landmark features *query* the image
+features through window cross-attention; the fused maps become 147 tokens for a small vision
+transformer whose class token gives the expression. This app detects faces with MTCNN, aligns
+each one to a 224×224 crop and classifies it with the checkpoint you choose.
+
+| Checkpoint | Classes | Published accuracy |
+| --- | --- | --- |
+{rows}
+
+### Limits — please read
+- **Not for decisions about people.** An expression is not an emotion, and a model's guess is not a
+  fact about a person. Do not use it for hiring, grading, policing, health, security or any other
+  decision that affects someone.
+- Trained on RAF-DB, AffectNet and CAER-S: posed and in-the-wild photos scraped from the web and TV,
+  with their biases in age, skin tone, gender presentation, culture and photo style. Accuracy is
+  lower on faces, expressions and conditions those datasets hold few of.
+- The labels are a small fixed set of categories; real expressions are mixed, subtle and
+  context-dependent. Low confidence usually means "none of these fits well".
+- Explanations (Grad-CAM, attention) show what the network's computation depends on, not *why* a
+  person feels something, and they can be misleading on their own.
+- Photos and webcam frames are processed in memory to answer your request and are not stored.
+"""
+
+
+def model_card() -> str:
+    rows = "\n".join(f"| {w.value.title} | {', '.join(w.value.class_names)} | {w.value.published_accuracy:.2f} % |"
+                     for w in PosterV2Weights)
+    return MODEL_CARD.replace("{rows}", rows)
+
+
+def model_facts(model_key: str | None, store: ModelStore | None = None) -> str:
+    """HTML facts about the visitor's active checkpoint (loads it if needed)."""
+    store = store or get_store()
+    if not model_key:
+        return render.notice(f"No checkpoint active. {missing_checkpoint_message()}", "warn")
+    predictor, reason = store.try_predictor(model_key)
+    if predictor is None:
+        return render.notice(f"{store.label(model_key)} could not be loaded: {reason}", "error")
+    info = predictor.model.info
+    accuracy = f"{info.published_accuracy:.2f} %" if info.published_accuracy is not None else "not published"
+    dataset = PosterV2Weights.get(info.dataset).value.title if info.dataset else "unknown (uploaded file)"
+    source = "uploaded file" if model_key.startswith(UPLOAD_PREFIX) else Path(info.source).name
+    rows = [
+        ("Checkpoint", escape(store.label(model_key))),
+        ("Trained on", escape(dataset)),
+        ("Classes", ", ".join(escape(c) for c in info.class_names)),
+        ("Published accuracy", accuracy),
+        ("sha256", f"<code>{escape(info.sha256)}</code>"),
+        ("File", escape(source)),
+        ("Parameters", f"{count_parameters(predictor.model) / 1e6:.1f} M"),
+        ("Runs on", "CPU" if store.device == "cpu" else escape(store.device)),
+    ]
+    body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    return f'<table class="poster-kv">{body}</table>'
+
+
+def checkpoint_dropdown(model_key: str | None, uploads: Sequence[str] | None, store: ModelStore | None = None) -> dict:
+    store = store or get_store()
+    choices = [(f"{c.label} — {c.origin}", c.key) for c in store.choices(tuple(uploads or ()))]
+    keys = [k for _, k in choices]
+    if model_key and model_key not in keys:
+        choices.append((store.label(model_key), model_key))
+    return gr.update(choices=choices, value=model_key if model_key else None, interactive=bool(choices))
+
+
+def header_line(model_key: str | None, store: ModelStore | None = None) -> str:
+    store = store or get_store()
+    device = "GPU" if store.on_gpu else "CPU"
+    if not model_key:
+        return ""  # the empty-state banner says what is missing
+    predictor, reason = store.try_predictor(model_key)
+    if predictor is None:
+        return render.notice(f"{store.label(model_key)}: {reason}", "error")
+    info = predictor.model.info
+    acc = f", published accuracy {info.published_accuracy:.2f} %" if info.published_accuracy else ""
+    return render.notice(f"Active checkpoint: {store.label(model_key)} ({len(info.class_names)} classes{acc}) · "
+                         f"running on {device}")
+
+
+@friendly("Switching checkpoints")
+def switch_checkpoint(new_key: str | None, old_key: str | None, store: ModelStore | None = None):
+    """-> (the visitor's checkpoint key, status line). A checkpoint that fails to load is not kept."""
+    store = store or get_store()
+    if not new_key or new_key == old_key:
+        return old_key, ""
+    predictor, reason = store.try_predictor(new_key)
+    if predictor is None:
+        gr.Warning(_sentence(reason))
+        return old_key, render.notice(reason, "error")
+    return new_key, render.notice(f"Switched to {store.label(new_key)}.")
+
+
+@friendly("Uploading the checkpoint")
+def upload_checkpoint(file: Any, model_key: str | None, uploads: Sequence[str] | None,
+                      store: ModelStore | None = None):
+    """An uploaded checkpoint file -> (key, uploads, status line). Bad files leave everything as it was."""
+    store = store or get_store()
+    uploads = list(uploads or ())
+    if file is None:
+        return model_key, uploads, ""
+    path = Path(file.get("path") if isinstance(file, dict) else getattr(file, "name", file))
+    try:
+        key = store.add_upload(path, name=path.name)
+    except CheckpointError as exc:
+        message = _sentence(str(exc))
+        gr.Warning(message)
+        return model_key, uploads, render.notice(f"Upload refused: {message}", "error")
+    if key not in uploads:
+        uploads.append(key)
+    return key, uploads, render.notice(f"Loaded {path.name} safely and switched to it.")
+
+
+def download_checkpoint(dataset_key: str | None, model_key: str | None,
+                        progress: Callable | None = None, store: ModelStore | None = None,
+                        downloader: Callable | None = None):
+    """Download a dataset checkpoint (verified) and switch to it -> (key, status line)."""
+    store = store or get_store()
+    if not dataset_key:
+        return model_key, render.notice("Pick a dataset checkpoint to download.", "info")
+    if downloader is None:
+        from poster.download import download as downloader
+    weights = PosterV2Weights.get(dataset_key).value
+    started = time.perf_counter()
+
+    def on_progress(done: int, total: int | None) -> None:
+        if progress is None:
+            return
+        speed = done / max(time.perf_counter() - started, 1e-6) / 2**20
+        if total:
+            progress(done / total, desc=f"{weights.title}: {done / 2**20:.0f} / {total / 2**20:.0f} MB, {speed:.1f} MB/s")
+        else:
+            progress(None, desc=f"{weights.title}: {done / 2**20:.0f} MB, {speed:.1f} MB/s")
+
+    try:
+        path = downloader(weights.key, progress=on_progress, quiet=True)
+    except (DownloadError, CheckpointError) as exc:
+        message = _sentence(str(exc))
+        gr.Warning(message[:300])
+        return model_key, render.notice(f"Download failed: {message}", "error")
+    except Exception as exc:  # noqa: BLE001
+        log.exception("download failed")
+        return model_key, render.notice(f"Download failed ({type(exc).__name__}); try again later.", "error")
+    predictor, reason = store.try_predictor(weights.key)
+    if predictor is None:
+        return model_key, render.notice(f"Downloaded to {path}, but it does not load: {reason}", "error")
+    return weights.key, render.notice(f"Downloaded {weights.title} to {path} and switched to it.")
+
+
+def banner(model_key: str | None) -> tuple[dict, str]:
+    """The empty-state row above the tabs: visible only while the visitor has no checkpoint."""
+    return gr.update(visible=not model_key), render.notice(missing_checkpoint_message(), "warn")

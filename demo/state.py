@@ -1,0 +1,372 @@
+"""What every visitor shares: the face detector and the loaded checkpoints, created once.
+
+A ``ModelStore`` loads each checkpoint the first time somebody needs it and keeps it for everyone
+(one lock per checkpoint, so two visitors asking at once load it once). Which checkpoint a
+visitor uses is that visitor's own choice, kept in a ``gr.State`` as a plain key string:
+a registry key ("raf-db") or the key of an uploaded file ("upload:1a2b3c4d5e6f").
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from poster import locate
+from poster.checkpoints import load_checkpoint, sha256_file
+from poster.errors import CheckpointError
+from poster.faces import DetectorConfig, FaceDetector
+from poster.predictor import Predictor, default_device
+from poster.registry import PosterV2Weights, Weights
+
+UPLOAD_PREFIX = "upload:"
+FILE_PREFIX = "file:"
+ENV_RUNS_DIR = "POSTER_RUNS_DIR"
+ENV_MAX_UPLOAD_MB = "POSTER_MAX_UPLOAD_MB"
+DEFAULT_MAX_UPLOAD_MB = 1024  # released checkpoints with optimizer state are ~0.5-0.7 GB
+MAX_IMAGE_MB = 25
+MAX_IMAGE_PIXELS = 40_000_000
+
+
+def max_upload_bytes() -> int:
+    try:
+        return int(float(os.environ.get(ENV_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_MB)) * 1024 * 1024)
+    except ValueError:
+        return DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get(ENV_RUNS_DIR) or "runs")
+
+
+def missing_checkpoint_message() -> str:
+    """The one line every tab shows when there is no checkpoint to classify with."""
+    w = PosterV2Weights.RAF_DB.value
+    return (f"No POSTER++ checkpoint found, so faces are boxed but not classified. Provide one: "
+            f"put `{w.file_name}` in `{locate.DEFAULT_DIR}/` (or run `python -m poster download {w.key}`), "
+            f"set `{locate.ENV_DIR}` or `{locate.ENV_HUB_REPO}`, or upload or download one in the Model tab.")
+
+
+class ReadWriteLock:
+    """Many readers or one writer; a waiting writer keeps new readers out (no starvation).
+
+    Predictions only read the model and may run side by side; an explanation hooks into the
+    model's layers (Grad-CAM), so while it runs nobody else may use that model.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One checkpoint a visitor can pick."""
+
+    key: str
+    label: str  # shown in dropdowns
+    origin: str  # "local file", "Hub repository", "uploaded"
+    weights: Weights | None = None  # registry record for the dataset checkpoints
+
+
+class ModelStore:
+    """Shared detector and checkpoints; safe to use from many request threads at once."""
+
+    def __init__(self, device: str | None = None, max_uploads: int = 3,
+                 loader: Callable[..., Any] = load_checkpoint, upload_dir: str | Path | None = None,
+                 checkpoint_dirs: list[str | Path] | None = None) -> None:
+        self.device = str(device or default_device())
+        self.checkpoint_dirs = [Path(d) for d in checkpoint_dirs] if checkpoint_dirs else None
+        self.max_uploads = max_uploads
+        self._loader = loader
+        self._lock = threading.Lock()
+        self._key_locks: dict[str, threading.Lock] = {}
+        self._usage: dict[str, ReadWriteLock] = {}
+        self._predictors: dict[str, Predictor] = {}
+        self._explainers: dict[str, Any] = {}
+        self._detector: FaceDetector | None = None
+        self._uploads: OrderedDict[str, tuple[Path, str]] = OrderedDict()  # key -> (file, original name)
+        self._upload_dir = Path(upload_dir) if upload_dir else None
+        self._files: dict[str, Path] = {}  # checkpoints named by path in POSTER_CHECKPOINT
+
+    # --- shared objects -------------------------------------------------------------------
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.startswith("cuda")
+
+    def detector(self) -> FaceDetector:
+        with self._lock:
+            if self._detector is None:
+                self._detector = FaceDetector(DetectorConfig(device="cuda" if self.on_gpu else "cpu"))
+            return self._detector
+
+    def predictor(self, key: str | None) -> Predictor:
+        """The loaded checkpoint ``key``; loads it on first use. Raises ``CheckpointError``."""
+        if not key:
+            raise CheckpointError(missing_checkpoint_message())
+        predictor = self._predictors.get(key)
+        if predictor is not None:
+            return predictor
+        with self._key_lock(key):
+            predictor = self._predictors.get(key)
+            if predictor is None:
+                source = self._source(key)
+                model = self._loader(source, device=self.device)
+                predictor = Predictor(model, detector=self.detector())
+                with self._lock:
+                    self._predictors[key] = predictor
+        return predictor
+
+    def try_predictor(self, key: str | None) -> tuple[Predictor | None, str]:
+        """``(predictor, "")`` or ``(None, one-line reason)``; never raises for a missing file."""
+        try:
+            return self.predictor(key), ""
+        except CheckpointError as exc:
+            return None, str(exc) if key else missing_checkpoint_message()
+
+    def explainer(self, key: str) -> Any:
+        """One ``explain.Explainer`` per loaded checkpoint."""
+        from explain import Explainer
+
+        predictor = self.predictor(key)
+        with self._key_lock("explain:" + key):
+            if key not in self._explainers:
+                self._explainers[key] = Explainer(predictor.model)
+            return self._explainers[key]
+
+    def using(self, key: str, exclusive: bool = False):
+        """Context manager around a use of checkpoint ``key``'s model: shared for predictions,
+        ``exclusive`` for explanations (their hooks would see other requests' tensors)."""
+        with self._lock:
+            lock = self._usage.setdefault(key, ReadWriteLock())
+        return lock.write() if exclusive else lock.read()
+
+    def is_loaded(self, key: str) -> bool:
+        return key in self._predictors
+
+    # --- what can be chosen ---------------------------------------------------------------
+
+    def choices(self, own_uploads: tuple[str, ...] | list[str] = ()) -> list[Choice]:
+        """Dataset checkpoints found locally or on the configured Hub repository, then the
+        visitor's own uploads that are still kept."""
+        repo = os.environ.get(locate.ENV_HUB_REPO)
+        out = []
+        for member in PosterV2Weights:
+            w = member.value
+            if locate.find_local(w, self.checkpoint_dirs) is not None:
+                out.append(Choice(w.key, w.title, "local file", w))
+            elif repo:
+                out.append(Choice(w.key, w.title, f"Hub repository {repo}", w))
+        with self._lock:
+            uploads = dict(self._uploads)
+            files = dict(self._files)
+        for key, path in files.items():
+            out.append(Choice(key, path.name, "local file"))
+        for key in own_uploads:
+            if key in uploads:
+                out.append(Choice(key, f"{uploads[key][1]} (uploaded)", "uploaded"))
+        return out
+
+    def default_key(self) -> str | None:
+        """``POSTER_CHECKPOINT`` when it can be found, else the first available checkpoint."""
+        keys = [c.key for c in self.choices()]
+        wanted = locate.default_checkpoint()
+        try:
+            wanted_key = PosterV2Weights.get(wanted).value.key
+        except KeyError:
+            wanted_key = None
+        if wanted_key in keys:
+            return wanted_key
+        if wanted_key is None and Path(wanted).is_file():
+            key = FILE_PREFIX + Path(wanted).name
+            with self._lock:
+                self._files[key] = Path(wanted)
+            return key
+        return keys[0] if keys else None
+
+    def label(self, key: str | None) -> str:
+        if not key:
+            return "none"
+        if key.startswith(UPLOAD_PREFIX):
+            with self._lock:
+                entry = self._uploads.get(key)
+            return f"{entry[1]} (uploaded)" if entry else "uploaded checkpoint"
+        if key.startswith(FILE_PREFIX):
+            return key[len(FILE_PREFIX):]
+        try:
+            return PosterV2Weights.get(key).value.title
+        except KeyError:
+            return key
+
+    # --- uploads --------------------------------------------------------------------------
+
+    def add_upload(self, path: str | Path, name: str | None = None) -> str:
+        """Load an uploaded checkpoint through the safe loader and keep it; returns its key.
+
+        Raises ``CheckpointError`` (one line) when the file is too big, unsafe, corrupt or not
+        POSTER++. Only the last ``max_uploads`` uploads are kept.
+        """
+        path = Path(path)
+        name = name or path.name
+        if not path.is_file():
+            raise CheckpointError(f"{name}: the upload did not arrive, try again")
+        size = path.stat().st_size
+        limit = max_upload_bytes()
+        if size > limit:
+            raise CheckpointError(f"{name} is {_mb(size)}; the limit is {_mb(limit)} "
+                                  f"(set {ENV_MAX_UPLOAD_MB} to change it)")
+        if size == 0:
+            raise CheckpointError(f"{name} is empty")
+        key = self._register_upload(path, name)
+        try:
+            self.predictor(key)
+        except CheckpointError:
+            self._forget_upload(key)
+            raise
+        except Exception as exc:  # noqa: BLE001 - a hostile file must never take the server down
+            self._forget_upload(key)
+            raise CheckpointError(f"{name} could not be loaded ({type(exc).__name__})") from None
+        return key
+
+    def _register_upload(self, path: Path, name: str) -> str:
+        """Copy an uploaded file into the store's folder under ``upload:<sha256 prefix>``."""
+        key = UPLOAD_PREFIX + sha256_file(path)[:12]
+        with self._lock:
+            if key in self._uploads:
+                self._uploads.move_to_end(key)
+                return key
+        # Keep the file name: the loader recognises released files (and their classes) by it.
+        folder = self._upload_folder() / key.split(":", 1)[1]
+        folder.mkdir(parents=True, exist_ok=True)
+        stored = folder / _safe_name(name)
+        shutil.copyfile(path, stored)
+        evicted = []
+        with self._lock:
+            self._uploads[key] = (stored, name)
+            while len(self._uploads) > self.max_uploads:
+                old_key, (old_path, _) = self._uploads.popitem(last=False)
+                self._predictors.pop(old_key, None)
+                self._explainers.pop(old_key, None)
+                evicted.append(old_path)
+        for old in evicted:
+            shutil.rmtree(old.parent, ignore_errors=True)
+        return key
+
+    def _forget_upload(self, key: str) -> None:
+        with self._lock:
+            entry = self._uploads.pop(key, None)
+            self._predictors.pop(key, None)
+        if entry:
+            shutil.rmtree(entry[0].parent, ignore_errors=True)
+
+    def _upload_folder(self) -> Path:
+        with self._lock:
+            if self._upload_dir is None:
+                self._upload_dir = Path(tempfile.mkdtemp(prefix="poster-uploads-"))
+            self._upload_dir.mkdir(parents=True, exist_ok=True)
+            return self._upload_dir
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _source(self, key: str) -> str:
+        if key.startswith(UPLOAD_PREFIX):
+            with self._lock:
+                entry = self._uploads.get(key)
+            if entry is None:
+                raise CheckpointError("that uploaded checkpoint is no longer kept; upload it again")
+            return str(entry[0])
+        if key.startswith(FILE_PREFIX):
+            with self._lock:
+                path = self._files.get(key)
+            if path is None:
+                raise CheckpointError(f"unknown checkpoint {key}")
+            return str(path)
+        try:
+            found = locate.find_local(PosterV2Weights.get(key).value, self.checkpoint_dirs)
+        except KeyError:
+            found = None
+        return str(found) if found is not None else key  # else the Hub repository, if one is set
+
+    def _key_lock(self, key: str) -> threading.Lock:
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.Lock())
+
+    def warm_up(self, key: str | None) -> threading.Thread:
+        """Load the detector and ``key`` in a background thread so the first visitor waits less."""
+        def work() -> None:
+            self.detector()
+            if key:
+                self.try_predictor(key)
+
+        thread = threading.Thread(target=work, name="poster-warm-up", daemon=True)
+        thread.start()
+        return thread
+
+
+def _mb(size: int) -> str:
+    mb = size / 2**20
+    return f"{mb:.0f} MB" if mb >= 10 else f"{mb:.2g} MB"
+
+
+def _safe_name(name: str) -> str:
+    """A file name without folders or odd characters (uploads name their own files)."""
+    base = Path(name).name
+    cleaned = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in base).lstrip(".")
+    return cleaned[:120] or "checkpoint.pth"
+
+
+_STORE: ModelStore | None = None
+_STORE_LOCK = threading.Lock()
+
+
+def get_store() -> ModelStore:
+    """The process-wide store (created on first use)."""
+    global _STORE
+    with _STORE_LOCK:
+        if _STORE is None:
+            _STORE = ModelStore()
+        return _STORE
+
+
+def set_store(store: ModelStore | None) -> None:
+    """Replace the process-wide store (tests use a store with a temporary checkpoint folder)."""
+    global _STORE
+    with _STORE_LOCK:
+        _STORE = store

@@ -1,0 +1,232 @@
+"""The app in a real browser: Playwright driving Debian's Chromium, with a fake webcam.
+
+Screenshots of every tab go to test-artifacts/ (look at them after a change to the UI).
+Skipped where Chromium or Playwright is missing; never runs `playwright install`.
+"""
+from __future__ import annotations
+
+import io
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests._app import (RAF_CLASSES, app_store, astronaut_path, checkpoint_dir, empty_store,  # noqa: F401
+                        served, write_run)
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+BASE_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+             "--disable-dev-shm-usage"]
+BOX_COLOR = np.array([0x4E, 0x79, 0xA7])  # poster.draw.PALETTE[0]: the first face's box and label
+TIMEOUT_MS = 90_000
+
+
+def write_y4m(path: Path, image: np.ndarray, frames: int = 5, size: tuple[int, int] = (640, 480)) -> Path:
+    """A short 4:2:0 YUV4MPEG2 video of one still photo, for Chromium's fake camera (it loops)."""
+    y, cb, cr = Image.fromarray(image).resize(size).convert("YCbCr").split()
+    half = (size[0] // 2, size[1] // 2)
+    frame = b"FRAME\n" + y.tobytes() + cb.resize(half).tobytes() + cr.resize(half).tobytes()
+    with open(path, "wb") as out:
+        out.write(f"YUV4MPEG2 W{size[0]} H{size[1]} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            out.write(frame)
+    return path
+
+
+def box_pixels(image: np.ndarray, tolerance: int = 28) -> int:
+    """How many pixels have the first face's box/label color."""
+    return int((np.abs(image.astype(int) - BOX_COLOR).max(axis=2) <= tolerance).sum())
+
+
+def shown_image(page, selector: str) -> np.ndarray:
+    """The picture an <img> inside ``selector`` shows, fetched from the server."""
+    src = page.locator(f"{selector} img").first.get_attribute("src")
+    body = page.request.get(src).body()
+    return np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("browser-runs") / "runs"
+    write_run(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def app_url(app_store, runs_root):  # noqa: F811
+    app_store.predictor("raf-db")  # loaded before the browser starts waiting
+    with served(app_store, runs_root) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def fake_camera(tmp_path_factory, ) -> Path:
+    from skimage import data
+
+    return write_y4m(tmp_path_factory.mktemp("camera") / "astronaut.y4m", data.astronaut())
+
+
+@pytest.fixture(scope="module")
+def browser(fake_camera):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright_api.sync_playwright() as p:
+        args = BASE_ARGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                            f"--use-file-for-fake-video-capture={fake_camera}"]
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, app_url, request):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"])
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors = []
+    failed_before = request.session.testsfailed
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(app_url, wait_until="load")
+    page.get_by_role("tab", name="Photo").wait_for()
+    playwright_api.expect(page.locator("#active-checkpoint")).to_contain_text("Active checkpoint", timeout=TIMEOUT_MS)
+    yield page
+    if request.session.testsfailed > failed_before:  # keep what the page showed when the test failed
+        page.screenshot(path=str(ARTIFACTS / f"FAILED-{request.node.name}.png"), full_page=True)
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def wait_for_text(page, selector: str, pattern: str) -> str:
+    locator = page.locator(selector)
+    playwright_api.expect(locator).to_contain_text(re.compile(pattern), timeout=TIMEOUT_MS)
+    return locator.inner_text()
+
+
+def test_photo_upload_shows_the_labeled_result(page):
+    assert "RAF-DB" in page.locator("#active-checkpoint").inner_text()
+    page.locator("#photo-input input[type=file]").set_input_files(str(astronaut_path()))
+    summary = wait_for_text(page, "#photo-summary", r"1 face found")
+    assert "RAF-DB" in summary
+    bars = page.locator("#photo-bars .poster-bar-row")
+    assert bars.count() == len(RAF_CLASSES)
+    title = page.locator("#photo-bars .poster-card-title").inner_text()
+    assert any(name in title for name in RAF_CLASSES)
+    image = shown_image(page, "#photo-output")
+    assert image.shape[:2] == (512, 512) and box_pixels(image) > 200  # the box and its filled label
+    wait_for_text(page, "#photo-explain-status", r"explaining '")
+    playwright_api.expect(page.locator("#photo-gradcam_image img")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "photo.png"), full_page=True)
+
+    # Click a point on the face: the attention view follows.
+    before = shown_image(page, "#photo-point")
+    before_src = page.locator("#photo-point img").get_attribute("src")
+    page.locator("#photo-crop img").click(position={"x": 40, "y": 40})
+    page.wait_for_function("src => document.querySelector('#photo-point img').getAttribute('src') !== src",
+                           arg=before_src, timeout=TIMEOUT_MS)
+    assert not np.array_equal(before, shown_image(page, "#photo-point"))
+
+
+def test_example_photo_is_one_click_away(page):
+    page.get_by_text("Grace Hopper (matplotlib)").click()
+    wait_for_text(page, "#photo-summary", r"1 face found")
+    image = shown_image(page, "#photo-output")
+    assert image.shape[:2] == (600, 512) and box_pixels(image) > 200
+
+
+def test_a_bad_upload_shows_a_message_and_the_app_keeps_working(page, tmp_path):
+    page.locator("#photo-input input[type=file]").set_input_files(str(astronaut_path()))
+    wait_for_text(page, "#photo-summary", r"1 face found")
+    bad = tmp_path / "holiday.jpg"
+    bad.write_text("not a picture at all")
+    page.locator("#photo-input button[aria-label='Remove Image']").first.click()
+    page.locator("#photo-input input[type=file]").set_input_files(str(bad))
+    toast = page.locator(".toast-body, [data-testid=toast-body]").first
+    playwright_api.expect(toast).to_contain_text("Not an image", timeout=TIMEOUT_MS)
+    playwright_api.expect(page.locator("#photo-summary")).to_have_text("")  # no stale result
+    assert "Traceback" not in page.content()
+    page.screenshot(path=str(ARTIFACTS / "photo-bad-upload.png"), full_page=True)
+    page.locator("#photo-input button[aria-label='Remove Image']").first.click()
+    page.locator("#photo-input input[type=file]").set_input_files(str(astronaut_path()))
+    wait_for_text(page, "#photo-summary", r"1 face found")
+
+
+def test_webcam_stream_gets_labeled_boxes(page):
+    page.get_by_role("tab", name="Webcam").click()
+    page.locator("text=/access webcam/i >> visible=true").first.click()
+    page.locator("button >> visible=true", has_text="Record").first.click()
+    stats = wait_for_text(page, "#webcam-stats", r"\d frames/s · \d+ ms per frame · 1 face")
+    frames = float(re.search(r"([\d.]+)\s*frames/s", stats).group(1))
+    assert frames > 0
+    frame = shown_image(page, "#webcam-output")
+    assert frame.shape[:2] == (480, 640) and box_pixels(frame) > 200
+    page.screenshot(path=str(ARTIFACTS / "webcam.png"), full_page=True)
+
+    page.locator("#webcam-freeze").click()
+    wait_for_text(page, "#webcam-explain-status", r"explaining '")
+    page.locator("button >> visible=true", has_text="Stop").first.click()
+    page.screenshot(path=str(ARTIFACTS / "webcam-frozen.png"), full_page=True)
+
+
+def test_explorer_cell_click_shows_that_cells_images(page, runs_root):
+    from demo.explorer import get_run
+
+    run = get_run("raf-db-test", runs_root)
+    counts = run.predictions.groupby(["label", "pred"]).size()
+    true, pred = counts.idxmax()
+    expected = run.predictions[(run.predictions.label == true) & (run.predictions.pred == pred)]
+    expected = expected.sort_values("confidence", ascending=False)
+
+    page.get_by_role("tab", name="Explorer").click()
+    wait_for_text(page, "#explorer-summary", r"accuracy")
+    columns = len(RAF_CLASSES) + 1
+    page.locator("#explorer-matrix [role=gridcell]").nth(true * columns + pred + 1).click()
+    caption = wait_for_text(page, "#explorer-cell-caption", rf"true {RAF_CLASSES[true]}, predicted {RAF_CLASSES[pred]}")
+    assert f"{len(expected)} image" in caption
+    thumbs = page.locator("#explorer-cell-gallery .thumbnail-item")
+    playwright_api.expect(thumbs).to_have_count(len(expected), timeout=TIMEOUT_MS)
+    captions = page.locator("#explorer-cell-gallery .caption-label").all_inner_texts()
+    from demo.explorer import gallery_caption
+
+    assert captions == [gallery_caption(row) for _, row in expected.iterrows()]
+    page.screenshot(path=str(ARTIFACTS / "explorer.png"), full_page=True)
+
+    thumbs.first.click()
+    card = wait_for_text(page, "#explorer-card", r"labeled")
+    assert f"labeled {expected.iloc[0].label_name}" in card
+    wait_for_text(page, "#explorer-explain-status", r"explaining '")
+    page.screenshot(path=str(ARTIFACTS / "explorer-image.png"), full_page=True)
+
+
+def test_model_tab_shows_the_active_checkpoint(page, app_store):  # noqa: F811
+    page.get_by_role("tab", name="Model").click()
+    facts = wait_for_text(page, "#model-facts", r"sha256")
+    assert app_store.predictor("raf-db").model.info.sha256 in facts and "92.21 %" in facts
+    assert "Not for decisions about people" in page.locator("body").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "model.png"), full_page=True)
+
+
+def test_without_a_checkpoint_the_page_says_what_is_missing_and_still_boxes(browser, empty_store):  # noqa: F811
+    with served(empty_store) as url:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url, wait_until="load")
+        banner = wait_for_text(page, "#missing-banner", r"No POSTER\+\+ checkpoint")
+        for words in ("checkpoints/", "POSTER_CHECKPOINT_DIR", "POSTER_HUB_REPO", "Model tab"):
+            assert words in banner
+        playwright_api.expect(page.locator("#banner-download")).to_be_visible()
+        page.locator("#photo-input input[type=file]").set_input_files(str(astronaut_path()))
+        wait_for_text(page, "#photo-summary", r"1 face found, not classified")
+        assert box_pixels(shown_image(page, "#photo-output")) > 100
+        page.screenshot(path=str(ARTIFACTS / "no-checkpoint.png"), full_page=True)
+        for tab in ("Webcam", "Explorer", "Model"):
+            page.get_by_role("tab", name=tab).click()
+            playwright_api.expect(page.locator("#missing-banner")).to_be_visible()
+        context.close()

@@ -18,7 +18,7 @@ TITLE = "POSTER++ facial expressions"
 HEADER = """
 <div class="poster-header">
   <h1>POSTER++ facial expression recognition</h1>
-  <p>Find every face in a photo or your webcam, read its expression with POSTER++ (CVPR-W 2023 state of the art on
+  <p>Find every face in a photo or your webcam, read its expression with POSTER++ (Mao et al. 2023, state of the art on
   RAF-DB, AffectNet and CAER-S), see <i>why</i> with Grad-CAM and attention maps, and browse where the model goes wrong.
   A research demo: <b>not for decisions about people</b> (see the Model tab).</p>
 </div>

@@ -1,6 +1,6 @@
 """Images per second of `evaluate` (loading, preprocessing, forward pass) on the CPU and any GPU.
 
-    python benchmarks/evaluate_speed.py [--images 96] [--batch-size 32] [--workers N] [--threads N]
+    python benchmarks/evaluate_speed.py [--images 96] [--batch-size 32] [--workers N] [--threads N] [--dtype float32 bfloat16]
 
 The dataset is generated: RAF-DB-sized 100x100 face photos in the ImageFolder layout; the
 checkpoint is the reference recipe (same architecture and cost as a released one). Goals:
@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, help="loader processes (default: evaluate's)")
     parser.add_argument("--threads", type=int, help="torch threads on the CPU (default: torch's)")
+    parser.add_argument("--dtype", nargs="+", choices=("float32", "bfloat16"), default=["float32", "bfloat16"],
+                        help="precisions to measure (default: both; bfloat16 is evaluate's fast mode)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -44,8 +46,8 @@ def main() -> None:
         labels = [i % raf.num_classes for i in range(args.images)]
         write_imagefolder(Path(folder), labels, raf.folder_names)
         listing = list_images(folder, raf.class_names, raf.folder_names)
-        for device in devices:
-            model = load_checkpoint(recipe_checkpoint(), device=device)
+        for device, dtype in [(d, t) for d in devices for t in args.dtype]:
+            model = load_checkpoint(recipe_checkpoint(), device=device, dtype=getattr(torch, dtype))
             workers = args.workers if args.workers is not None else default_workers(torch.device(device))
             # Warm-up: first calls pick kernels and fill caches; not part of a long run's rate.
             evaluate(model, ImageDataset(listing.limit(args.batch_size)), batch_size=args.batch_size,
@@ -58,7 +60,7 @@ def main() -> None:
             rate = len(table) / (time.perf_counter() - start)
             projected = RAFDB_TEST_IMAGES / rate
             verdict = "meets" if projected <= GOAL_SECONDS[device] else "misses"
-            print(f"{device:4s}: {rate:7.1f} img/s with {workers} workers; RAF-DB test in {projected:6.1f} s "
+            print(f"{device:4s} {dtype:8s}: {rate:7.1f} img/s with {workers} workers; RAF-DB test in {projected:6.1f} s "
                   f"({verdict} the {GOAL_SECONDS[device]:.0f} s goal)")
             if device == "cpu":
                 # On a shared machine wall time depends on the neighbours; CPU time much less so.

@@ -8,7 +8,7 @@ import gradio as gr
 from . import render
 from .files import files_out
 from .gpu import gpu
-from .handlers import PANEL_TITLES, PREDICTED, explain_subject, point_attention
+from .handlers import PANEL_TITLES, PREDICTED, explain_subject, face_at, point_attention, select_face
 from .limits import Limits
 
 
@@ -37,6 +37,15 @@ class ExplainPanel:
         """Explain the subject whenever ``state`` changes (a counter bumped by whoever set it)."""
         state.change(gpu(files_out(_explain_predicted)), [self.subject], self.outputs,
                      show_progress_on=[self.status], **self.limits.model_event())
+
+
+def on_face_click(result, evt: gr.SelectData):
+    """A click on an annotated image selects the face under it (face picker, image, subject)."""
+    index = face_at(result, *evt.index[:2])
+    if index is None:
+        return gr.update(), gr.update(), None
+    image, subject = select_face(result, index)
+    return gr.update(value=index), image, subject
 
 
 def _with_body(outputs: tuple, subject) -> tuple:

@@ -3,20 +3,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .explain_panel import build_explain_panel
+from .explain_panel import build_explain_panel, on_face_click
 from .files import files_out
 from .gpu import gpu
-from .handlers import analyze_photo, compare_checkpoints, example_photos, face_at, select_face
+from .handlers import analyze_photo, compare_checkpoints, example_photos, select_face
 from .limits import Limits
-
-
-def _on_click(result, evt: gr.SelectData):
-    """A click on the annotated photo selects the face under it."""
-    index = face_at(result, *evt.index[:2])
-    if index is None:
-        return gr.update(), gr.update(), None
-    image, subject = select_face(result, index)
-    return gr.update(value=index), image, subject
 
 
 def _cleared():
@@ -74,7 +65,7 @@ def build_photo_tab(model_key: gr.State, limits: Limits) -> dict:
     panel.explain_after(analysis)
     picked = faces.input(files_out(select_face), [result, faces], [annotated, subject], **limits.light_event())
     panel.explain_after(picked)
-    clicked = annotated.select(files_out(_on_click), [result], [faces, annotated, subject], **limits.light_event())
+    clicked = annotated.select(files_out(on_face_click), [result], [faces, annotated, subject], **limits.light_event())
     panel.explain_after(clicked)
     compare_button.click(gpu(files_out(_compare)), [subject], [compare_table, compare_gallery, compare_status],
                          show_progress_on=[compare_status], **limits.model_event())

@@ -3,20 +3,12 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .explain_panel import build_explain_panel
+from .explain_panel import build_explain_panel, on_face_click
 from .files import files_out
 from .gpu import gpu
-from .handlers import face_at, select_face
+from .handlers import select_face
 from .limits import Limits
 from .webcam import LiveSession, freeze_frame, stats_html, webcam_frame
-
-
-def _on_click(result, evt: gr.SelectData):
-    index = face_at(result, *evt.index[:2])
-    if index is None:
-        return gr.update(), gr.update(), None
-    image, subject = select_face(result, index)
-    return gr.update(value=index), image, subject
 
 
 def _freeze(session, model_key):
@@ -69,7 +61,7 @@ def build_webcam_tab(model_key: gr.State, limits: Limits) -> dict:
     panel.explain_after(frozen_event)
     picked = faces.input(files_out(select_face), [frozen_result, faces], [frozen, subject], **limits.light_event())
     panel.explain_after(picked)
-    clicked = frozen.select(files_out(_on_click), [frozen_result], [faces, frozen, subject], **limits.light_event())
+    clicked = frozen.select(files_out(on_face_click), [frozen_result], [faces, frozen, subject], **limits.light_event())
     panel.explain_after(clicked)
     return {"camera": camera, "live": live, "stats": stats, "session": session, "freeze": freeze,
             "frozen": frozen, "panel": panel}

@@ -1,7 +1,7 @@
 """`python -m poster COMMAND ...`: one entry point, one module per command.
 
-Each command module exposes ``HELP`` (one line), ``configure_parser(parser)`` and
-``run(args) -> int``; modules are imported only when their command runs, so ``--help`` is fast.
+Each command module exposes ``configure_parser(parser)`` and ``run(args) -> int``; its one-line
+summary lives here, so modules are imported only when their command runs and ``--help`` is fast.
 """
 from __future__ import annotations
 
@@ -28,21 +28,20 @@ SUMMARIES = {
 }
 
 
-def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser | None]:
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The full parser for the command named first in ``argv`` (the others get only their summary)."""
     parser = argparse.ArgumentParser(prog="python -m poster", description="POSTER++ facial expression recognition")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    chosen = None
     for name, summary in SUMMARIES.items():
         command_parser = sub.add_parser(name, help=summary, description=summary)
         if argv and argv[0] == name:
             importlib.import_module(COMMANDS[name]).configure_parser(command_parser)
-            chosen = command_parser
-    return parser, chosen
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser, _ = build_parser(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()

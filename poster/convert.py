@@ -6,8 +6,6 @@ import argparse
 from .checkpoints import convert_checkpoint, read_weights
 from .locate import resolve
 
-HELP = "convert a released .pth checkpoint to the project's safetensors format"
-
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="released checkpoint (.pth) or registry name")

@@ -26,7 +26,6 @@ from .registry import Weights, all_weights, find_weights
 from .sources import SOURCE_CHOICES, ENV_URL_TEMPLATE, Source, describe_html, drive_link, manual_route, sources_for
 from .transfer import HtmlAnswer, ProgressFn, Unreachable, fetch
 
-HELP = "download released checkpoints and pretrained backbones, verified"
 PARTIAL_SUFFIX = ".partial"
 
 StatusFn = Callable[[str], None]

@@ -34,7 +34,6 @@ from .errors import PosterError
 from .locate import default_checkpoint
 from .registry import PosterV2Weights
 
-HELP = "evaluate a checkpoint on a labeled dataset and write a run for the explorer"
 
 PREDICTIONS = "predictions.parquet"
 RUN_JSON = "run.json"

@@ -11,8 +11,6 @@ from .errors import PosterError
 from .images import load_image
 from .locate import default_checkpoint
 
-HELP = "detect faces in images and print their expressions"
-
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files")

@@ -20,7 +20,6 @@ from .errors import PosterError
 from .recipe import PRECISIONS, RECIPES, TrainConfig, resume_config
 from .training import run_training
 
-HELP = "train or fine-tune POSTER++ with the published recipe"
 
 DEFAULT_RUNS = Path("runs") / "train"
 

@@ -305,7 +305,7 @@ def full_run(faces_dir: Path, init_file: Path, tmp_path_factory: pytest.TempPath
     from poster.cli import build_parser
 
     argv = _args(faces_dir, init_file, tmp_path_factory.mktemp("full") / "run", epochs=2)
-    config, resume = config_from_args(build_parser(argv)[0].parse_args(argv))
+    config, resume = config_from_args(build_parser(argv).parse_args(argv))
     assert not resume
     return run_training(config)
 

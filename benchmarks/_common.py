@@ -42,6 +42,24 @@ def time_ms(fn: Callable[[], object], repeats: int = 20, warmup: int = 3, sync: 
     return statistics.median(times)
 
 
+def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 20, warmup: int = 3) -> dict[str, float]:
+    """Median wall time in ms of each function, timed in turn round after round.
+
+    Interleaving spreads this shared machine's slow and fast moments over all candidates alike,
+    so their ratios hold even when the absolute figures drift between runs.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def machine() -> str:
     import platform
 

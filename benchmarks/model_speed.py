@@ -13,8 +13,8 @@ import argparse
 import numpy as np
 import torch
 
-from _common import machine, recipe_checkpoint, time_ms
-from original_forward import original_forward
+from _common import machine, recipe_checkpoint, time_interleaved, time_ms
+from original_forward import original_forward, plain_layers
 from poster import load_checkpoint
 
 
@@ -56,7 +56,7 @@ def main() -> None:
     path = recipe_checkpoint()
     print(f"CPU: {machine()}")
 
-    baseline = load_checkpoint(path, channels_last=False)
+    baseline = plain_layers(load_checkpoint(path, channels_last=False))
     fp32 = load_checkpoint(path)
     bf16 = load_checkpoint(path, dtype=torch.bfloat16)
     rows = []
@@ -64,11 +64,10 @@ def main() -> None:
         x = torch.randn(batch, 3, 224, 224)
         repeats = args.repeats if batch == 1 else max(5, args.repeats // 4)
         with torch.inference_mode():
-            torch.testing.assert_close(fp32(x), original_forward(baseline, x), rtol=0, atol=1e-4)
-            t_orig = time_ms(lambda: original_forward(baseline, x), repeats) / batch
-            t_fp32 = time_ms(lambda: fp32(x), repeats) / batch
-            t_bf16 = time_ms(lambda: bf16(x), repeats) / batch
-        rows.append((batch, t_orig, t_fp32, t_bf16))
+            torch.testing.assert_close(fp32(x), original_forward(baseline, x), rtol=0, atol=1e-3)
+            times = time_interleaved({"original": lambda: original_forward(baseline, x),
+                                      "fp32": lambda: fp32(x), "bf16": lambda: bf16(x)}, repeats)
+        rows.append((batch, *(times[k] / batch for k in ("original", "fp32", "bf16"))))
     print(f"\n{'batch':>5} {'original fp32':>14} {'POSTER++ fp32':>14} {'speed-up':>8} {'bf16 fast':>10} {'speed-up':>8}")
     for batch, t_orig, t_fp32, t_bf16 in rows:
         print(f"{batch:>5} {t_orig:>11.1f} ms {t_fp32:>11.1f} ms {t_orig / t_fp32:>7.2f}x {t_bf16:>7.1f} ms "
@@ -94,7 +93,7 @@ def gpu_bench(path) -> None:
     device = torch.device("cuda")
     print(f"\nGPU: {torch.cuda.get_device_name(0)}, batch 64")
     x = torch.randn(64, 3, 224, 224, device=device)
-    baseline = load_checkpoint(path, device=device, channels_last=False)
+    baseline = plain_layers(load_checkpoint(path, device=device, channels_last=False))
     model = load_checkpoint(path, device=device)
     sync = torch.cuda.synchronize
     with torch.inference_mode():

@@ -3,16 +3,34 @@
 Used only as the speed baseline: it does what the published code does on every call (computes and
 discards the landmark head, resizes the input once per stream, max-pools for identity shortcuts,
 partitions and reverses windows with copies, gathers the position bias, repeats the queries, runs
-attention as explicit matrix products, contiguous NCHW memory), so timing it against
-``PosterV2.forward`` measures what this project removed, with identical weights.
+attention as explicit matrix products, contiguous NCHW memory, plain ``nn.Conv2d`` and
+``nn.Linear`` layers), so timing it against ``PosterV2.forward`` measures what this project removed,
+with identical weights.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from poster.models import PosterV2
 from poster.models.ir50 import IRBlock, Subsample
+from poster.models.packed import PackedConv2d, PackedLinear
+
+
+class _PlainConv2d(nn.Conv2d):
+    def forward_folded(self, x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
+        return bn(self(x))
+
+
+def plain_layers(model: PosterV2) -> PosterV2:
+    """The model with every packed layer turned back into a plain ``nn.Conv2d`` / ``nn.Linear``."""
+    for module in model.modules():
+        if isinstance(module, PackedConv2d):
+            module.__class__ = _PlainConv2d
+        elif isinstance(module, PackedLinear):
+            module.__class__ = nn.Linear
+    return model
 
 
 def _ir_block(block: IRBlock, x: torch.Tensor) -> torch.Tensor:

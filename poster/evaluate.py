@@ -51,7 +51,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=SPLITS, default="test", help="default: %(default)s")
     parser.add_argument("--layout", choices=("auto", *LAYOUTS), default="auto", help="default: %(default)s")
     parser.add_argument("--batch-size", type=_count(1), default=32, help="default: %(default)s")
-    parser.add_argument("--workers", type=_count(0), help="loader processes (default: 1 on CPU, up to 8 on GPU)")
+    parser.add_argument("--workers", type=_count(0), help="loader processes (default: none on CPU, up to 8 on GPU)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--thumbnails", action="store_true",
                         help=f"also save {THUMBNAIL_SIZE} px JPEG thumbnails under RUN_DIR/{THUMBNAILS}/")
@@ -248,9 +248,11 @@ def pick_device(name: str | None) -> torch.device:
 
 
 def default_workers(device: torch.device) -> int:
-    """Loader processes: decoding is cheap next to a CPU forward pass, one worker keeps up there."""
+    """Loader processes. None on the CPU: the forward pass already keeps every core busy and a
+    loader process only takes cores from it (2 cores, bfloat16: 21.9 img/s without, 16.0 with
+    one), while decoding a face crop costs a few milliseconds next to a 50-100 ms forward pass."""
     if device.type == "cpu":
-        return 1
+        return 0
     return min(8, os.cpu_count() or 1)
 
 

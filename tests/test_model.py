@@ -125,7 +125,9 @@ def test_model_loaded_under_inference_mode_runs(recipe_checkpoint, recipe_model)
     x = reference_input(torch.float32)
     with torch.inference_mode():
         model = load_checkpoint(recipe_checkpoint)
-        torch.testing.assert_close(model(x), recipe_model(x))
+        # Such weights cannot be packed (no version counter), so this is the plain path against the
+        # packed one: equal up to float32 rounding.
+        torch.testing.assert_close(model(x), recipe_model(x), rtol=0, atol=1e-4)
 
 
 def test_position_bias_cache_follows_weight_updates(recipe_checkpoint):

@@ -5,13 +5,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .packed import PackedConv2d, PackedLinear
+
 
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
+        self.fc1 = PackedLinear(dim, hidden)
         self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc2 = PackedLinear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
@@ -48,8 +50,8 @@ class WindowCrossAttention(nn.Module):
         self.scale = (dim // num_heads) ** -0.5
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, num_heads))
         self.register_buffer("relative_position_index", relative_position_index(window), persistent=False)
-        self.kv = nn.Linear(dim, 2 * dim)
-        self.proj = nn.Linear(dim, dim)
+        self.kv = PackedLinear(dim, 2 * dim)
+        self.proj = PackedLinear(dim, dim)
         self._bias_cache: tuple[tuple, torch.Tensor] | None = None
 
     def position_bias(self) -> torch.Tensor:
@@ -117,8 +119,8 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.scale = (dim // num_heads) ** -0.5
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = PackedLinear(dim, 3 * dim)
+        self.proj = PackedLinear(dim, dim)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         b, n, c = x.shape
@@ -156,9 +158,9 @@ class TransformerBlock(nn.Module):
         y = self.norm1(x)
         b, n, c = y.shape
         heads = self.attn.num_heads
-        w, bias = self.attn.qkv.weight, self.attn.qkv.bias
-        q = F.linear(y[:, :1], w[:c], bias[:c]).reshape(b, 1, heads, c // heads).transpose(1, 2)
-        k, v = F.linear(y, w[c:], bias[c:]).reshape(b, n, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
+        qkv = self.attn.qkv
+        q = qkv.forward_rows(y[:, :1], slice(0, c)).reshape(b, 1, heads, c // heads).transpose(1, 2)
+        k, v = qkv.forward_rows(y, slice(c, None)).reshape(b, n, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(q, k, v, scale=self.attn.scale)
         x = x[:, :1] + self.attn.proj(out.transpose(1, 2).reshape(b, 1, c))
         return x + self.mlp(self.norm2(x))
@@ -169,8 +171,8 @@ class SqueezeExcite(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, dim)
-        self.fc2 = nn.Linear(dim, dim)
+        self.fc1 = PackedLinear(dim, dim)
+        self.fc2 = PackedLinear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.sigmoid(self.fc2(F.relu(self.fc1(x))))

@@ -16,6 +16,7 @@ from torch import nn
 from .ir50 import IR50
 from .layers import CrossFusionBlock, SqueezeExcite, TransformerBlock
 from .mobilefacenet import MobileFaceNet
+from .packed import PackedConv2d, PackedLinear
 
 INPUT_SIZE = 224
 BACKBONE_SIZE = 112
@@ -42,9 +43,9 @@ class TokenEmbedding(nn.Module):
     def __init__(self, dims: tuple[int, ...] = FUSION_DIMS, embed_dim: int = 768) -> None:
         super().__init__()
         self.levels = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(dims[0], embed_dim, 3, 2, 1), nn.Conv2d(embed_dim, embed_dim, 3, 2, 1)),
-            nn.Sequential(nn.Conv2d(dims[1], embed_dim, 3, 2, 1)),
-            nn.Sequential(nn.Conv2d(dims[2], embed_dim, 1)),
+            nn.Sequential(PackedConv2d(dims[0], embed_dim, 3, 2, 1), PackedConv2d(embed_dim, embed_dim, 3, 2, 1)),
+            nn.Sequential(PackedConv2d(dims[1], embed_dim, 3, 2, 1)),
+            nn.Sequential(PackedConv2d(dims[2], embed_dim, 1)),
         ])
 
     def forward(self, maps: list[torch.Tensor]) -> torch.Tensor:
@@ -62,7 +63,7 @@ class FusionTransformer(nn.Module):
         self.blocks = nn.ModuleList([TransformerBlock(embed_dim, num_heads) for _ in range(depth)])
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.se = SqueezeExcite(embed_dim)
-        self.head = nn.Linear(embed_dim, num_classes)
+        self.head = PackedLinear(embed_dim, num_classes)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
@@ -90,8 +91,8 @@ class PosterV2(nn.Module):
         self.landmark_backbone = MobileFaceNet()
         self.landmark_backbone.requires_grad_(False)
         # The last landmark map has 512 channels; the image stream's has 256.
-        self.landmark_proj = nn.Conv2d(MobileFaceNet.channels[2], FUSION_DIMS[2], 3, padding=1)
-        self.image_proj = nn.ModuleList([nn.Conv2d(d, d, 3, 2, 1) for d in FUSION_DIMS])
+        self.landmark_proj = PackedConv2d(MobileFaceNet.channels[2], FUSION_DIMS[2], 3, padding=1)
+        self.image_proj = nn.ModuleList([PackedConv2d(d, d, 3, 2, 1) for d in FUSION_DIMS])
         self.fusion = nn.ModuleList([
             CrossFusionBlock(d, h, w) for d, h, w in zip(FUSION_DIMS, FUSION_HEADS, FUSION_WINDOWS)
         ])

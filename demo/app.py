@@ -7,7 +7,7 @@ from . import render
 from .explorer_tab import build_explorer_tab
 from .files import files_out
 from .gpu import gpu
-from .handlers import banner, checkpoint_dropdown, header_line, model_facts
+from .model_handlers import banner, checkpoint_dropdown, header_line, model_facts
 from .limits import Limits, limits_for
 from .model_tab import build_download_row, build_model_tab
 from .photo_tab import build_photo_tab

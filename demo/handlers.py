@@ -1,4 +1,4 @@
-"""Event handlers of the Photo and Model tabs and of the explanation panel.
+"""Event handlers of the Photo tab and of the explanation panel, and the error wrapper all tabs use.
 
 Each handler is a plain function of plain values (paths, arrays, strings, the visitor's state
 objects) returning plain values or ``gr.update``-style component values, so tests call them
@@ -19,15 +19,13 @@ from typing import Any, Callable, Sequence
 import gradio as gr
 import numpy as np
 
-from poster.checkpoints import count_parameters
-from poster.errors import CheckpointError, DownloadError, ImageError, PosterError
+from poster.errors import ImageError, PosterError
 from poster.faces import FaceCrop, align_face, template
 from poster.images import load_image
 from poster.registry import PosterV2Weights, canonical_class
 
 from . import render
-from .state import (MAX_IMAGE_MB, MAX_IMAGE_PIXELS, UPLOAD_PREFIX, ModelStore, get_store,
-                    missing_checkpoint_message)
+from .state import MAX_IMAGE_MB, MAX_IMAGE_PIXELS, ModelStore, get_store, missing_checkpoint_message
 
 log = logging.getLogger("demo")
 
@@ -52,7 +50,7 @@ def friendly(action: str) -> Callable:
             except gr.Error:
                 raise
             except PosterError as exc:
-                raise gr.Error(_sentence(str(exc)), print_exception=False) from None
+                raise gr.Error(sentence(str(exc)), print_exception=False) from None
             except Exception as exc:  # noqa: BLE001 - the server must keep serving
                 log.exception("%s failed", action)
                 raise gr.Error(f"{action} failed ({type(exc).__name__}); the app is still running, "
@@ -61,7 +59,7 @@ def friendly(action: str) -> Callable:
     return wrap
 
 
-def _sentence(text: str) -> str:
+def sentence(text: str) -> str:
     """One line; a leading plain word is capitalized (file names are left as they are)."""
     text = " ".join(str(text).split())
     if not text:
@@ -442,162 +440,3 @@ def _attention_map(model: Any, crop: np.ndarray) -> np.ndarray:
     batch = to_batch([crop]).to(next(model.parameters()).device)
     level = explain_attention.cross_attention_maps(model, batch)[0][0].float().cpu().numpy()
     return explain_render.overlay(crop, maps.relative_to_uniform(level), vmin=0.0)
-
-
-# --- the Model tab ------------------------------------------------------------------------
-
-MODEL_CARD = """
-### About POSTER++
-POSTER++ ([Mao et al., 2023](https://arxiv.org/abs/2301.12149)) recognizes facial expressions from
-an aligned face crop. Two streams read the same face: an **IR-50** image backbone and a frozen
-**MobileFaceNet** landmark backbone. At three scales the landmark features *query* the image
-features through window cross-attention; the fused maps become 147 tokens for a small vision
-transformer whose class token gives the expression. This app detects faces with MTCNN, aligns
-each one to a 224×224 crop and classifies it with the checkpoint you choose.
-
-| Checkpoint | Classes | Published accuracy |
-| --- | --- | --- |
-{rows}
-
-### Limits — please read
-- **Not for decisions about people.** An expression is not an emotion, and a model's guess is not a
-  fact about a person. Do not use it for hiring, grading, policing, health, security or any other
-  decision that affects someone.
-- Trained on RAF-DB, AffectNet and CAER-S: posed and in-the-wild photos scraped from the web and TV,
-  with their biases in age, skin tone, gender presentation, culture and photo style. Accuracy is
-  lower on faces, expressions and conditions those datasets hold few of.
-- The labels are a small fixed set of categories; real expressions are mixed, subtle and
-  context-dependent. Low confidence usually means "none of these fits well".
-- Explanations (Grad-CAM, attention) show what the network's computation depends on, not *why* a
-  person feels something, and they can be misleading on their own.
-- Photos and webcam frames are processed in memory to answer your request and are not stored.
-"""
-
-
-def model_card() -> str:
-    rows = "\n".join(f"| {w.value.title} | {', '.join(w.value.class_names)} | {w.value.published_accuracy:.2f} % |"
-                     for w in PosterV2Weights)
-    return MODEL_CARD.replace("{rows}", rows)
-
-
-def model_facts(model_key: str | None, store: ModelStore | None = None) -> str:
-    """HTML facts about the visitor's active checkpoint (loads it if needed)."""
-    store = store or get_store()
-    if not model_key:
-        return render.notice(f"No checkpoint active. {missing_checkpoint_message()}", "warn")
-    predictor, reason = store.try_predictor(model_key)
-    if predictor is None:
-        return render.notice(f"{store.label(model_key)} could not be loaded: {reason}", "error")
-    info = predictor.model.info
-    accuracy = f"{info.published_accuracy:.2f} %" if info.published_accuracy is not None else "not published"
-    dataset = PosterV2Weights.get(info.dataset).value.title if info.dataset else "unknown (uploaded file)"
-    source = "uploaded file" if model_key.startswith(UPLOAD_PREFIX) else Path(info.source).name
-    rows = [
-        ("Checkpoint", escape(store.label(model_key))),
-        ("Trained on", escape(dataset)),
-        ("Classes", ", ".join(escape(c) for c in info.class_names)),
-        ("Published accuracy", accuracy),
-        ("sha256", f"<code>{escape(info.sha256)}</code>"),
-        ("File", escape(source)),
-        ("Parameters", f"{count_parameters(predictor.model) / 1e6:.1f} M"),
-        ("Runs on", "CPU" if store.device == "cpu" else escape(store.device)),
-    ]
-    body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
-    return f'<table class="poster-kv">{body}</table>'
-
-
-def checkpoint_dropdown(model_key: str | None, uploads: Sequence[str] | None, store: ModelStore | None = None) -> dict:
-    store = store or get_store()
-    choices = [(f"{c.label} — {c.origin}", c.key) for c in store.choices(tuple(uploads or ()))]
-    keys = [k for _, k in choices]
-    if model_key and model_key not in keys:
-        choices.append((store.label(model_key), model_key))
-    return gr.update(choices=choices, value=model_key if model_key else None, interactive=bool(choices))
-
-
-def header_line(model_key: str | None, store: ModelStore | None = None) -> str:
-    store = store or get_store()
-    device = "GPU" if store.on_gpu else "CPU"
-    if not model_key:
-        return ""  # the empty-state banner says what is missing
-    predictor, reason = store.try_predictor(model_key)
-    if predictor is None:
-        return render.notice(f"{store.label(model_key)}: {reason}", "error")
-    info = predictor.model.info
-    acc = f", published accuracy {info.published_accuracy:.2f} %" if info.published_accuracy else ""
-    return render.notice(f"Active checkpoint: {store.label(model_key)} ({len(info.class_names)} classes{acc}) · "
-                         f"running on {device}")
-
-
-@friendly("Switching checkpoints")
-def switch_checkpoint(new_key: str | None, old_key: str | None, store: ModelStore | None = None):
-    """-> (the visitor's checkpoint key, status line). A checkpoint that fails to load is not kept."""
-    store = store or get_store()
-    if not new_key or new_key == old_key:
-        return old_key, ""
-    predictor, reason = store.try_predictor(new_key)
-    if predictor is None:
-        gr.Warning(_sentence(reason))
-        return old_key, render.notice(reason, "error")
-    return new_key, render.notice(f"Switched to {store.label(new_key)}.")
-
-
-@friendly("Uploading the checkpoint")
-def upload_checkpoint(file: Any, model_key: str | None, uploads: Sequence[str] | None,
-                      store: ModelStore | None = None):
-    """An uploaded checkpoint file -> (key, uploads, status line). Bad files leave everything as it was."""
-    store = store or get_store()
-    uploads = list(uploads or ())
-    if file is None:
-        return model_key, uploads, ""
-    path = Path(file.get("path") if isinstance(file, dict) else getattr(file, "name", file))
-    try:
-        key = store.add_upload(path, name=path.name)
-    except CheckpointError as exc:
-        message = _sentence(str(exc))
-        gr.Warning(message)
-        return model_key, uploads, render.notice(f"Upload refused: {message}", "error")
-    if key not in uploads:
-        uploads.append(key)
-    return key, uploads, render.notice(f"Loaded {path.name} safely and switched to it.")
-
-
-def download_checkpoint(dataset_key: str | None, model_key: str | None,
-                        progress: Callable | None = None, store: ModelStore | None = None,
-                        downloader: Callable | None = None):
-    """Download a dataset checkpoint (verified) and switch to it -> (key, status line)."""
-    store = store or get_store()
-    if not dataset_key:
-        return model_key, render.notice("Pick a dataset checkpoint to download.", "info")
-    if downloader is None:
-        from poster.download import download as downloader
-    weights = PosterV2Weights.get(dataset_key).value
-    started = time.perf_counter()
-
-    def on_progress(done: int, total: int | None) -> None:
-        if progress is None:
-            return
-        speed = done / max(time.perf_counter() - started, 1e-6) / 2**20
-        if total:
-            progress(done / total, desc=f"{weights.title}: {done / 2**20:.0f} / {total / 2**20:.0f} MB, {speed:.1f} MB/s")
-        else:
-            progress(None, desc=f"{weights.title}: {done / 2**20:.0f} MB, {speed:.1f} MB/s")
-
-    try:
-        path = downloader(weights.key, progress=on_progress, quiet=True)
-    except (DownloadError, CheckpointError) as exc:
-        message = _sentence(str(exc))
-        gr.Warning(message[:300])
-        return model_key, render.notice(f"Download failed: {message}", "error")
-    except Exception as exc:  # noqa: BLE001
-        log.exception("download failed")
-        return model_key, render.notice(f"Download failed ({type(exc).__name__}); try again later.", "error")
-    predictor, reason = store.try_predictor(weights.key)
-    if predictor is None:
-        return model_key, render.notice(f"Downloaded to {path}, but it does not load: {reason}", "error")
-    return weights.key, render.notice(f"Downloaded {weights.title} to {path} and switched to it.")
-
-
-def banner(model_key: str | None) -> tuple[dict, str]:
-    """The empty-state row above the tabs: visible only while the visitor has no checkpoint."""
-    return gr.update(visible=not model_key), render.notice(missing_checkpoint_message(), "warn")

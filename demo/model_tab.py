@@ -5,7 +5,7 @@ import gradio as gr
 
 from poster.registry import PosterV2Weights
 
-from .handlers import download_checkpoint, model_card, switch_checkpoint, upload_checkpoint
+from .model_handlers import download_checkpoint, model_card, switch_checkpoint, upload_checkpoint
 from .limits import Limits
 from .state import max_upload_bytes
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demo import explorer, handlers, webcam
+from demo import explorer, handlers, model_handlers, webcam
 from demo.state import ModelStore, ReadWriteLock
 from poster.errors import CheckpointError, DownloadError
 from tests._app import (RAF_CLASSES, app_store, astronaut_path, checkpoint_dir, empty_store,  # noqa: F401
@@ -89,7 +89,7 @@ def test_without_a_checkpoint_faces_are_still_boxed(empty_store, astronaut):  # 
     assert "1 face found, not classified" in summary and "not classified" in bars
     for words in ("No POSTER++ checkpoint", "checkpoints/", "POSTER_CHECKPOINT_DIR", "POSTER_HUB_REPO", "upload"):
         assert words in as_json[0]["note"]  # the three ways, for API clients
-        assert words in handlers.banner(None)[1]  # and on top of every tab
+        assert words in model_handlers.banner(None)[1]  # and on top of every tab
     explained = handlers.explain_subject(subject, handlers.PREDICTED, store=empty_store)
     assert explained[0] is None and "No explanation" in explained[7]
 
@@ -183,31 +183,31 @@ def test_compare_runs_every_available_checkpoint(tmp_path, astronaut_result, che
 # --- the Model tab ------------------------------------------------------------------------
 
 def test_model_facts(app_store):  # noqa: F811
-    facts = handlers.model_facts("raf-db", store=app_store)
+    facts = model_handlers.model_facts("raf-db", store=app_store)
     sha = app_store.predictor("raf-db").model.info.sha256
     for words in ("RAF-DB", "92.21 %", sha, "Happiness", "rafdb_best.pth"):
         assert words in facts
-    assert "No checkpoint" in handlers.model_facts(None, store=app_store)
-    assert "Not for decisions about people" in handlers.model_card()
+    assert "No checkpoint" in model_handlers.model_facts(None, store=app_store)
+    assert "Not for decisions about people" in model_handlers.model_card()
 
 
 def test_switching_to_a_missing_checkpoint_keeps_the_current_one(app_store):  # noqa: F811
-    key, status = handlers.switch_checkpoint("caer-s", "raf-db", store=app_store)
+    key, status = model_handlers.switch_checkpoint("caer-s", "raf-db", store=app_store)
     assert key == "raf-db" and "CAER-S" in status
-    assert handlers.switch_checkpoint("raf-db", "raf-db", store=app_store) == ("raf-db", "")
-    dropdown = handlers.checkpoint_dropdown("raf-db", [], store=app_store)
+    assert model_handlers.switch_checkpoint("raf-db", "raf-db", store=app_store) == ("raf-db", "")
+    dropdown = model_handlers.checkpoint_dropdown("raf-db", [], store=app_store)
     assert [k for _, k in dropdown["choices"]] == ["raf-db"] and dropdown["value"] == "raf-db"
 
 
 def test_bad_checkpoint_uploads_are_refused(tmp_path, app_store, monkeypatch):  # noqa: F811
     text = tmp_path / "model.pth"
     text.write_text("not a checkpoint")
-    key, uploads, status = handlers.upload_checkpoint(str(text), "raf-db", [], store=app_store)
+    key, uploads, status = model_handlers.upload_checkpoint(str(text), "raf-db", [], store=app_store)
     assert key == "raf-db" and uploads == [] and "refused" in status
     monkeypatch.setenv("POSTER_MAX_UPLOAD_MB", "0.001")
     big = tmp_path / "big.pth"
     big.write_bytes(b"\0" * 5000)
-    key, uploads, status = handlers.upload_checkpoint(str(big), "raf-db", [], store=app_store)
+    key, uploads, status = model_handlers.upload_checkpoint(str(big), "raf-db", [], store=app_store)
     assert key == "raf-db" and "limit" in status
 
 
@@ -220,13 +220,13 @@ def test_a_pickle_that_runs_code_is_refused(tmp_path, app_store):  # noqa: F811
 
     path = tmp_path / "evil.pth"
     path.write_bytes(pickle.dumps({"state_dict": Evil()}))
-    key, _, status = handlers.upload_checkpoint(str(path), "raf-db", [], store=app_store)
+    key, _, status = model_handlers.upload_checkpoint(str(path), "raf-db", [], store=app_store)
     assert key == "raf-db" and "refused" in status and not (tmp_path / "pwned").exists()
 
 
 def test_a_good_upload_becomes_the_visitors_checkpoint(tmp_path, checkpoint_dir):  # noqa: F811
     store = ModelStore(device="cpu", checkpoint_dirs=[checkpoint_dir], upload_dir=tmp_path / "uploads")
-    key, uploads, status = handlers.upload_checkpoint(str(checkpoint_dir / "rafdb_best.pth"), "raf-db", [],
+    key, uploads, status = model_handlers.upload_checkpoint(str(checkpoint_dir / "rafdb_best.pth"), "raf-db", [],
                                                       store=store)
     assert key.startswith("upload:") and uploads == [key] and "switched" in status
     assert key in [c.key for c in store.choices(uploads)]
@@ -247,23 +247,23 @@ def test_download_button_switches_to_the_downloaded_checkpoint(tmp_path, checkpo
         progress(100, 100)
         return target
 
-    key, status = handlers.download_checkpoint("raf-db", None, progress=lambda *a, **k: seen.append(a),
+    key, status = model_handlers.download_checkpoint("raf-db", None, progress=lambda *a, **k: seen.append(a),
                                                store=store, downloader=fake_download)
     assert key == "raf-db" and "switched" in status and len(seen) == 2 and seen[-1][0] == 1.0
 
     def offline(name, progress=None, quiet=False):
         raise DownloadError("could not reach drive.google.com; no network?")
 
-    key, status = handlers.download_checkpoint("caer-s", "raf-db", store=store, downloader=offline)
+    key, status = model_handlers.download_checkpoint("caer-s", "raf-db", store=store, downloader=offline)
     assert key == "raf-db" and "no network" in status
 
 
 def test_header_and_banner(app_store):  # noqa: F811
-    assert "Active checkpoint: RAF-DB" in handlers.header_line("raf-db", store=app_store)
-    assert handlers.header_line(None, store=app_store) == ""
-    row, text = handlers.banner(None)
+    assert "Active checkpoint: RAF-DB" in model_handlers.header_line("raf-db", store=app_store)
+    assert model_handlers.header_line(None, store=app_store) == ""
+    row, text = model_handlers.banner(None)
     assert row["visible"] is True and "No POSTER++ checkpoint" in text
-    assert handlers.banner("raf-db")[0]["visible"] is False
+    assert model_handlers.banner("raf-db")[0]["visible"] is False
 
 
 # --- the shared store ---------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from poster.faces import align_face
+from poster.faces import VIDEO_MAX_SIDE, align_face
 
 from . import render
 from .handlers import active_key, friendly, short_reason
@@ -130,7 +130,7 @@ def process_frame(frame: np.ndarray, session: LiveSession, model_key: str | None
     if model_key != session.model_key:  # checkpoint switched: old probabilities mean other classes
         session.tracks, session.model_key = [], model_key
     predictor, _reason = store.try_predictor(model_key)
-    detections = store.detector().detect(frame).faces
+    detections = store.detector().detect(frame, max_side=VIDEO_MAX_SIDE).faces
     boxes = [f.box for f in detections]
     landmarks = [f.landmarks for f in detections]
     probabilities: dict[int, np.ndarray] = {}

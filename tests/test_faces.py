@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from poster.errors import ImageError
-from poster.faces import (DetectorConfig, Face, FaceCrop, FaceDetector, align_face, crop_faces,
-                          template)
+from poster.faces import (VIDEO_MAX_SIDE, DetectorConfig, Face, FaceCrop, FaceDetector, align_face,
+                          crop_faces, template)
 
 ASTRONAUT_BOX = (181, 62, 268, 172)
 
@@ -91,6 +91,18 @@ def test_large_image_detected_on_downscaled_copy(face_detector: FaceDetector,
     detections = face_detector.detect(big)  # longest side 1536 > max_side 1280
     assert len(detections) == 1
     assert iou(detections.faces[0].box, [3 * v for v in ASTRONAUT_BOX]) >= 0.7
+
+
+def test_video_detection_finds_the_same_faces(face_detector: FaceDetector, two_faces: np.ndarray,
+                                              astronaut_face: Face, astronaut: np.ndarray) -> None:
+    full = face_detector.detect(two_faces).faces
+    small = face_detector.detect(two_faces, max_side=VIDEO_MAX_SIDE).faces
+    assert len(small) == len(full) == 2
+    for a, b in zip(full, small):
+        assert iou(a.box, b.box) >= 0.8
+    # Landmarks come back in full-frame pixels: the astronaut's eyes within a few pixels.
+    video = face_detector.detect(astronaut, max_side=VIDEO_MAX_SIDE).faces[0]
+    assert np.abs(video.landmarks[:2] - astronaut_face.landmarks[:2]).max() < 6
 
 
 def test_detect_rejects_non_rgb(face_detector: FaceDetector) -> None:

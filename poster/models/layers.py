@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .packed import PackedConv2d, PackedLinear
+from .cache import DerivedCache
+from .packed import PackedLinear
 
 
 class Mlp(nn.Module):
@@ -52,18 +53,14 @@ class WindowCrossAttention(nn.Module):
         self.register_buffer("relative_position_index", relative_position_index(window), persistent=False)
         self.kv = PackedLinear(dim, 2 * dim)
         self.proj = PackedLinear(dim, dim)
-        self._bias_cache: tuple[tuple, torch.Tensor] | None = None
+        self._bias_cache = DerivedCache()
 
     def position_bias(self) -> torch.Tensor:
         """(heads, N, N) bias; gathered once per weight version outside of training."""
         table = self.relative_position_bias_table
-        if self.training or torch.is_grad_enabled() or table.is_inference():
-            # Weights made under inference_mode have no version counter to validate a cache with.
+        if self.training or torch.is_grad_enabled() or not DerivedCache.cacheable(table):
             return self._gather_bias(table)
-        key = (table.data_ptr(), table._version, table.dtype, table.device)
-        if self._bias_cache is None or self._bias_cache[0] != key:
-            self._bias_cache = (key, self._gather_bias(table))
-        return self._bias_cache[1]
+        return self._bias_cache.get("bias", (table,), lambda: self._gather_bias(table))
 
     def _gather_bias(self, table: torch.Tensor) -> torch.Tensor:
         n = self.window * self.window

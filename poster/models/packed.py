@@ -13,11 +13,13 @@ the ordinary path runs.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .cache import DerivedCache
 
 _mkldnn = torch.ops.mkldnn
 
@@ -25,33 +27,13 @@ _mkldnn = torch.ops.mkldnn
 def _packing_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     if torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != weight.dtype:
         return False
-    # Tensors made under inference_mode have no version counter to tell a stale copy by.
-    if weight.is_inference() or not torch.backends.mkldnn.is_available() or not torch.backends.mkldnn.enabled:
+    if not DerivedCache.cacheable(weight):
+        return False
+    if not torch.backends.mkldnn.is_available() or not torch.backends.mkldnn.enabled:
         return False
     if x.dtype == torch.float32:
         return True
     return x.dtype == torch.bfloat16 and _mkldnn._is_mkldnn_bf16_supported()
-
-
-class _PackedCache:
-    """Packed tensors keyed by name, rebuilt when any source tensor is replaced or written to."""
-
-    def __init__(self) -> None:
-        self._entries: dict[Any, tuple[tuple, Any]] = {}
-
-    def get(self, name: Any, sources: tuple[torch.Tensor, ...], build: Callable[[], Any]) -> Any:
-        key = tuple((t.data_ptr(), t._version, t.dtype, t.shape) for t in sources)
-        entry = self._entries.get(name)
-        if entry is None or entry[0] != key:
-            entry = (key, build())
-            self._entries[name] = entry
-        return entry[1]
-
-    def __deepcopy__(self, memo: dict) -> "_PackedCache":
-        return _PackedCache()  # packed tensors are derived data: a copy rebuilds its own
-
-    def __getstate__(self) -> dict:
-        return {"_entries": {}}
 
 
 class PackedConv2d(nn.Conv2d):
@@ -59,7 +41,7 @@ class PackedConv2d(nn.Conv2d):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._packed = _PackedCache()
+        self._packed = DerivedCache()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._packable(x):
@@ -71,7 +53,7 @@ class PackedConv2d(nn.Conv2d):
         """``bn(self(x))``; packed, with an eval-mode batch norm folded into the weight and bias."""
         sources = tuple(t for t in (self.weight, self.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var)
                         if t is not None)
-        if bn.training or bn.running_var is None or not self._packable(x) or any(t.is_inference() for t in sources):
+        if bn.training or bn.running_var is None or not self._packable(x) or not DerivedCache.cacheable(*sources):
             return bn(super().forward(x))
 
         def fold() -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,7 +89,7 @@ class PackedLinear(nn.Linear):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._packed = _PackedCache()
+        self._packed = DerivedCache()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_rows(x, slice(None))

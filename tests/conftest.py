@@ -55,7 +55,7 @@ def face_detector():
     return FaceDetector()
 
 
-# --- POSTER++ checkpoints built from ../shared/reference's recipe (no trained weights here) -----
+# --- POSTER++ checkpoints built from the reference recipe in tests/reference (no trained weights here) ---
 
 @pytest.fixture(scope="session")
 def recipe_checkpoint(tmp_path_factory) -> Path:

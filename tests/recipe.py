@@ -1,4 +1,4 @@
-"""Deterministic POSTER++ weights from ../shared/reference's recipe, saved like a released file."""
+"""Deterministic POSTER++ weights from the reference recipe (tests/reference/README.md), saved like a released file."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 REFERENCE_JSON = REFERENCE_DIR / "poster_v2_reference.json"
 
 

@@ -197,20 +197,27 @@ class RequestLimits:
             if declared is not None and declared > self.max_body:
                 return await _too_large(send, self.max_body)
             return await self.app(scope, _counting(receive, self.max_body), send)
-        first = await receive()
-        limit = self.max_image if _first_part_is_image(first.get("body", b"")) else self.max_file
+        head, buffered = await _read_head(receive)
+        limit = self.max_image if _first_part_is_image(head) else self.max_file
         if declared is not None and declared > limit + MULTIPART_SLACK:
             return await _too_large(send, limit)
-        replayed = False
 
         async def replay() -> dict:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return first
-            return await receive()
+            return buffered.pop(0) if buffered else await receive()
 
         return await self.app(scope, replay, send)
+
+
+async def _read_head(receive: Callable, size: int = 8192) -> tuple[bytes, list[dict]]:
+    """The first bytes of a body (enough for the first part's headers) and the messages read."""
+    head, messages = b"", []
+    while True:
+        message = await receive()
+        messages.append(message)
+        head += message.get("body", b"")
+        if (message["type"] != "http.request" or not message.get("more_body")
+                or len(head) >= size or head.count(b"\r\n\r\n") >= 1):
+            return head, messages
 
 
 def _content_length(scope: dict) -> int | None:
@@ -224,8 +231,7 @@ def _content_length(scope: dict) -> int | None:
 
 
 def _first_part_is_image(head: bytes) -> bool:
-    headers = head[:8192].split(b"\r\n\r\n", 2)
-    part = headers[0] if len(headers) < 2 else headers[0] + b"\r\n" + headers[1]
+    part = head[:8192].split(b"\r\n\r\n", 1)[0]  # the first part's headers
     return bool(IMAGE_NAME.search(part) or IMAGE_TYPE.search(part))
 
 

@@ -9,6 +9,7 @@
   concurrency group; a new request for the same event replaces the session's waiting one.
 - ``RequestLimits`` caps the bodies of requests: events, uploaded images, other uploads.
 - ``remove_on_exit`` deletes the app's temporary files when it exits or gets SIGTERM.
+- ``ShortLogRecords`` keeps log records short whatever they quote.
 """
 from __future__ import annotations
 
@@ -257,6 +258,20 @@ async def _too_large(send: Callable, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class ShortLogRecords(logging.Filter):
+    """Cut log records to ``limit`` characters: a message or traceback may quote a request."""
+
+    def __init__(self, limit: int = 4000) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if len(text) > self.limit:
+            record.msg, record.args = text[: self.limit] + f"… ({len(text) - self.limit} more characters)", None
+        return True
+
+
 # --- exit -----------------------------------------------------------------------------------
 
 def remove_on_exit(demo: gr.Blocks) -> Callable[[], None]:
@@ -287,5 +302,5 @@ def remove_on_exit(demo: gr.Blocks) -> Callable[[], None]:
     return cleanup
 
 
-__all__ = ["GuardedBlocks", "RequestLimits", "cap_waiting_per_session", "checked_files", "remove_on_exit",
-           "REPLACED"]
+__all__ = ["GuardedBlocks", "RequestLimits", "ShortLogRecords", "cap_waiting_per_session", "checked_files",
+           "remove_on_exit", "REPLACED"]

@@ -111,11 +111,13 @@ def header_line(model_key: str | None, store: ModelStore | None = None) -> str:
 def switch_checkpoint(new_key: str | None, old_key: str | None, store: ModelStore | None = None,
                       uploads: Sequence[str] | None = None):
     """-> (the visitor's checkpoint key, status line). A checkpoint that fails to load is not kept;
-    an uploaded one can be chosen only by the visitor who uploaded it (``uploads``)."""
+    dataset checkpoints and the visitor's choices can be chosen, their own uploads (``uploads``)
+    among them."""
     store = store or get_store()
     if not new_key or new_key == old_key:
         return old_key, ""
-    if not isinstance(new_key, str) or (new_key.startswith(UPLOAD_PREFIX) and new_key not in (uploads or ())):
+    known = {w.value.key for w in PosterV2Weights} | {c.key for c in store.choices(tuple(uploads or ()))}
+    if new_key not in known:
         message = f"{quote(new_key, 80)} is not a checkpoint you can choose"
         return old_key, render.notice(message, "error")
     predictor, reason = store.try_predictor(new_key)

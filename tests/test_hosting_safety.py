@@ -237,3 +237,49 @@ def test_a_huge_dropdown_value_is_quoted_short(server, visitor, capfd):
     assert error and len(error) <= 500 and "AAAA" in error
     out, err = capfd.readouterr()
     assert len(out) + len(err) < 20_000
+
+
+def test_sigterm_leaves_no_temporary_files(tmp_path, checkpoint_dir):  # noqa: F811
+    import signal
+    import subprocess
+    import sys
+
+    from tests._app import free_port
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    port = free_port()
+    env = {**os.environ, "TMPDIR": str(temp), "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "POSTER_CHECKPOINT_DIR": str(tmp_path / "none"), "OMP_NUM_THREADS": "1"}
+    env.pop("GRADIO_TEMP_DIR", None)
+    root = Path(__file__).resolve().parents[1]
+    log = open(tmp_path / "server.log", "wb")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        assert _until(lambda: _answers(url) or proc.poll() is not None, 180) and proc.poll() is None
+        visitor = Visitor(url)
+        analyze = event_named(url, "analyze")
+        photo = visitor.uploaded("astronaut.png", astronaut_bytes(), "image/png")
+        assert visitor.run(analyze, [file_meta(photo), None])["success"]
+        upload = next(e for e in events(url) if "file" in e.inputs)
+        weights = visitor.uploaded("rafdb_best.pth", (checkpoint_dir / "rafdb_best.pth").read_bytes())
+        message = visitor.run(upload, [file_meta(weights), None, None])
+        assert "safely" in message["output"]["data"][2]
+        visitor.close()
+        left = [p.name for p in temp.iterdir()]
+        assert any(n.startswith("poster-uploads-") for n in left) and any(n.startswith("poster-app-") for n in left)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == -signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    assert sorted(str(p.relative_to(temp)) for p in temp.rglob("*")) == []
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

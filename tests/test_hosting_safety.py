@@ -117,6 +117,25 @@ def test_an_uploaded_photo_and_the_example_photos_are_analyzed(server, visitor):
     assert message["success"] and len(faces_of(message)) == 1
 
 
+def test_a_webcam_frame_sent_as_pixels_is_still_processed(server, visitor):
+    import base64
+    import json
+
+    stream = next(e for e in events(server) if e.connection == "stream")
+    buffer = io.BytesIO()
+    Image.open(astronaut_path()).convert("RGB").save(buffer, "JPEG")
+    frame = {"url": "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode(),
+             "meta": {"_type": "gradio.FileData"}}
+    event_id = visitor.join(stream, [frame, None, None, 0.6]).json()["event_id"]
+    with visitor.http.stream("GET", "gradio_api/queue/data", params={"session_hash": visitor.session}) as response:
+        for line in response.iter_lines():
+            message = json.loads(line[5:]) if line.startswith("data:") else {}
+            if message.get("msg") in ("process_streaming", "process_completed"):
+                break
+    visitor.http.post(f"gradio_api/stream/{event_id}/close")
+    assert message["msg"] == "process_streaming" and message["output"]["data"][0]["path"]
+
+
 # --- 2. one session cannot take the queue from everyone else ------------------------------
 
 def test_a_flood_from_one_session_leaves_room_for_others(server):
@@ -137,6 +156,23 @@ def test_a_flood_from_one_session_leaves_room_for_others(server):
     assert len(outcomes) == 70 and len(replaced) >= 60 and 1 <= len(served_) <= 10
     flooder.close()
     other.close()
+
+
+# --- 3. uploaded checkpoints are each visitor's own ----------------------------------------
+
+def test_two_visitors_uploading_the_same_bytes_see_their_own_names(server, checkpoint_dir):  # noqa: F811
+    upload = next(e for e in events(server) if "file" in e.inputs)
+    views = event_named(server, "_refresh_model_views")  # the header and facts after a switch
+    data = (checkpoint_dir / "rafdb_best.pth").read_bytes()
+    headers = {}
+    for name in ("rafdb_best.pth", "rafdb_best_copy.pth"):
+        v = Visitor(server)
+        message = v.run(upload, [file_meta(v.uploaded(name, data), name), None, None])
+        assert f"Loaded {name} safely" in message["output"]["data"][2]
+        headers[name] = str(v.run(views, [None, None])["output"]["data"][0])
+        v.close()
+    assert "rafdb_best.pth (uploaded)" in headers["rafdb_best.pth"]
+    assert "rafdb_best_copy.pth (uploaded)" in headers["rafdb_best_copy.pth"]
 
 
 # --- 7. images have their own limit; refused and finished uploads leave no file -----------

@@ -6,7 +6,7 @@
   Gradio's ``meta`` marker. Errors raised while an input is read quote it at most
   ``QUOTE_CHARS`` long.
 - ``cap_waiting_per_session`` lets each session keep only a few requests waiting per
-  concurrency group; a new request for the same event replaces the session's waiting one.
+  concurrency group; past that, a new request replaces the session's waiting one.
 - ``RequestLimits`` caps the bodies of requests: events, uploaded images, other uploads.
 - ``remove_on_exit`` deletes the app's temporary files when it exits or gets SIGTERM.
 - ``ShortLogRecords`` keeps log records short whatever they quote.
@@ -134,8 +134,8 @@ REPLACED = "Replaced by your newer request."
 def cap_waiting_per_session(demo: gr.Blocks, per_session: int) -> None:
     """Keep at most ``per_session`` requests of one session waiting in each concurrency group.
 
-    A new request replaces the session's waiting request for the same event, else its oldest
-    waiting one when the session is at the cap; the replaced request ends with ``REPLACED``.
+    When the session is at the cap, a new request replaces its waiting request for the same
+    event, else its oldest waiting one; the replaced request ends with ``REPLACED``.
     Running requests are never touched. One client thus cannot fill the queue for everyone.
     """
     queue = demo._queue
@@ -159,9 +159,9 @@ async def _make_room(queue: Any, session: str, fn: Any, per_session: int) -> Non
         return
     async with queue.delete_lock:
         waiting = [e for e in group.queue if e.session_hash == session]
-        drop = [e for e in waiting if e.fn is fn]
-        rest = [e for e in waiting if e.fn is not fn]
-        drop += rest[: max(0, len(rest) + 1 - per_session)]
+        # At the cap, the same event's waiting requests go first, then the oldest others.
+        candidates = [e for e in waiting if e.fn is fn] + [e for e in waiting if e.fn is not fn]
+        drop = candidates[: max(0, len(waiting) + 1 - per_session)]
         for event in drop:
             group.queue.remove(event)
             queue.event_ids_to_events.pop(event._id, None)

@@ -3,22 +3,16 @@
 A ``ModelStore`` loads each checkpoint the first time somebody needs it and keeps it for everyone
 (one lock per checkpoint, so two visitors asking at once load it once). Which checkpoint a
 visitor uses is that visitor's own choice, kept in a ``gr.State`` as a plain key string:
-a registry key ("raf-db") or the key of an uploaded file ("upload:" and 16 random hex digits).
-
-Uploaded checkpoints belong to the session that uploaded them: each session keeps its last
-``uploads_per_session``, and all of them together stay under ``upload_memory_bytes``; past
-that the least recently used session's file goes, and only that session is told.
+a registry key ("raf-db") or the key of an uploaded file ("upload:" and 16 random hex digits;
+uploads belong to their session, see ``demo.uploads``).
 """
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
-import tempfile
 import threading
-import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -29,9 +23,8 @@ from poster.faces import DetectorConfig, FaceDetector
 from poster.predictor import Predictor, default_device
 from poster.registry import PosterV2Weights, Weights
 
-from .files import register_temporary
+from .uploads import UPLOAD_PREFIX, UploadShelf
 
-UPLOAD_PREFIX = "upload:"
 FILE_PREFIX = "file:"
 ENV_RUNS_DIR = "POSTER_RUNS_DIR"
 ENV_MAX_UPLOAD_MB = "POSTER_MAX_UPLOAD_MB"
@@ -129,17 +122,6 @@ class Choice:
     weights: Weights | None = None  # registry record for the dataset checkpoints
 
 
-@dataclass
-class Upload:
-    """One uploaded checkpoint: its copy, the name its visitor gave it, whose it is."""
-
-    path: Path
-    name: str
-    owner: str
-    memory: int  # bytes of the loaded model's tensors
-    last_used: float = field(default_factory=time.monotonic)
-
-
 class ModelStore:
     """Shared detector and checkpoints; safe to use from many request threads at once."""
 
@@ -148,8 +130,8 @@ class ModelStore:
                  checkpoint_dirs: list[str | Path] | None = None, upload_memory: int | None = None) -> None:
         self.device = str(device or default_device())
         self.checkpoint_dirs = [Path(d) for d in checkpoint_dirs] if checkpoint_dirs else None
-        self.uploads_per_session = uploads_per_session
-        self.upload_memory = upload_memory if upload_memory is not None else upload_memory_bytes()
+        self.uploads = UploadShelf(uploads_per_session, upload_memory if upload_memory is not None
+                                   else upload_memory_bytes(), upload_dir)
         self._loader = loader
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
@@ -157,9 +139,6 @@ class ModelStore:
         self._predictors: dict[str, Predictor] = {}
         self._explainers: dict[str, Any] = {}
         self._detector: FaceDetector | None = None
-        self._uploads: dict[str, Upload] = {}
-        self._evicted: dict[str, str] = {}  # key -> name, for the one session whose file made room
-        self._upload_dir = Path(upload_dir) if upload_dir else None
         self._files: dict[str, Path] = {}  # checkpoints named by path in POSTER_CHECKPOINT
 
     # --- shared objects -------------------------------------------------------------------
@@ -180,7 +159,8 @@ class ModelStore:
             raise CheckpointError(missing_checkpoint_message())
         predictor = self._predictors.get(key)
         if predictor is not None:
-            self._touch(key)
+            if key.startswith(UPLOAD_PREFIX):
+                self.uploads.touch(key)
             return predictor
         with self._key_lock(key):
             predictor = self._predictors.get(key)
@@ -233,13 +213,13 @@ class ModelStore:
             elif repo:
                 out.append(Choice(w.key, w.title, f"Hub repository {repo}", w))
         with self._lock:
-            uploads = dict(self._uploads)
             files = dict(self._files)
         for key, path in files.items():
             out.append(Choice(key, path.name, "local file"))
         for key in own_uploads:
-            if key in uploads:
-                out.append(Choice(key, f"{uploads[key].name} (uploaded)", "uploaded"))
+            entry = self.uploads.get(key)
+            if entry is not None:
+                out.append(Choice(key, f"{entry.name} (uploaded)", "uploaded"))
         return out
 
     def default_key(self) -> str | None:
@@ -263,8 +243,7 @@ class ModelStore:
         if not key:
             return "none"
         if key.startswith(UPLOAD_PREFIX):
-            with self._lock:
-                entry = self._uploads.get(key)
+            entry = self.uploads.get(key)
             return f"{entry.name} (uploaded)" if entry else "uploaded checkpoint"
         if key.startswith(FILE_PREFIX):
             return key[len(FILE_PREFIX):]
@@ -295,112 +274,55 @@ class ModelStore:
                                   f"(set {ENV_MAX_UPLOAD_MB} to change it)")
         if size == 0:
             raise CheckpointError(f"{name} is empty")
-        key = UPLOAD_PREFIX + secrets.token_hex(8)
         # Keep the file name: the loader recognises released files (and their classes) by it.
-        folder = self._upload_folder() / key.split(":", 1)[1]
-        folder.mkdir(parents=True)
-        stored = folder / _safe_name(name)
+        key, stored = self.uploads.new_slot(_safe_name(name))
         try:
             shutil.copyfile(path, stored)
             model = self._loader(str(stored), device=self.device)
             predictor = Predictor(model, detector=self.detector())
         except CheckpointError:
-            shutil.rmtree(folder, ignore_errors=True)
+            self.uploads.discard_slot(stored)
             raise
         except Exception as exc:  # noqa: BLE001 - a hostile file must never take the server down
-            shutil.rmtree(folder, ignore_errors=True)
+            self.uploads.discard_slot(stored)
             raise CheckpointError(f"{name} could not be loaded ({type(exc).__name__})") from None
         memory = _tensor_bytes(model)
-        if memory > self.upload_memory:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise CheckpointError(f"{name} needs {_mb(memory)} of memory; uploads may use {_mb(self.upload_memory)}")
+        if memory > self.uploads.memory:
+            self.uploads.discard_slot(stored)
+            raise CheckpointError(f"{name} needs {_mb(memory)} of memory; uploads may use {_mb(self.uploads.memory)}")
         with self._lock:
-            self._uploads[key] = Upload(stored, name, owner, memory)
             self._predictors[key] = predictor
-            evicted = self._evict_beyond_limits(key)
-        for old in evicted:
-            shutil.rmtree(old.parent, ignore_errors=True)
+        self._unload(self.uploads.keep(key, stored, name, owner, memory))
         return key
-
-    def _evict_beyond_limits(self, new_key: str) -> list[Path]:
-        """Drop the owner's oldest uploads beyond the allowance, then the least recently used
-        ones of anyone while over the memory cap (never ``new_key``). Holds ``self._lock``."""
-        owner = self._uploads[new_key].owner
-        own = sorted((u.last_used, k) for k, u in self._uploads.items() if u.owner == owner and k != new_key)
-        paths = [self._drop(key) for _, key in own[: max(0, len(own) + 1 - self.uploads_per_session)]]
-        while sum(u.memory for u in self._uploads.values()) > self.upload_memory:
-            _, oldest = min((u.last_used, k) for k, u in self._uploads.items() if k != new_key)
-            paths.append(self._drop(oldest, notify=True))
-        return paths
-
-    def _drop(self, key: str, notify: bool = False) -> Path:
-        """Forget an upload (holding ``self._lock``); returns its file, to delete outside the lock."""
-        entry = self._uploads.pop(key)
-        self._predictors.pop(key, None)
-        self._explainers.pop(key, None)
-        if notify:  # its session's next use says why it is gone
-            self._evicted[key] = entry.name
-        return entry.path
 
     def forget_session(self, owner: str | None) -> int:
         """Delete every upload of a session that ended; returns how many."""
-        if not owner:
-            return 0
-        with self._lock:
-            paths = [self._drop(k) for k in [k for k, u in self._uploads.items() if u.owner == owner]]
-            # Eviction notes are kept per key only while some session may still hold the key.
-            if len(self._evicted) > 1000:
-                self._evicted.clear()
-        for path in paths:
-            shutil.rmtree(path.parent, ignore_errors=True)
-        return len(paths)
+        return len(self._unload(self.uploads.end_session(owner))) if owner else 0
 
     def forget_uploads(self, keys: Any) -> int:
         """Delete the uploads ``keys`` (a session's list, when Gradio drops its state)."""
-        keys = [k for k in (keys or ()) if isinstance(k, str)]
-        with self._lock:
-            paths = [self._drop(k) for k in keys if k in self._uploads]
-        for path in paths:
-            shutil.rmtree(path.parent, ignore_errors=True)
-        return len(paths)
+        return len(self._unload(self.uploads.forget([k for k in (keys or ()) if isinstance(k, str)])))
 
     def owns(self, owner: str, key: str) -> bool:
-        with self._lock:
-            entry = self._uploads.get(key)
-        return entry is not None and entry.owner == owner
+        return self.uploads.owns(owner, key)
 
     def upload_memory_used(self) -> int:
-        with self._lock:
-            return sum(u.memory for u in self._uploads.values())
+        return self.uploads.memory_used()
 
-    def _touch(self, key: str) -> None:
-        if key.startswith(UPLOAD_PREFIX):
-            with self._lock:
-                entry = self._uploads.get(key)
-                if entry is not None:
-                    entry.last_used = time.monotonic()
-
-    def _upload_folder(self) -> Path:
+    def _unload(self, keys: list[str]) -> list[str]:
         with self._lock:
-            if self._upload_dir is None:
-                self._upload_dir = Path(tempfile.mkdtemp(prefix="poster-uploads-"))
-                register_temporary(self._upload_dir)
-            self._upload_dir.mkdir(parents=True, exist_ok=True)
-            return self._upload_dir
+            for key in keys:
+                self._predictors.pop(key, None)
+                self._explainers.pop(key, None)
+        return keys
 
     # --- internals ------------------------------------------------------------------------
 
     def _source(self, key: str) -> str:
         if key.startswith(UPLOAD_PREFIX):
-            with self._lock:
-                entry = self._uploads.get(key)
+            entry = self.uploads.get(key)
             if entry is None:
-                with self._lock:
-                    name = self._evicted.get(key)
-                if name:
-                    raise CheckpointError(f"your uploaded checkpoint {name} was removed to make room for other "
-                                          "visitors' uploads; upload it again")
-                raise CheckpointError("that uploaded checkpoint is no longer kept; upload it again")
+                raise CheckpointError(self.uploads.gone_reason(key))
             return str(entry.path)
         if key.startswith(FILE_PREFIX):
             with self._lock:

@@ -58,7 +58,7 @@ def test_the_memory_cap_evicts_the_least_recently_used_session_and_tells_only_it
     b = store.add_upload(write(tmp_path, "b.pth", b"b" * 1000), owner="B")
     store.predictor(a)  # A used theirs more recently than B
     c = store.add_upload(write(tmp_path, "c.pth", b"c" * 1000), owner="C")
-    assert store.upload_memory_used() <= store.upload_memory
+    assert store.upload_memory_used() <= store.uploads.memory
     assert store.owns("A", a) and store.owns("C", c) and not store.owns("B", b)
     _, reason = store.try_predictor(b)
     assert "b.pth was removed to make room" in reason

@@ -319,3 +319,12 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_the_file_route_serves_no_server_file(server, visitor):
+    from demo.files import image_file
+
+    ours = image_file(np.zeros((8, 8, 3), np.uint8))  # an image the app wrote, before Gradio copies it
+    for path in ("/etc/hostname", str(Path(__file__).resolve()), ours, "/proc/self/environ"):
+        response = visitor.http.get(f"gradio_api/file={path}")
+        assert response.status_code == 403, path

@@ -132,18 +132,23 @@ class SessionFiles:
     """Which uploaded files each session used, so that a session's uploads go when it ends.
 
     Gradio names an upload by its content, so two visitors sending the same photo share one
-    file: it is deleted when the last session that used it ends.
+    file: it is deleted when the last session that used it ends. API clients never say that
+    their session ended: past ``max_sessions`` the oldest session is ended here.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_sessions: int = 10_000) -> None:
         self._lock = threading.Lock()
         self._files: dict[str, set[Path]] = {}
+        self.max_sessions = max_sessions
 
     def add(self, session: str | None, path: Path) -> None:
         if not session or path in _examples():
             return
         with self._lock:
             self._files.setdefault(session, set()).add(path)
+            oldest = next(iter(self._files)) if len(self._files) > self.max_sessions else None
+        if oldest is not None:
+            self.end(oldest)
 
     def files(self, session: str) -> set[Path]:
         with self._lock:

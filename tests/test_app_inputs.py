@@ -63,6 +63,16 @@ def test_a_session_file_goes_when_its_last_session_ends(in_cache):
     assert astronaut_path().exists()
 
 
+def test_sessions_that_never_end_are_ended_past_the_limit(in_cache):
+    files = SessionFiles(max_sessions=2)
+    other = in_cache.parent / "other.png"
+    other.write_bytes(b"x")
+    files.add("old", in_cache)
+    files.add("newer", other)
+    files.add("newest", other)
+    assert not in_cache.exists() and other.exists() and files.files("old") == set()
+
+
 def test_a_foreign_path_in_a_payload_is_refused_by_the_photo_handler(app_store, tmp_path):  # noqa: F811
     secret = tmp_path / "secret.png"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(secret)

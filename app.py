@@ -3,17 +3,32 @@
 Local: http://127.0.0.1:7860 (set GRADIO_SERVER_NAME=0.0.0.0 to serve your network).
 Checkpoints are looked up in checkpoints/, $POSTER_CHECKPOINT_DIR and the Hub repository in
 $POSTER_HUB_REPO; without any, faces are still detected and the app says how to add one.
+
+Gradio's cache gets a folder of its own (unless $GRADIO_TEMP_DIR names one), deleted with the
+app's other temporary files when it exits or is stopped with SIGTERM.
 """
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 
-from demo import build_demo, launch_kwargs
-from demo.gpu import available as zero_gpu
-from demo.state import get_store
+if not os.environ.get("GRADIO_TEMP_DIR"):
+    os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="poster-app-gradio-")
+
+from demo import build_demo, launch_kwargs  # noqa: E402 - Gradio reads GRADIO_TEMP_DIR when it builds
+from demo.files import register_temporary  # noqa: E402
+from demo.gpu import available as zero_gpu  # noqa: E402
+from demo.hosting import ShortLogRecords, remove_on_exit  # noqa: E402
+from demo.state import get_store  # noqa: E402
 
 logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logging.getLogger("demo").setLevel(logging.INFO)
+for handler in logging.getLogger().handlers:
+    handler.addFilter(ShortLogRecords())
+
+if os.path.basename(os.environ["GRADIO_TEMP_DIR"]).startswith("poster-app-gradio-"):
+    register_temporary(os.environ["GRADIO_TEMP_DIR"])
 
 store = get_store()
 default = store.default_key()
@@ -24,6 +39,7 @@ else:
     store.warm_up(default)  # load in the background; the server starts at once
 
 demo = build_demo(store)
+remove_on_exit(demo)
 
 if __name__ == "__main__":
     demo.launch(**launch_kwargs())

@@ -2,7 +2,9 @@
 
 A run is a folder holding ``run.json`` (facts about the run) and ``predictions.parquet`` (one row
 per image). A broken run is reported next to the good ones, never fatal: one bad folder must not
-hide the others from the explorer.
+hide the others from the explorer. A run names image files, and a run folder may come from
+anywhere: only image files inside its dataset root or its own thumbnails folder are ever
+opened, after following links.
 """
 from __future__ import annotations
 
@@ -21,6 +23,13 @@ PREDICTIONS = "predictions.parquet"
 THUMBNAILS = "thumbs"
 REQUIRED_COLUMNS = ("path", "label", "label_name", "pred", "pred_name", "confidence", "margin",
                     "loss", "correct")
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
+# run.json fields the explorer reads: field -> (accepted types, what the message asks for).
+_NUMBER = ((int, float), "a number")
+_TEXT = ((str,), "a string")
+INFO_FIELDS = {"published_accuracy": _NUMBER, "accuracy": _NUMBER, "num_skipped": ((int,), "a whole number"),
+               "num_images": ((int,), "a whole number"), "dataset_root": _TEXT, "checkpoint": _TEXT,
+               "checkpoint_dataset": _TEXT, "checkpoint_sha256": _TEXT, "split": _TEXT, "date": _TEXT}
 
 
 class RunError(Exception):
@@ -41,12 +50,30 @@ class Run:
         return tuple(self.info["class_names"])
 
     def image_file(self, relative: str) -> Path | None:
-        """The image at ``relative``: the dataset's own file when present, else the thumbnail."""
+        """The image at ``relative``: the dataset's own file when present, else the thumbnail.
+
+        Either must lie inside its folder once links are followed, or there is none.
+        """
+        if not isinstance(relative, str) or not relative or "\0" in relative:
+            return None
         root = self.info.get("dataset_root")
-        if root and (Path(root) / relative).is_file():
-            return Path(root) / relative
-        thumbnail = self.path / THUMBNAILS / thumbnail_name(relative)
-        return thumbnail if thumbnail.is_file() else None
+        if root:
+            found = _inside(Path(root), relative)
+            if found is not None:
+                return found
+        return _inside(self.path / THUMBNAILS, thumbnail_name(relative))
+
+
+def _inside(folder: Path, relative: str) -> Path | None:
+    """``folder / relative`` resolved, when it is an image file inside the resolved folder."""
+    try:
+        base = folder.resolve(strict=True)
+        path = (base / relative).resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if base not in path.parents or path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+        return None
+    return path
 
 
 @dataclass(frozen=True)
@@ -82,8 +109,9 @@ def load_run(folder: str | Path, *, name: str | None = None) -> Run:
     info = _read_info(folder / RUN_JSON)
     predictions = _read_predictions(folder / PREDICTIONS)
     class_names = info.get("class_names")
-    if not isinstance(class_names, list) or not class_names:
-        raise RunError(f"{folder / RUN_JSON} has no class_names list")
+    if not isinstance(class_names, list) or not class_names or not all(isinstance(n, str) for n in class_names):
+        raise RunError(f"{folder / RUN_JSON} has no class_names list of names")
+    _check_fields(info, folder / RUN_JSON)
     missing = [c for c in (*REQUIRED_COLUMNS, *(f"prob_{n}" for n in class_names)) if c not in predictions]
     if missing:
         raise RunError(f"{folder / PREDICTIONS} lacks the columns {', '.join(missing)}")
@@ -100,6 +128,16 @@ def _read_info(path: Path) -> dict[str, Any]:
     if not isinstance(info, dict):
         raise RunError(f"unreadable {path}: expected a JSON object")
     return info
+
+
+def _check_fields(info: dict[str, Any], path: Path) -> None:
+    """Each field the explorer reads is absent, null or of its type; else name the field."""
+    for name, (types, wanted) in INFO_FIELDS.items():
+        value = info.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            shown = " ".join(repr(value).split())
+            shown = shown if len(shown) <= 60 else shown[:59] + "…"
+            raise RunError(f"{path}: the field {name} must be {wanted}, got {shown}")
 
 
 def _read_predictions(path: Path) -> pd.DataFrame:

@@ -2,17 +2,22 @@
 from __future__ import annotations
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from . import render
 from .explorer_tab import build_explorer_tab
 from .files import files_out
 from .gpu import gpu
+from .hosting import GuardedBlocks, RequestLimits, cap_waiting_per_session
 from .model_handlers import banner, checkpoint_dropdown, header_line, model_facts
 from .limits import Limits, limits_for
 from .model_tab import build_download_row, build_model_tab
 from .photo_tab import build_photo_tab
-from .state import ModelStore, get_store, max_upload_bytes
+from .state import ModelStore, get_store, max_image_bytes, max_upload_bytes
 from .webcam_tab import build_webcam_tab
+
+# Gradio deletes what it cached for the app (uploads, outputs) after an hour, checking every 10 minutes.
+CACHE_SECONDS = (600, 3600)
 
 TITLE = "POSTER++ facial expressions"
 HEADER = """
@@ -55,9 +60,10 @@ def build_demo(store: ModelStore | None = None, limits: Limits | None = None) ->
         set_store(store)
     store = get_store()
     limits = limits or limits_for(store.on_gpu)
-    with gr.Blocks(title=TITLE) as demo:
+    with GuardedBlocks(title=TITLE, delete_cache=CACHE_SECONDS) as demo:
         model_key = gr.State(None)   # this visitor's checkpoint
-        uploads = gr.State([])       # this visitor's uploaded checkpoints
+        # This visitor's uploaded checkpoints; they go with the session (and with its state).
+        uploads = gr.State([], delete_callback=store.forget_uploads)
         gr.HTML(HEADER)
         header = gr.HTML(elem_id="active-checkpoint")
         with gr.Row(visible=False, variant="panel", elem_id="missing-banner") as missing_row:
@@ -91,8 +97,20 @@ def build_demo(store: ModelStore | None = None, limits: Limits | None = None) ->
             [photo["annotated"], photo["summary"], photo["bars"], photo["faces"], photo["json"], photo["result"],
              photo["subject"], rerun], preprocess=False, show_progress="hidden", **limits.model_event())
         photo["panel"].explain_when_changed(rerun)
+        demo.unload(_session_ended(demo, store))
     demo.queue(default_concurrency_limit=limits.light_concurrency, max_size=limits.queue_size)
+    cap_waiting_per_session(demo, limits.session_waiting)
     return demo
+
+
+def _session_ended(demo: GuardedBlocks, store: ModelStore):
+    def on_unload(request: gr.Request) -> None:
+        """A visitor closed or reloaded the page: their uploads (photos, checkpoints) go."""
+        session = getattr(request, "session_hash", None)
+        store.forget_session(session)
+        demo.session_files.end(session)
+
+    return on_unload
 
 
 def _reanalyze(photo, result, model_key, rerun):
@@ -105,10 +123,13 @@ def _reanalyze(photo, result, model_key, rerun):
     return (*analyze_photo(photo, model_key), rerun + 1)
 
 
-def launch_kwargs() -> dict:
+def launch_kwargs(limits: Limits | None = None) -> dict:
     """``demo.launch`` settings shared by ``app.py`` and the tests."""
+    limits = limits or limits_for(get_store().on_gpu)
+    middleware = Middleware(RequestLimits, max_body=int(limits.max_body_mb * 2**20), max_image=max_image_bytes(),
+                            max_file=max_upload_bytes())
     return {"theme": theme(), "css": render.CSS, "max_file_size": max_upload_bytes(), "show_error": False,
-            "footer_links": ["api", "gradio"]}
+            "footer_links": ["api", "gradio"], "app_kwargs": {"middleware": [middleware]}}
 
 
 __all__ = ["build_demo", "launch_kwargs", "render"]

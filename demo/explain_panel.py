@@ -8,7 +8,7 @@ import gradio as gr
 from . import render
 from .files import files_out
 from .gpu import gpu
-from .handlers import PANEL_TITLES, PREDICTED, explain_subject, face_at, point_attention, select_face
+from .handlers import PANEL_TITLES, PREDICTED, click_point, explain_subject, face_at, friendly, point_attention, select_face
 from .limits import Limits
 
 
@@ -39,9 +39,10 @@ class ExplainPanel:
                      show_progress_on=[self.status], **self.limits.model_event())
 
 
+@friendly("Selecting the face")
 def on_face_click(result, evt: gr.SelectData):
     """A click on an annotated image selects the face under it (face picker, image, subject)."""
-    index = face_at(result, *evt.index[:2])
+    index = face_at(result, *click_point(evt.index))
     if index is None:
         return gr.update(), gr.update(), None
     image, subject = select_face(result, index)
@@ -63,9 +64,9 @@ def _on_target(subject, target):
     return _with_body(explain_subject(subject, target), subject)
 
 
+@friendly("Showing where the point attends")
 def _on_point(explanation, evt: gr.SelectData):
-    x, y = evt.index[:2]
-    return point_attention(explanation, x, y)
+    return point_attention(explanation, *click_point(evt.index))
 
 
 HINT = render.notice("The explanation of the selected face appears here.")

@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 import time
+import traceback
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -20,16 +21,19 @@ import gradio as gr
 import numpy as np
 
 from poster.errors import ImageError, PosterError
-from poster.faces import FaceCrop, align_face, template
+from poster.faces import FaceCrop, align_face, template, too_small_for_faces
 from poster.images import load_image
 from poster.registry import PosterV2Weights, canonical_class
 
 from . import render
-from .state import MAX_IMAGE_MB, MAX_IMAGE_PIXELS, ModelStore, get_store, missing_checkpoint_message
+from .files import discard_upload, example_photos, uploaded_path
+from .state import MAX_IMAGE_PIXELS, ModelStore, get_store, max_image_bytes, missing_checkpoint_message
 
 log = logging.getLogger("demo")
 
 PREDICTED = "Predicted class"
+QUOTE_CHARS = 200  # user input is quoted at most this long in messages and logs
+MESSAGE_CHARS = 600
 # Order of classes in the side-by-side comparison (canonical names, see poster.registry).
 CANONICAL_ORDER = ("Neutral", "Happiness", "Sadness", "Surprise", "Fear", "Disgust", "Anger", "Contempt")
 
@@ -52,7 +56,9 @@ def friendly(action: str) -> Callable:
             except PosterError as exc:
                 raise gr.Error(sentence(str(exc)), print_exception=False) from None
             except Exception as exc:  # noqa: BLE001 - the server must keep serving
-                log.exception("%s failed", action)
+                # The frames without the message: a message may quote whatever the visitor sent.
+                log.error("%s failed: %s\n%s", action, quote(f"{type(exc).__name__}: {exc}", MESSAGE_CHARS),
+                          "".join(traceback.format_tb(exc.__traceback__)))
                 raise gr.Error(f"{action} failed ({type(exc).__name__}); the app is still running, "
                                "please try again", print_exception=False) from None
         return inner
@@ -60,12 +66,35 @@ def friendly(action: str) -> Callable:
 
 
 def sentence(text: str) -> str:
-    """One line; a leading plain word is capitalized (file names are left as they are)."""
-    text = " ".join(str(text).split())
+    """One line, at most ``MESSAGE_CHARS`` long; a leading plain word is capitalized (file
+    names are left as they are)."""
+    text = quote(text, MESSAGE_CHARS)
     if not text:
         return "Something went wrong"
     first = text.split(" ", 1)[0]
     return text[:1].upper() + text[1:] if first.isalpha() else text
+
+
+def quote(value: Any, limit: int = QUOTE_CHARS) -> str:
+    """``value`` as one line of at most ``limit`` characters (longer ones end in "…"), so that
+    whatever a visitor sends is never echoed or logged in full."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ClickError(PosterError):
+    """A click event whose position is not two numbers."""
+
+
+def click_point(index: Any) -> tuple[float, float]:
+    """The (x, y) of a select event's ``index``; raises ``ClickError`` for anything else."""
+    try:
+        x, y = (float(v) for v in list(index)[:2])
+    except (TypeError, ValueError):
+        raise ClickError(f"the click position must be two numbers, got {quote(repr(index), 60)}") from None
+    if not (np.isfinite(x) and np.isfinite(y)):
+        raise ClickError("the click position must be two finite numbers")
+    return x, y
 
 
 # --- per-visitor values -------------------------------------------------------------------
@@ -96,6 +125,7 @@ class PhotoResult:
     model_key: str | None
     checkpoint: str
     reason: str = ""  # why faces are not classified
+    note: str = ""  # why no face can be found, when the photo itself rules faces out
     dropped: int = 0
     seconds: float = 0.0
 
@@ -117,23 +147,33 @@ class Subject:
 # --- photos -------------------------------------------------------------------------------
 
 def read_photo(value: Any) -> np.ndarray:
-    """An uploaded image as RGB uint8. ``value`` is a path, Gradio's file payload or an array.
+    """An uploaded image as RGB uint8. ``value`` is Gradio's file payload, a path or an array.
 
-    Raises ``ImageError`` with a readable message for files that are not images, too large or
-    damaged.
+    A payload (what arrives over HTTP) must name an upload in Gradio's cache or an example
+    photo (``demo.files.uploaded_path``); paths and arrays come from Python callers. Raises
+    ``ImageError`` with a readable message for files that are not images, too large or
+    damaged; a refused upload is deleted from the cache.
     """
     if value is None:
         raise ImageError("no image: upload, paste or pick a photo")
     if isinstance(value, dict):
-        value = value.get("path") or value.get("url")
-        if not value:
-            raise ImageError("the upload did not arrive, try again")
+        path = uploaded_path(value)
+        try:
+            return _read_limited(path)
+        except ImageError:
+            discard_upload(path)
+            raise
     if isinstance(value, (str, os.PathLike)):
-        path = Path(value)
-        if path.is_file() and path.stat().st_size > MAX_IMAGE_MB * 1024 * 1024:
-            raise ImageError(f"{path.name} is {path.stat().st_size / 2**20:.0f} MB; "
-                             f"images up to {MAX_IMAGE_MB} MB are accepted")
+        return _read_limited(Path(value))
     return load_image(value, max_pixels=MAX_IMAGE_PIXELS)
+
+
+def _read_limited(path: Path) -> np.ndarray:
+    limit = max_image_bytes()
+    if path.is_file() and path.stat().st_size > limit:
+        raise ImageError(f"{quote(path.name)} is {path.stat().st_size / 2**20:.0f} MB; "
+                         f"images up to {limit / 2**20:.0f} MB are accepted")
+    return load_image(path, max_pixels=MAX_IMAGE_PIXELS)
 
 
 def active_key(model_key: str | None, store: ModelStore) -> str | None:
@@ -146,6 +186,11 @@ def find_faces(image: np.ndarray, model_key: str | None, store: ModelStore) -> P
     start = time.perf_counter()
     model_key = active_key(model_key, store)
     predictor, reason = store.try_predictor(model_key)
+    note = too_small_for_faces(image, store.detector().config.min_face_size)
+    if note:
+        return PhotoResult(image=image, faces=[], class_names=(), model_key=model_key,
+                           checkpoint=store.label(model_key) if predictor is not None else "",
+                           reason=reason, note=note, seconds=time.perf_counter() - start)
     if predictor is not None:
         with store.using(model_key):
             faces = predictor.predict(image)
@@ -172,6 +217,8 @@ def annotated(result: PhotoResult, selected: int | None = None) -> np.ndarray:
 
 def summary_line(result: PhotoResult) -> str:
     n = len(result.faces)
+    if n == 0 and result.note:
+        return render.notice(sentence(result.note) + ".", "warn")
     if n == 0:
         return render.notice("No face found. Try a photo where faces are at least 40 pixels wide, "
                              "frontal and well lit.", "warn")
@@ -254,7 +301,10 @@ def select_face(result: PhotoResult | None, index: int | None):
 
 
 def face_at(result: PhotoResult | None, x: float, y: float) -> int | None:
-    """The face under a click at (x, y) photo pixels: the smallest box holding it, else the nearest."""
+    """The face under a click at (x, y) photo pixels: the smallest box holding it, else the nearest.
+
+    Raises ``ClickError`` when x or y is not a number (a click event comes from the browser)."""
+    x, y = click_point((x, y))
     if result is None or not result.faces:
         return None
     inside = [(_area(f.box), i) for i, f in enumerate(result.faces)
@@ -267,28 +317,6 @@ def face_at(result: PhotoResult | None, x: float, y: float) -> int | None:
 
 def _area(box: Sequence[float]) -> float:
     return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
-
-
-def example_photos() -> list[str]:
-    """The astronaut (scikit-image) and Grace Hopper (matplotlib), from the installed packages."""
-    paths = []
-    try:
-        import skimage.data
-
-        astronaut = Path(skimage.data.__file__).parent / "astronaut.png"
-        if astronaut.is_file():
-            paths.append(str(astronaut))
-    except ImportError:
-        pass
-    try:
-        from matplotlib import cbook
-
-        hopper = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-        if hopper.is_file():
-            paths.append(str(hopper))
-    except (ImportError, OSError, ValueError):
-        pass
-    return paths
 
 
 # --- explanations -------------------------------------------------------------------------

@@ -26,6 +26,8 @@ class Limits:
     webcam_seconds: int         # a stream ends after this long (press Record again)
     light_concurrency: int      # cheap events (tables, clicks)
     queue_size: int             # requests waiting before new ones are refused
+    session_waiting: int = 3    # requests one session may keep waiting per group (the newest replace)
+    max_body_mb: float = 2.0    # request bodies of events (webcam frames are ~0.1-0.5 MB)
 
     # Events are private (not callable by API clients) unless made public. "always_last": an input
     # that changes while its event is still running (or queued) runs once more with the newest
@@ -55,4 +57,6 @@ def limits_for(on_gpu: bool) -> Limits:
         webcam_seconds=int(_env("POSTER_WEBCAM_SECONDS", 300 if on_gpu else 120)),
         light_concurrency=int(_env("POSTER_LIGHT_CONCURRENCY", 8)),
         queue_size=int(_env("POSTER_QUEUE_SIZE", 64)),
+        session_waiting=max(1, int(_env("POSTER_SESSION_WAITING", 3))),
+        max_body_mb=_env("POSTER_MAX_BODY_MB", 2.0),
     )

@@ -18,7 +18,8 @@ from poster.errors import CheckpointError, DownloadError
 from poster.registry import PosterV2Weights
 
 from . import render
-from .handlers import friendly, sentence
+from .files import discard_upload, uploaded_path
+from .handlers import friendly, quote, sentence
 from .state import UPLOAD_PREFIX, ModelStore, get_store, missing_checkpoint_message
 
 log = logging.getLogger("demo")
@@ -107,11 +108,18 @@ def header_line(model_key: str | None, store: ModelStore | None = None) -> str:
 
 
 @friendly("Switching checkpoints")
-def switch_checkpoint(new_key: str | None, old_key: str | None, store: ModelStore | None = None):
-    """-> (the visitor's checkpoint key, status line). A checkpoint that fails to load is not kept."""
+def switch_checkpoint(new_key: str | None, old_key: str | None, store: ModelStore | None = None,
+                      uploads: Sequence[str] | None = None):
+    """-> (the visitor's checkpoint key, status line). A checkpoint that fails to load is not kept;
+    dataset checkpoints and the visitor's choices can be chosen, their own uploads (``uploads``)
+    among them."""
     store = store or get_store()
     if not new_key or new_key == old_key:
         return old_key, ""
+    known = {w.value.key for w in PosterV2Weights} | {c.key for c in store.choices(tuple(uploads or ()))}
+    if new_key not in known:
+        message = f"{quote(new_key, 80)} is not a checkpoint you can choose"
+        return old_key, render.notice(message, "error")
     predictor, reason = store.try_predictor(new_key)
     if predictor is None:
         gr.Warning(sentence(reason))
@@ -121,22 +129,30 @@ def switch_checkpoint(new_key: str | None, old_key: str | None, store: ModelStor
 
 @friendly("Uploading the checkpoint")
 def upload_checkpoint(file: Any, model_key: str | None, uploads: Sequence[str] | None,
-                      store: ModelStore | None = None):
-    """An uploaded checkpoint file -> (key, uploads, status line). Bad files leave everything as it was."""
+                      store: ModelStore | None = None, owner: str = ""):
+    """An uploaded checkpoint file -> (key, uploads, status line). Bad files leave everything as
+    it was and are deleted from Gradio's cache. ``file`` is Gradio's payload (checked with
+    ``uploaded_path``) or a path; ``owner`` is the visitor's session."""
     store = store or get_store()
     uploads = list(uploads or ())
     if file is None:
         return model_key, uploads, ""
-    path = Path(file.get("path") if isinstance(file, dict) else getattr(file, "name", file))
+    if isinstance(file, dict):
+        path = uploaded_path(file)
+    else:
+        path = Path(getattr(file, "name", file))
+    name = path.name
     try:
-        key = store.add_upload(path, name=path.name)
+        key = store.add_upload(path, name=name, owner=owner)
     except CheckpointError as exc:
+        discard_upload(path)  # only ever a file in Gradio's upload cache
         message = sentence(str(exc))
         gr.Warning(message)
         return model_key, uploads, render.notice(f"Upload refused: {message}", "error")
-    if key not in uploads:
-        uploads.append(key)
-    return key, uploads, render.notice(f"Loaded {path.name} safely and switched to it.")
+    discard_upload(path)  # the store keeps its own copy
+    # The visitor's list keeps only the uploads the store still keeps for them.
+    uploads = [k for k in uploads if store.owns(owner, k)] + [key]
+    return key, uploads, render.notice(f"Loaded {escape(quote(name, 120))} safely and switched to it.")
 
 
 def download_checkpoint(dataset_key: str | None, model_key: str | None,

@@ -20,6 +20,14 @@ def _download(dataset_key, model_key, progress=gr.Progress()):
     return download_checkpoint(dataset_key, model_key, progress=progress)
 
 
+def _upload(file, model_key, uploads, request: gr.Request):
+    return upload_checkpoint(file, model_key, uploads, owner=getattr(request, "session_hash", None) or "")
+
+
+def _switch(new_key, old_key, uploads):
+    return switch_checkpoint(new_key, old_key, uploads=uploads)
+
+
 def build_download_row(model_key: gr.State, limits: Limits, prefix: str) -> dict:
     """Dataset picker + download button + status; used in the Model tab and the empty-state banner."""
     with gr.Row():
@@ -51,9 +59,9 @@ def build_model_tab(model_key: gr.State, uploads: gr.State, limits: Limits) -> d
             download = build_download_row(model_key, limits, "model")
     gr.Markdown(model_card())
 
-    choice.input(switch_checkpoint, [choice, model_key], [model_key, switch_status], show_progress_on=[switch_status],
+    choice.input(_switch, [choice, model_key, uploads], [model_key, switch_status], show_progress_on=[switch_status],
                  **limits.model_event())
-    upload.upload(upload_checkpoint, [upload, model_key, uploads], [model_key, uploads, upload_status],
+    upload.upload(_upload, [upload, model_key, uploads], [model_key, uploads, upload_status],
                   concurrency_id="upload", concurrency_limit=1, api_visibility="private")
     return {"facts": facts, "choice": choice, "upload": upload, "upload_status": upload_status,
             "download": download}

@@ -3,41 +3,58 @@
 A ``ModelStore`` loads each checkpoint the first time somebody needs it and keeps it for everyone
 (one lock per checkpoint, so two visitors asking at once load it once). Which checkpoint a
 visitor uses is that visitor's own choice, kept in a ``gr.State`` as a plain key string:
-a registry key ("raf-db") or the key of an uploaded file ("upload:1a2b3c4d5e6f").
+a registry key ("raf-db") or the key of an uploaded file ("upload:" and 16 random hex digits;
+uploads belong to their session, see ``demo.uploads``).
 """
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import threading
-from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from poster import locate
-from poster.checkpoints import load_checkpoint, sha256_file
+from poster.checkpoints import load_checkpoint
 from poster.errors import CheckpointError
 from poster.faces import DetectorConfig, FaceDetector
 from poster.predictor import Predictor, default_device
 from poster.registry import PosterV2Weights, Weights
 
-UPLOAD_PREFIX = "upload:"
+from .uploads import UPLOAD_PREFIX, UploadShelf
+
 FILE_PREFIX = "file:"
 ENV_RUNS_DIR = "POSTER_RUNS_DIR"
 ENV_MAX_UPLOAD_MB = "POSTER_MAX_UPLOAD_MB"
+ENV_MAX_IMAGE_MB = "POSTER_MAX_IMAGE_MB"
+ENV_UPLOAD_MEMORY_MB = "POSTER_UPLOAD_MEMORY_MB"
 DEFAULT_MAX_UPLOAD_MB = 1024  # released checkpoints with optimizer state are ~0.5-0.7 GB
-MAX_IMAGE_MB = 25
+DEFAULT_MAX_IMAGE_MB = 25
+DEFAULT_UPLOAD_MEMORY_MB = 1024  # a loaded POSTER++ is ~0.2 GB: about five uploads at once
 MAX_IMAGE_PIXELS = 40_000_000
 
 
-def max_upload_bytes() -> int:
+def _megabytes(name: str, default: float) -> int:
     try:
-        return int(float(os.environ.get(ENV_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_MB)) * 1024 * 1024)
+        return int(float(os.environ.get(name, default)) * 1024 * 1024)
     except ValueError:
-        return DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
+        return int(default * 1024 * 1024)
+
+
+def max_upload_bytes() -> int:
+    """The largest checkpoint file accepted (and the upload route's limit)."""
+    return _megabytes(ENV_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_MB)
+
+
+def max_image_bytes() -> int:
+    """The largest photo file accepted: photos get a much smaller limit than checkpoints."""
+    return min(_megabytes(ENV_MAX_IMAGE_MB, DEFAULT_MAX_IMAGE_MB), max_upload_bytes())
+
+
+def upload_memory_bytes() -> int:
+    return _megabytes(ENV_UPLOAD_MEMORY_MB, DEFAULT_UPLOAD_MEMORY_MB)
 
 
 def runs_dir() -> Path:
@@ -108,12 +125,13 @@ class Choice:
 class ModelStore:
     """Shared detector and checkpoints; safe to use from many request threads at once."""
 
-    def __init__(self, device: str | None = None, max_uploads: int = 3,
+    def __init__(self, device: str | None = None, uploads_per_session: int = 2,
                  loader: Callable[..., Any] = load_checkpoint, upload_dir: str | Path | None = None,
-                 checkpoint_dirs: list[str | Path] | None = None) -> None:
+                 checkpoint_dirs: list[str | Path] | None = None, upload_memory: int | None = None) -> None:
         self.device = str(device or default_device())
         self.checkpoint_dirs = [Path(d) for d in checkpoint_dirs] if checkpoint_dirs else None
-        self.max_uploads = max_uploads
+        self.uploads = UploadShelf(uploads_per_session, upload_memory if upload_memory is not None
+                                   else upload_memory_bytes(), upload_dir)
         self._loader = loader
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
@@ -121,8 +139,6 @@ class ModelStore:
         self._predictors: dict[str, Predictor] = {}
         self._explainers: dict[str, Any] = {}
         self._detector: FaceDetector | None = None
-        self._uploads: OrderedDict[str, tuple[Path, str]] = OrderedDict()  # key -> (file, original name)
-        self._upload_dir = Path(upload_dir) if upload_dir else None
         self._files: dict[str, Path] = {}  # checkpoints named by path in POSTER_CHECKPOINT
 
     # --- shared objects -------------------------------------------------------------------
@@ -143,6 +159,8 @@ class ModelStore:
             raise CheckpointError(missing_checkpoint_message())
         predictor = self._predictors.get(key)
         if predictor is not None:
+            if key.startswith(UPLOAD_PREFIX):
+                self.uploads.touch(key)
             return predictor
         with self._key_lock(key):
             predictor = self._predictors.get(key)
@@ -195,13 +213,13 @@ class ModelStore:
             elif repo:
                 out.append(Choice(w.key, w.title, f"Hub repository {repo}", w))
         with self._lock:
-            uploads = dict(self._uploads)
             files = dict(self._files)
         for key, path in files.items():
             out.append(Choice(key, path.name, "local file"))
         for key in own_uploads:
-            if key in uploads:
-                out.append(Choice(key, f"{uploads[key][1]} (uploaded)", "uploaded"))
+            entry = self.uploads.get(key)
+            if entry is not None:
+                out.append(Choice(key, f"{entry.name} (uploaded)", "uploaded"))
         return out
 
     def default_key(self) -> str | None:
@@ -225,26 +243,28 @@ class ModelStore:
         if not key:
             return "none"
         if key.startswith(UPLOAD_PREFIX):
-            with self._lock:
-                entry = self._uploads.get(key)
-            return f"{entry[1]} (uploaded)" if entry else "uploaded checkpoint"
+            entry = self.uploads.get(key)
+            return f"{entry.name} (uploaded)" if entry else "uploaded checkpoint"
         if key.startswith(FILE_PREFIX):
             return key[len(FILE_PREFIX):]
         try:
             return PosterV2Weights.get(key).value.title
         except KeyError:
-            return key
+            return _short_name(key)
 
     # --- uploads --------------------------------------------------------------------------
 
-    def add_upload(self, path: str | Path, name: str | None = None) -> str:
-        """Load an uploaded checkpoint through the safe loader and keep it; returns its key.
+    def add_upload(self, path: str | Path, name: str | None = None, owner: str = "") -> str:
+        """Load an uploaded checkpoint through the safe loader and keep it for ``owner`` (the
+        visitor's session); returns its key.
 
         Raises ``CheckpointError`` (one line) when the file is too big, unsafe, corrupt or not
-        POSTER++. Only the last ``max_uploads`` uploads are kept.
+        POSTER++; a refused file takes no slot and evicts nothing. A good one replaces the
+        owner's oldest beyond ``uploads_per_session``, then the least recently used uploads of
+        any session while all of them need more than ``upload_memory`` bytes.
         """
         path = Path(path)
-        name = name or path.name
+        name = _short_name(name or path.name)
         if not path.is_file():
             raise CheckpointError(f"{name}: the upload did not arrive, try again")
         size = path.stat().st_size
@@ -254,69 +274,61 @@ class ModelStore:
                                   f"(set {ENV_MAX_UPLOAD_MB} to change it)")
         if size == 0:
             raise CheckpointError(f"{name} is empty")
-        key = self._register_upload(path, name)
+        # Keep the file name: the loader recognises released files (and their classes) by it.
+        key, stored = self.uploads.new_slot(_safe_name(name))
         try:
-            self.predictor(key)
+            shutil.copyfile(path, stored)
+            model = self._loader(str(stored), device=self.device)
+            predictor = Predictor(model, detector=self.detector())
         except CheckpointError:
-            self._forget_upload(key)
+            self.uploads.discard_slot(stored)
             raise
         except Exception as exc:  # noqa: BLE001 - a hostile file must never take the server down
-            self._forget_upload(key)
+            self.uploads.discard_slot(stored)
             raise CheckpointError(f"{name} could not be loaded ({type(exc).__name__})") from None
+        memory = _tensor_bytes(model)
+        if memory > self.uploads.memory:
+            self.uploads.discard_slot(stored)
+            raise CheckpointError(f"{name} needs {_mb(memory)} of memory; uploads may use {_mb(self.uploads.memory)}")
+        with self._lock:
+            self._predictors[key] = predictor
+        self._unload(self.uploads.keep(key, stored, name, owner, memory))
         return key
 
-    def _register_upload(self, path: Path, name: str) -> str:
-        """Copy an uploaded file into the store's folder under ``upload:<sha256 prefix>``."""
-        key = UPLOAD_PREFIX + sha256_file(path)[:12]
-        with self._lock:
-            if key in self._uploads:
-                self._uploads.move_to_end(key)
-                return key
-        # Keep the file name: the loader recognises released files (and their classes) by it.
-        folder = self._upload_folder() / key.split(":", 1)[1]
-        folder.mkdir(parents=True, exist_ok=True)
-        stored = folder / _safe_name(name)
-        shutil.copyfile(path, stored)
-        evicted = []
-        with self._lock:
-            self._uploads[key] = (stored, name)
-            while len(self._uploads) > self.max_uploads:
-                old_key, (old_path, _) = self._uploads.popitem(last=False)
-                self._predictors.pop(old_key, None)
-                self._explainers.pop(old_key, None)
-                evicted.append(old_path)
-        for old in evicted:
-            shutil.rmtree(old.parent, ignore_errors=True)
-        return key
+    def forget_session(self, owner: str | None) -> int:
+        """Delete every upload of a session that ended; returns how many."""
+        return len(self._unload(self.uploads.end_session(owner))) if owner else 0
 
-    def _forget_upload(self, key: str) -> None:
-        with self._lock:
-            entry = self._uploads.pop(key, None)
-            self._predictors.pop(key, None)
-        if entry:
-            shutil.rmtree(entry[0].parent, ignore_errors=True)
+    def forget_uploads(self, keys: Any) -> int:
+        """Delete the uploads ``keys`` (a session's list, when Gradio drops its state)."""
+        return len(self._unload(self.uploads.forget([k for k in (keys or ()) if isinstance(k, str)])))
 
-    def _upload_folder(self) -> Path:
+    def owns(self, owner: str, key: str) -> bool:
+        return self.uploads.owns(owner, key)
+
+    def upload_memory_used(self) -> int:
+        return self.uploads.memory_used()
+
+    def _unload(self, keys: list[str]) -> list[str]:
         with self._lock:
-            if self._upload_dir is None:
-                self._upload_dir = Path(tempfile.mkdtemp(prefix="poster-uploads-"))
-            self._upload_dir.mkdir(parents=True, exist_ok=True)
-            return self._upload_dir
+            for key in keys:
+                self._predictors.pop(key, None)
+                self._explainers.pop(key, None)
+        return keys
 
     # --- internals ------------------------------------------------------------------------
 
     def _source(self, key: str) -> str:
         if key.startswith(UPLOAD_PREFIX):
-            with self._lock:
-                entry = self._uploads.get(key)
+            entry = self.uploads.get(key)
             if entry is None:
-                raise CheckpointError("that uploaded checkpoint is no longer kept; upload it again")
-            return str(entry[0])
+                raise CheckpointError(self.uploads.gone_reason(key))
+            return str(entry.path)
         if key.startswith(FILE_PREFIX):
             with self._lock:
                 path = self._files.get(key)
             if path is None:
-                raise CheckpointError(f"unknown checkpoint {key}")
+                raise CheckpointError(f"unknown checkpoint {_short_name(key)}")
             return str(path)
         try:
             found = locate.find_local(PosterV2Weights.get(key).value, self.checkpoint_dirs)
@@ -338,6 +350,20 @@ class ModelStore:
         thread = threading.Thread(target=work, name="poster-warm-up", daemon=True)
         thread.start()
         return thread
+
+
+def _tensor_bytes(model: Any) -> int:
+    try:
+        tensors = [*model.parameters(), *model.buffers()]
+    except AttributeError:
+        return 0
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _short_name(name: str, limit: int = 120) -> str:
+    """A visitor's file name as shown in messages: one line, at most ``limit`` characters."""
+    text = " ".join(str(name).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _mb(size: int) -> str:

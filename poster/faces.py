@@ -131,16 +131,23 @@ class FaceDetector:
         """Find faces in an HxWx3 uint8 RGB image; an image without faces gives no faces.
 
         ``max_side`` overrides the config's for this call (live video uses ``VIDEO_MAX_SIDE``).
+        An image narrower or lower than ``min_face_size`` cannot hold a face MTCNN finds (its
+        image pyramid would be empty): it gives no faces.
         """
         _check_rgb(image)
         cfg = self.config
         height, width = image.shape[:2]
+        if too_small_for_faces(image, cfg.min_face_size):
+            return Detections()
         scale = min(1.0, (max_side or cfg.max_side) / max(height, width))
         small = image
         if scale < 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
-        boxes, points = self._run_mtcnn(small, max(12.0, cfg.min_face_size * scale))
+        min_size = max(12.0, cfg.min_face_size * scale)
+        if min(small.shape[:2]) < min_size:  # a long thin image, downscaled below one face
+            return Detections()
+        boxes, points = self._run_mtcnn(small, min_size)
         if scale < 1.0:
             sx, sy = width / small.shape[1], height / small.shape[0]
             # Pixel centres: index i in the small image is at (i + 0.5) * s - 0.5 in the photo.
@@ -166,6 +173,14 @@ class FaceDetector:
         boxes = np.asarray(batch_boxes[0], dtype=np.float64).reshape(-1, 5)
         points = np.asarray(batch_points[0], dtype=np.float64).reshape(-1, 5, 2)
         return boxes, points
+
+
+def too_small_for_faces(image: np.ndarray, min_face_size: int = DetectorConfig.min_face_size) -> str:
+    """Why ``image`` cannot hold a detectable face ("" when it can): a side under ``min_face_size``."""
+    height, width = image.shape[:2]
+    if min(height, width) >= min_face_size:
+        return ""
+    return f"no face found (the image is {width} x {height} pixels; faces need at least {min_face_size})"
 
 
 def align_face(image: np.ndarray, face: Face, size: int = 224,

@@ -125,8 +125,8 @@ def smooth(track: Track, probabilities: np.ndarray, smoothing: float) -> None:
 # --- frames in ------------------------------------------------------------------------------
 
 def decode_frame(data: Any) -> np.ndarray:
-    """A frame from the browser (a ``data:image/...;base64,`` URL or an array) as RGB uint8,
-    at most ``FRAME_MAX_SIDE`` large. Grey, 16-bit, float and 4-channel images are converted as
+    """A frame from the browser (a ``data:image/...;base64,`` URL or an array) as RGB uint8.
+    Grey, 16-bit, float and 4-channel images are converted as
     photos are; anything else raises ``ImageError``. Never opens a path."""
     if isinstance(data, np.ndarray):
         image = load_image(data, max_pixels=MAX_IMAGE_PIXELS)
@@ -144,7 +144,7 @@ def decode_frame(data: Any) -> np.ndarray:
         image = load_image(raw, max_pixels=MAX_IMAGE_PIXELS)
     else:
         raise ImageError(f"the frame is not an image ({type(data).__name__}); the camera sends JPEG data URLs")
-    return render.fit(image, FRAME_MAX_SIDE)
+    return image
 
 
 def too_small(image: np.ndarray) -> str:
@@ -255,7 +255,7 @@ def _answer(frame: Any, session: LiveSession, model_key: str | None, precision: 
                 weight = float(min(max(float(smoothing), 0.0), 0.95))
             except (TypeError, ValueError):
                 weight = 0.6
-            return process_frame(image, session, model_key or store.default_key(), precision or "", store, weight)
+            return process_frame(render.fit(image, FRAME_MAX_SIDE), session, model_key or store.default_key(), precision or "", store, weight)
         except ImageError as exc:
             return {"status": "error", "message": sentence(str(exc))}
         except Exception as exc:  # noqa: BLE001 - one bad frame must not end the stream

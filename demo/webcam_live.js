@@ -25,7 +25,7 @@ let watchdog = null;
 let shown = null;       // the newest result drawn
 let arrivals = [];      // arrival times of recent results, for the rate
 let lastText = 0;
-const stats = {results: 0, latencies: [], serverMs: [], waiting: 0};
+const stats = {results: 0, arrivals: [], latencies: [], serverMs: [], steps: [], waiting: 0};
 root.posterStats = stats;  // read by the benchmark
 
 function say(text, kind) {
@@ -132,8 +132,13 @@ function received() {
   arrivals.push(now);
   while (arrivals.length > 2 && now - arrivals[0] > 2000) { arrivals.shift(); }
   stats.results += 1;
-  if (typeof r.t === "number") { stats.latencies.push(now - r.t); }
-  if (typeof r.server_ms === "number") { stats.serverMs.push(r.server_ms); }
+  stats.arrivals.push(now);
+  stats.latencies.push(typeof r.t === "number" ? now - r.t : null);
+  stats.serverMs.push(typeof r.server_ms === "number" ? r.server_ms : null);
+  stats.steps.push(r.step || "");
+  if (stats.arrivals.length > 6000) {
+    for (const key of ["arrivals", "latencies", "serverMs", "steps"]) { stats[key].splice(0, 1000); }
+  }
   shown = r;
   if (r.message) { say(r.message, "warn"); }
   else { say(r.faces.length ? "" : "No face in view.", "info"); }

@@ -107,21 +107,23 @@ def build_webcam_tab(model_key: gr.State, limits: Limits) -> dict:
         panel = build_explain_panel(subject, limits, "webcam")
 
     def on_frame(session, model_key, precision, smoothing, request: gr.Request, evt: gr.EventData):
-        return live_frame(getattr(evt, "_data", None), session, model_key, precision, smoothing,
-                          store=get_store(), slots=slots, visitor=_visitor(request))
+        text, _ = live_frame(getattr(evt, "_data", None), session, model_key, precision, smoothing,
+                             store=get_store(), slots=slots, visitor=_visitor(request))
+        return text
 
     def on_stop(session, request: gr.Request):
-        return stop_stream(session, slots=slots, visitor=_visitor(request))
+        stop_stream(session, slots=slots, visitor=_visitor(request))
 
     def on_download(session):
         path = results_file(session)
         return gr.update(value=path, visible=path is not None)
 
     # Waiting visitors are answered at once, so they need a worker beside the streaming ones.
-    live.live_frame(gpu(on_frame), [session, model_key, precision, smoothing], [live, session],
+    # The session is changed in place, so it is no output: only the small result travels back.
+    live.live_frame(gpu(on_frame), [session, model_key, precision, smoothing], [live],
                     concurrency_id="webcam", concurrency_limit=limits.webcam_streams + 1, show_progress="hidden",
                     api_visibility="private", trigger_mode="multiple", queue=True)
-    live.live_stop(on_stop, [session], [session], **limits.light_event())
+    live.live_stop(on_stop, [session], None, **limits.light_event())
     download.click(on_download, [session], [results], **limits.light_event())
     frozen_event = freeze.click(gpu(files_out(_freeze)), [session, model_key],
                                 [frozen, frozen_summary, frozen_bars, faces, frozen_json, frozen_result, subject,

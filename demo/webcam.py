@@ -207,9 +207,10 @@ def detect(frame: np.ndarray, session: LiveSession, detector: FaceDetector) -> l
     """The faces of a frame. Between full-frame detections each known face is looked for only in a
     small square around its last box (a few ms instead of tens); when one is not found there,
     the whole frame is searched."""
+    turn = session.detections % FULL_DETECTION_EVERY
     session.detections += 1
     known = [t for t in session.tracks if t.missed == 0]
-    if known and session.detections % FULL_DETECTION_EVERY:
+    if known and turn:
         found: list[Face] = []
         for track in known:
             for face in _detect_near(frame, track.box, detector):

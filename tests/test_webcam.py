@@ -101,6 +101,36 @@ def test_detection_and_classification_alternate_on_the_cpu(app_store, frame):  #
     assert session.frames == 3 and session.last_frame.shape == (360, 480, 3)
 
 
+class CountingDetector:
+    """The real detector, noting the size of every image it is asked about."""
+
+    def __init__(self, detector) -> None:
+        self.detector, self.shapes = detector, []
+
+    def detect(self, image, max_side=None):
+        self.shapes.append(image.shape[:2])
+        return self.detector.detect(image, max_side=max_side)
+
+
+def test_between_full_detections_faces_are_looked_for_near_their_last_box(app_store, frame, face_detector):  # noqa: F811
+    counting = CountingDetector(face_detector)
+    session = webcam.LiveSession()
+    boxes = []
+    for _ in range(webcam.FULL_DETECTION_EVERY + 1):
+        faces = webcam.detect(frame, session, counting)
+        webcam.update_tracks(session, faces)
+        boxes.append(faces[0].box)
+    full = [shape == frame.shape[:2] for shape in counting.shapes]
+    assert full == [True] + [False] * (webcam.FULL_DETECTION_EVERY - 1) + [True]
+    assert all(max(shape) < 200 for shape, f in zip(counting.shapes, full) if not f)  # small squares
+    assert webcam.iou(boxes[1], boxes[0]) > 0.8  # the same face, in frame coordinates
+    assert [t.id for t in session.tracks] == [0]
+    # A face that left its square is searched for in the whole frame at once.
+    counting.shapes.clear()
+    session.tracks[0].box = (0.0, 300.0, 50.0, 350.0)
+    assert len(webcam.detect(frame, session, counting)) == 1 and counting.shapes[-1] == frame.shape[:2]
+
+
 def test_on_a_gpu_every_frame_is_detected_and_classified(app_store, frame):  # noqa: F811
     session = webcam.LiveSession()
     for _ in range(2):

@@ -158,7 +158,8 @@ function loop() {
     lastText = now;
     if (shown && typeof shown.t === "number") {
       const r = rate(now);
-      rateText.textContent = (r === null ? "–" : r.toFixed(1)) + " results/s · " + Math.round(now - shown.t) + " ms";
+      rateText.textContent = (r === null ? "–" : r.toFixed(1)) + " results/s · " + Math.round(now - shown.t) + " ms" +
+        (shown.precision ? " · " + shown.precision : "");
     }
   }
   if (overlay.width !== Math.round(stage.clientWidth * devicePixelRatio)) { draw(); }

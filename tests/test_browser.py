@@ -192,6 +192,9 @@ def test_webcam_draws_live_results_over_the_camera_picture(page, tmp_path):
     page.wait_for_function("text => document.querySelector('#webcam-live .poster-live-rate').textContent !== text",
                            arg=first, timeout=TIMEOUT_MS)
     assert RATE.search(rate.inner_text())
+    from demo.precision import default
+
+    assert rate.inner_text().endswith(default(on_gpu=False))  # the tab says which precision runs
     assert overlay_pixels(page) > 2000  # the box, its label and the probability bars
     stats = page.evaluate("() => document.querySelector('#webcam-live .poster-live').posterStats")
     assert stats["results"] >= 8 and len(stats["serverMs"]) == stats["results"]

@@ -1,14 +1,19 @@
-"""The live webcam: per-visitor face tracks with smoothed probabilities, and the frame handler.
+"""The live webcam on the server: frames in as small JPEGs, faces out as JSON.
 
-Gradio hands the stream handler only the newest frame each time it is free (frames that arrive
-while a frame is being processed replace each other), so a slow CPU drops frames instead of
-falling behind. Each face is followed across frames by box overlap (IoU); its probabilities are
-an exponential moving average, so labels do not flicker from frame to frame. On a CPU a track is
-re-classified every ``classify_every`` frames and only detected in between, which keeps the
-boxes moving at the detector's rate.
+The browser shows its own camera preview and draws what comes back (boxes, labels,
+probabilities) over it, so only a downscaled JPEG goes up and a few hundred bytes come down per
+frame. It sends the next frame when the previous answer arrives, so the rate is whatever the
+server manages. Each face is followed across frames by box overlap (IoU) and its probabilities
+are an exponential moving average, so labels do not flicker. On a CPU, detection and
+classification take turns: one frame finds the faces (and classifies only new ones), the next
+classifies the known faces at their last landmarks.
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -16,16 +21,27 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from poster.faces import VIDEO_MAX_SIDE, align_face
+from poster.errors import ImageError
+from poster.faces import VIDEO_MAX_SIDE, Face, FaceDetector, align_face
+from poster.images import load_image
 
+from . import precision as precisions
 from . import render
-from .handlers import active_key, friendly, short_reason
-from .state import ModelStore, get_store
+from .camera_slots import CameraSlots, Claim
+from .handlers import sentence
+from .state import MAX_IMAGE_PIXELS, ModelStore, missing_checkpoint_message
 
-FRAME_MAX_SIDE = 640  # frames are processed (and returned) at most this large
+log = logging.getLogger("demo")
+
+FRAME_MAX_SIDE = 480  # frames are processed at most this large (the browser sends them this size)
+MIN_FACE_SIDE = 40  # the detector's smallest face; a smaller frame cannot hold one
+MAX_FRAME_CHARS = 4 * 1024 * 1024  # a 480-px JPEG is ~40 k characters of base64
 IOU_MATCH = 0.3
-MAX_MISSED = 3  # frames a track survives without a matching detection
-MIN_FPS_FRAMES = 4  # frames measured before a rate is shown
+FULL_DETECTION_EVERY = 5  # detections between full-frame ones; the others look near known faces only
+NEAR_SIDE = 2.0  # a known face is looked for in a square this many times its box's longer side
+NEAR_MAX_SIDE = 160  # ... detected on a copy at most this large: the face is then still 80 px wide
+MAX_MISSED = 3  # detections a track survives without a match
+MAX_RECORDED = 20_000  # result rows kept per visitor for the CSV
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -44,7 +60,6 @@ class Track:
     box: tuple[float, float, float, float]
     landmarks: np.ndarray
     probabilities: np.ndarray | None = None
-    classified_at: int = -(10**9)  # frame number of the last classification
     missed: int = 0
 
 
@@ -54,19 +69,15 @@ class LiveSession:
 
     tracks: list[Track] = field(default_factory=list)
     next_id: int = 0
-    frame: int = 0
-    times: deque = field(default_factory=lambda: deque(maxlen=12))  # end times of processed frames
-    latency_ms: float | None = None
+    frames: int = 0
+    detected_last: bool = False  # the previous frame ran the detector
+    detections: int = 0
     model_key: str | None = None
+    precision: str = ""
     class_names: tuple[str, ...] = ()
     last_frame: np.ndarray | None = None
-
-    @property
-    def fps(self) -> float | None:
-        """Processed frames per second over the last few frames (None until there are enough)."""
-        if len(self.times) < MIN_FPS_FRAMES or self.times[-1] <= self.times[0]:
-            return None
-        return (len(self.times) - 1) / (self.times[-1] - self.times[0])
+    started: float = field(default_factory=time.time)
+    recorded: deque = field(default_factory=lambda: deque(maxlen=MAX_RECORDED))
 
 
 def match(tracks: Sequence[Track], boxes: Sequence[Sequence[float]], threshold: float = IOU_MATCH) -> dict[int, int]:
@@ -85,133 +96,228 @@ def match(tracks: Sequence[Track], boxes: Sequence[Sequence[float]], threshold: 
     return out
 
 
-def update_tracks(session: LiveSession, boxes: Sequence[Sequence[float]], landmarks: Sequence[np.ndarray],
-                  probabilities: dict[int, np.ndarray], smoothing: float) -> None:
-    """Fold one frame's detections (and the probabilities of those that were classified) into
-    the session's tracks. ``smoothing`` in [0, 1): weight of the past in the moving average."""
-    matches = match(session.tracks, boxes)
-    kept = []
-    matched_tracks = set(matches.values())
-    for bi, box in enumerate(boxes):
+def update_tracks(session: LiveSession, faces: Sequence[Face]) -> list[Track]:
+    """Fold one frame's detections into the session's tracks; returns the tracks seen in it."""
+    matches = match(session.tracks, [f.box for f in faces])
+    seen, kept = [], []
+    for bi, face in enumerate(faces):
         if bi in matches:
             track = session.tracks[matches[bi]]
         else:
-            track = Track(id=session.next_id, box=tuple(box), landmarks=landmarks[bi])
+            track = Track(id=session.next_id, box=face.box, landmarks=face.landmarks)
             session.next_id += 1
-        track.box, track.landmarks, track.missed = tuple(float(v) for v in box), landmarks[bi], 0
-        if bi in probabilities:
-            new = probabilities[bi]
-            if track.probabilities is None or track.probabilities.shape != new.shape:
-                track.probabilities = new.copy()
-            else:
-                track.probabilities = smoothing * track.probabilities + (1.0 - smoothing) * new
-            track.classified_at = session.frame
-        kept.append(track)
+        track.box, track.landmarks, track.missed = tuple(float(v) for v in face.box), face.landmarks, 0
+        seen.append(track)
+    matched = set(matches.values())
     for ti, track in enumerate(session.tracks):
-        if ti not in matched_tracks:
+        if ti not in matched:
             track.missed += 1
             if track.missed <= MAX_MISSED:
                 kept.append(track)
-    session.tracks = sorted(kept, key=lambda t: t.id)
+    session.tracks = sorted(seen + kept, key=lambda t: t.id)
+    return seen
 
 
-def needs_classification(track_index: int | None, session: LiveSession, classify_every: int) -> bool:
-    if track_index is None:
-        return True
-    track = session.tracks[track_index]
-    return track.probabilities is None or session.frame - track.classified_at >= classify_every
-
-
-def process_frame(frame: np.ndarray, session: LiveSession, model_key: str | None, store: ModelStore,
-                  smoothing: float = 0.6, classify_every: int = 1) -> np.ndarray:
-    """Detect, (re)classify and track the faces of one frame; returns the annotated frame."""
-    frame = render.fit(np.ascontiguousarray(frame[..., :3], dtype=np.uint8), FRAME_MAX_SIDE)
-    start = time.perf_counter()
-    if model_key != session.model_key:  # checkpoint switched: old probabilities mean other classes
-        session.tracks, session.model_key = [], model_key
-    predictor, _reason = store.try_predictor(model_key)
-    detections = store.detector().detect(frame, max_side=VIDEO_MAX_SIDE).faces
-    boxes = [f.box for f in detections]
-    landmarks = [f.landmarks for f in detections]
-    probabilities: dict[int, np.ndarray] = {}
-    if predictor is not None:
-        session.class_names = predictor.class_names
-        matches = match(session.tracks, boxes)
-        todo = [i for i in range(len(detections))
-                if needs_classification(matches.get(i), session, classify_every)]
-        if todo:
-            crops = [align_face(frame, detections[i]).image for i in todo]
-            with store.using(model_key):
-                probs = predictor.classify(crops)
-            probabilities = dict(zip(todo, probs))
+def smooth(track: Track, probabilities: np.ndarray, smoothing: float) -> None:
+    """Moving average; ``smoothing`` in [0, 1) is the weight of the past."""
+    if track.probabilities is None or track.probabilities.shape != probabilities.shape:
+        track.probabilities = probabilities.astype(np.float32).copy()
     else:
-        session.class_names = ()
-    update_tracks(session, boxes, landmarks, probabilities, smoothing)
-    session.frame += 1
+        track.probabilities = smoothing * track.probabilities + (1.0 - smoothing) * probabilities
+
+
+# --- frames in ------------------------------------------------------------------------------
+
+def decode_frame(data: Any) -> np.ndarray:
+    """A frame from the browser (a ``data:image/...;base64,`` URL or an array) as RGB uint8.
+    Grey, 16-bit, float and 4-channel images are converted as
+    photos are; anything else raises ``ImageError``. Never opens a path."""
+    if isinstance(data, np.ndarray):
+        image = load_image(data, max_pixels=MAX_IMAGE_PIXELS)
+    elif isinstance(data, str):
+        if len(data) > MAX_FRAME_CHARS:
+            raise ImageError(f"the frame is {len(data) / 2**20:.1f} MB of text; frames up to "
+                             f"{MAX_FRAME_CHARS / 2**20:.0f} MB are accepted")
+        header, comma, body = data.partition(",")
+        if not comma or not header.startswith("data:image/") or not header.endswith(";base64"):
+            raise ImageError("the frame is not an image: expected a data:image/...;base64 URL")
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise ImageError("the frame is not an image: its base64 data is damaged") from None
+        image = load_image(raw, max_pixels=MAX_IMAGE_PIXELS)
+    else:
+        raise ImageError(f"the frame is not an image ({type(data).__name__}); the camera sends JPEG data URLs")
+    return image
+
+
+def too_small(image: np.ndarray) -> str:
+    """The message for a frame too small to hold a face the detector can find ('' if it is not)."""
+    height, width = image.shape[:2]
+    detect_scale = min(1.0, VIDEO_MAX_SIDE / max(height, width))
+    # The detector's pyramid needs 12 pixels on the short side of its (downscaled) copy.
+    if min(height, width) < MIN_FACE_SIDE or min(height, width) * detect_scale < 12:
+        return f"no face found (the image is {width} x {height} pixels; faces need at least {MIN_FACE_SIDE})"
+    return ""
+
+
+# --- one frame ------------------------------------------------------------------------------
+
+def process_frame(frame: np.ndarray, session: LiveSession, model_key: str | None, precision: str,
+                  store: ModelStore, smoothing: float = 0.6, alternate: bool | None = None) -> dict:
+    """Detect or classify the faces of one RGB frame; returns the result to draw (JSON-ready)."""
+    start = time.perf_counter()
+    precision = precisions.checked(precision, store.on_gpu)
+    if model_key != session.model_key or precision != session.precision:
+        session.tracks, session.model_key, session.precision = [], model_key, precision
+    alternate = (not store.on_gpu) if alternate is None else alternate
+    predictor, reason = precisions.live_predictor(store, model_key, precision)
+    session.class_names = tuple(predictor.class_names) if predictor is not None else ()
+    live = [t for t in session.tracks if t.missed == 0]
+    classify_only = (alternate and predictor is not None and session.detected_last and live
+                     and all(t.probabilities is not None for t in live))
+    if classify_only:
+        todo = live  # same faces as the last detection, re-read at their last landmarks
+        session.detected_last = False
+    else:
+        live = update_tracks(session, detect(frame, session, store.detector()))
+        todo = [t for t in live if t.probabilities is None or not alternate]
+        session.detected_last = True
+    if predictor is not None and todo:
+        crops = [align_face(frame, Face(t.box, 1.0, t.landmarks)).image for t in todo]
+        with store.using(model_key):
+            probabilities = predictor.classify(crops)
+        for track, probs in zip(todo, probabilities):
+            smooth(track, probs, smoothing)
+    session.frames += 1
     session.last_frame = frame
-    end = time.perf_counter()
-    elapsed_ms = 1000 * (end - start)
-    session.latency_ms = elapsed_ms if session.latency_ms is None else 0.7 * session.latency_ms + 0.3 * elapsed_ms
-    session.times.append(end)
-    visible = [t for t in session.tracks if t.missed == 0]
-    labels = [_track_label(t, session.class_names) for t in visible]
-    return render.annotate(frame, [t.box for t in visible], labels, [t.landmarks for t in visible])
+    result = {
+        "status": "ok", "width": frame.shape[1], "height": frame.shape[0],
+        "faces": [_face_json(t, session.class_names) for t in live],
+        "classes": list(session.class_names), "precision": precision,
+        "step": "classify" if classify_only else "detect",
+        "message": "" if predictor is not None else f"Faces are boxed but not classified: {_why(reason)}",
+    }
+    result["server_ms"] = round(1000 * (time.perf_counter() - start), 1)
+    _record(session, result)
+    return result
 
 
-def _track_label(track: Track, class_names: Sequence[str]) -> str:
-    if track.probabilities is None or not class_names:
-        return "face"
-    i = int(np.argmax(track.probabilities))
-    return f"{class_names[i]} {track.probabilities[i]:.0%}"
+def detect(frame: np.ndarray, session: LiveSession, detector: FaceDetector) -> list[Face]:
+    """The faces of a frame. Between full-frame detections each known face is looked for only in a
+    small square around its last box (a few ms instead of tens); when one is not found there,
+    the whole frame is searched."""
+    turn = session.detections % FULL_DETECTION_EVERY
+    session.detections += 1
+    known = [t for t in session.tracks if t.missed == 0]
+    if known and turn:
+        found: list[Face] = []
+        for track in known:
+            for face in _detect_near(frame, track.box, detector):
+                if all(iou(face.box, f.box) < 0.5 for f in found):  # neighbours' squares overlap
+                    found.append(face)
+        if len(found) >= len(known):
+            return found
+    return detector.detect(frame, max_side=VIDEO_MAX_SIDE).faces
 
 
-def stats_html(session: LiveSession | None, reason: str = "") -> str:
-    if session is None or session.frame == 0:
-        return render.notice("Press Record to start the camera. Frames go to the server a few times per second; "
-                             "frames that arrive while one is processed are skipped.")
-    fps = f"{session.fps:.1f}" if session.fps else "–"
-    latency = f"{session.latency_ms:.0f}" if session.latency_ms is not None else "–"
-    faces = sum(1 for t in session.tracks if t.missed == 0)
-    parts = [f'<span class="poster-stats"><b>{fps}</b> frames/s · <b>{latency}</b> ms per frame · '
-             f"{faces} face{'s' if faces != 1 else ''}</span>"]
-    if reason:
-        parts.append(render.notice(reason, "warn"))
-    return "".join(parts)
+def _detect_near(frame: np.ndarray, box: Sequence[float], detector: FaceDetector) -> list[Face]:
+    height, width = frame.shape[:2]
+    half = NEAR_SIDE * max(box[2] - box[0], box[3] - box[1]) / 2
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+    x1, y1 = min(width, int(cx + half) + 1), min(height, int(cy + half) + 1)
+    if min(x1 - x0, y1 - y0) < MIN_FACE_SIDE:
+        return []
+    shift = np.array([x0, y0], np.float32)
+    near = detector.detect(np.ascontiguousarray(frame[y0:y1, x0:x1]), max_side=NEAR_MAX_SIDE).faces
+    return [Face(box=(f.box[0] + x0, f.box[1] + y0, f.box[2] + x0, f.box[3] + y0), score=f.score,
+                 landmarks=f.landmarks + shift) for f in near]
 
 
-@friendly("Processing the webcam frame")
-def webcam_frame(frame: Any, session: LiveSession | None, model_key: str | None, smoothing: float = 0.6,
-                 store: ModelStore | None = None, classify_every: int | None = None):
-    """One streamed frame -> (annotated frame, stats line, session)."""
-    store = store or get_store()
+def _face_json(track: Track, class_names: Sequence[str]) -> dict:
+    face: dict[str, Any] = {"track": track.id, "box": [round(v, 1) for v in track.box]}
+    if track.probabilities is not None and class_names:
+        top = int(np.argmax(track.probabilities))
+        face.update(label=class_names[top], p=[round(float(p), 4) for p in track.probabilities])
+    else:
+        face.update(label="face", p=None)
+    return face
+
+
+def _why(reason: str) -> str:
+    if not reason or reason == missing_checkpoint_message():
+        return "no checkpoint is loaded (the note at the top says how to add one)."
+    return reason
+
+
+def _record(session: LiveSession, result: dict) -> None:
+    now = time.time()
+    for face in result["faces"]:
+        session.recorded.append((now, face["track"], tuple(face["box"]), face["label"],
+                                 tuple(face["p"]) if face["p"] else (), tuple(result["classes"])))
+
+
+# --- the event ------------------------------------------------------------------------------
+
+def live_frame(data: Any, session: LiveSession | None, model_key: str | None, precision: str | None,
+               smoothing: float, *, store: ModelStore, slots: CameraSlots, visitor: str) -> tuple[str, LiveSession]:
+    """One frame event -> (result as a JSON string for the page, session). Never raises: every
+    problem is a message in the result and the stream goes on."""
     session = session if isinstance(session, LiveSession) else LiveSession()
-    if frame is None:
-        return None, stats_html(session), session
-    if classify_every is None:
-        classify_every = 1 if store.on_gpu else 2
-    smoothing = float(min(max(smoothing, 0.0), 0.95))
-    out = process_frame(np.asarray(frame), session, active_key(model_key, store), store, smoothing, classify_every)
-    reason = "" if session.class_names else f"Faces are boxed but not classified: {short_reason('')}"
-    return out, stats_html(session, reason), session
+    payload = data if isinstance(data, dict) else {"frame": data}
+    sent_at = payload.get("t")
+    result = _answer(payload.get("frame"), session, model_key, precision, smoothing, store, slots, visitor)
+    if isinstance(sent_at, (int, float)) and not isinstance(sent_at, bool):
+        result["t"] = sent_at  # the page's capture time, echoed so it can tell the result's age
+    return json.dumps(result), session
 
 
-def reset_session() -> tuple[None, str, LiveSession]:
-    return None, stats_html(None), LiveSession()
+def _answer(frame: Any, session: LiveSession, model_key: str | None, precision: str | None, smoothing: Any,
+            store: ModelStore, slots: CameraSlots, visitor: str) -> dict:
+    claim = slots.claim(visitor)
+    if not claim.granted:
+        return _not_granted(claim, slots)
+    with slots.processing(visitor) as free:
+        if not free:
+            return {"status": "busy", "message": "the previous frame is still being processed"}
+        try:
+            image = decode_frame(frame)
+            small = too_small(image)
+            if small:
+                return {"status": "ok", "faces": [], "message": small, "width": image.shape[1],
+                        "height": image.shape[0], "classes": list(session.class_names)}
+            try:
+                weight = float(min(max(float(smoothing), 0.0), 0.95))
+            except (TypeError, ValueError):
+                weight = 0.6
+            return process_frame(render.fit(image, FRAME_MAX_SIDE), session, model_key or store.default_key(), precision or "", store, weight)
+        except ImageError as exc:
+            return {"status": "error", "message": sentence(str(exc))}
+        except Exception as exc:  # noqa: BLE001 - one bad frame must not end the stream
+            log.exception("webcam frame failed")
+            return {"status": "error", "message": f"Processing the frame failed ({type(exc).__name__})"}
 
 
-@friendly("Freezing the frame")
-def freeze_frame(session: LiveSession | None, model_key: str | None, store: ModelStore | None = None):
-    """The last streamed frame, analyzed like a photo -> (annotated, summary, cards, selector, JSON,
-    result, subject)."""
-    from .handlers import analyze_photo
-
-    if not isinstance(session, LiveSession) or session.last_frame is None:
-        from .handlers import face_selector
-
-        return (None, render.notice("Start the camera first; the latest frame is frozen.", "info"), "",
-                face_selector(None), [], None, None)
-    return analyze_photo(session.last_frame.copy(), model_key, store=store)
+def _not_granted(claim: Claim, slots: CameraSlots) -> dict:
+    if claim.state == "waiting":
+        ahead = "" if claim.position <= 1 else f" ({claim.position - 1} ahead of you)"
+        return {"status": "waiting", "waited": round(claim.waited, 1), "position": claim.position,
+                "message": f"waiting for the camera slot, {claim.waited:.0f} s{ahead}"}
+    if claim.state == "ended":
+        minutes = slots.session_seconds / 60
+        return {"status": "ended", "message": f"The camera session ended after {minutes:g} minutes so others get "
+                                              "a turn; press Start to continue."}
+    return {"status": "busy", "message": "the previous frame is still being processed"}
 
 
-__all__ = ["LiveSession", "Track", "iou", "match", "update_tracks", "process_frame", "webcam_frame",
-           "freeze_frame", "stats_html", "reset_session"]
+def stop_stream(session: LiveSession | None, *, slots: CameraSlots, visitor: str) -> LiveSession:
+    """The visitor pressed Stop (or left): free their camera slot now; tracks start afresh."""
+    slots.release(visitor)
+    session = session if isinstance(session, LiveSession) else LiveSession()
+    session.tracks, session.detected_last = [], False
+    return session
+
+
+__all__ = ["LiveSession", "Track", "iou", "match", "update_tracks", "smooth", "decode_frame", "too_small",
+           "process_frame", "live_frame", "stop_stream", "FRAME_MAX_SIDE"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demo import explorer, handlers, model_handlers, webcam
+from demo import explorer, handlers, model_handlers
 from demo.state import ModelStore, ReadWriteLock
 from poster.errors import CheckpointError, DownloadError
 from tests._app import (RAF_CLASSES, app_store, astronaut_path, checkpoint_dir, empty_store,  # noqa: F401
@@ -306,69 +306,6 @@ def test_read_write_lock_lets_readers_share_and_writers_wait():
         assert events == ["two readers"]  # the writer waits for the reader
     writer.join(2)
     assert events[-1] == "writer"
-
-
-# --- webcam -------------------------------------------------------------------------------
-
-def test_iou_and_matching():
-    assert webcam.iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1
-    assert webcam.iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0
-    tracks = [webcam.Track(0, (0, 0, 10, 10), np.zeros((5, 2))), webcam.Track(1, (50, 50, 60, 60), np.zeros((5, 2)))]
-    assert webcam.match(tracks, [(51, 51, 61, 61), (1, 1, 11, 11), (200, 200, 210, 210)]) == {0: 1, 1: 0}
-
-
-def test_probabilities_are_smoothed_per_track():
-    session = webcam.LiveSession()
-    marks = [np.zeros((5, 2))]
-    webcam.update_tracks(session, [(0, 0, 10, 10)], marks, {0: np.array([1.0, 0.0])}, smoothing=0.5)
-    webcam.update_tracks(session, [(1, 0, 11, 10)], marks, {0: np.array([0.0, 1.0])}, smoothing=0.5)
-    assert len(session.tracks) == 1 and session.tracks[0].id == 0
-    np.testing.assert_allclose(session.tracks[0].probabilities, [0.5, 0.5])
-    webcam.update_tracks(session, [(100, 100, 110, 110)], marks, {}, smoothing=0.5)  # a new face
-    assert [t.id for t in session.tracks] == [0, 1] and session.tracks[0].missed == 1
-    for _ in range(webcam.MAX_MISSED):
-        webcam.update_tracks(session, [(100, 100, 110, 110)], marks, {}, smoothing=0.5)
-    assert [t.id for t in session.tracks] == [1]  # the lost face is dropped
-
-
-def _frame(image: np.ndarray) -> np.ndarray:
-    return np.asarray(Image.fromarray(image).resize((640, 480)))
-
-
-def test_webcam_frames_are_labeled_tracked_and_timed(app_store, astronaut):  # noqa: F811
-    frame = _frame(astronaut)
-    out, stats, session = webcam.webcam_frame(frame, None, "raf-db", 0.6, store=app_store, classify_every=2)
-    assert out.shape == frame.shape and not np.array_equal(out, frame)
-    first = session.tracks[0]
-    assert first.probabilities is not None and first.classified_at == 0
-    out, stats, session = webcam.webcam_frame(frame, session, "raf-db", 0.6, store=app_store, classify_every=2)
-    assert len(session.tracks) == 1 and session.tracks[0].id == first.id
-    assert session.tracks[0].classified_at == 0  # frame 1 only detected: classified every 2nd frame
-    out, stats, session = webcam.webcam_frame(frame, session, "raf-db", 0.6, store=app_store, classify_every=2)
-    assert session.tracks[0].classified_at == 2
-    assert session.fps is None and "<b>–</b> frames/s" in stats  # too few frames for a rate yet
-    out, stats, session = webcam.webcam_frame(frame, session, "raf-db", 0.6, store=app_store, classify_every=2)
-    assert session.fps and session.fps > 0 and "ms per frame" in stats and "1 face" in stats
-
-
-def test_webcam_without_a_checkpoint_still_boxes(empty_store, astronaut):  # noqa: F811
-    out, stats, session = webcam.webcam_frame(_frame(astronaut), None, None, store=empty_store)
-    assert len(session.tracks) == 1 and session.tracks[0].probabilities is None
-    assert "not classified" in stats
-
-
-def test_big_frames_are_processed_smaller(app_store, astronaut):  # noqa: F811
-    big = np.asarray(Image.fromarray(astronaut).resize((1280, 960)))
-    out, _, _ = webcam.webcam_frame(big, None, "raf-db", store=app_store)
-    assert max(out.shape[:2]) == webcam.FRAME_MAX_SIDE
-
-
-def test_freeze_analyzes_the_last_frame(app_store, astronaut):  # noqa: F811
-    out = webcam.freeze_frame(None, "raf-db", store=app_store)
-    assert out[0] is None and "Start the camera" in out[1]
-    _, _, session = webcam.webcam_frame(_frame(astronaut), None, "raf-db", store=app_store)
-    image, summary, bars, selector, as_json, result, subject = webcam.freeze_frame(session, "raf-db", store=app_store)
-    assert len(as_json) == 1 and subject is not None and image.shape == (480, 640, 3)
 
 
 # --- explorer -----------------------------------------------------------------------------

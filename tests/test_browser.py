@@ -157,21 +157,106 @@ def test_a_bad_upload_shows_a_message_and_the_app_keeps_working(page, tmp_path):
     wait_for_text(page, "#photo-summary", r"1 face found")
 
 
-def test_webcam_stream_gets_labeled_boxes(page):
+LIVE = "#webcam-live .poster-live"
+RATE = re.compile(r"(\d+\.\d) results/s · (\d+) ms")
+
+
+def start_camera(page) -> None:
     page.get_by_role("tab", name="Webcam").click()
-    page.locator("text=/access webcam/i >> visible=true").first.click()
-    page.locator("button >> visible=true", has_text="Record").first.click()
-    stats = wait_for_text(page, "#webcam-stats", r"\d frames/s · \d+ ms per frame · 1 face")
-    frames = float(re.search(r"([\d.]+)\s*frames/s", stats).group(1))
-    assert frames > 0
-    frame = shown_image(page, "#webcam-output")
-    assert frame.shape[:2] == (480, 640) and box_pixels(frame) > 200
+    page.locator(f"{LIVE} .poster-live-start").click()
+
+
+def live_message(page) -> str:
+    return page.locator(f"{LIVE} .poster-live-message").inner_text()
+
+
+def overlay_pixels(page) -> int:
+    """Pixels of the overlay canvas that something was drawn on (not transparent)."""
+    return page.evaluate("""() => {
+        const c = document.querySelector('#webcam-live canvas');
+        if (!c.width || !c.height) return 0;
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+        return n;
+    }""")
+
+
+def test_webcam_draws_live_results_over_the_camera_picture(page, tmp_path):
+    start_camera(page)
+    rate = page.locator(f"{LIVE} .poster-live-rate")
+    playwright_api.expect(rate).to_have_text(RATE, timeout=TIMEOUT_MS)
+    first = rate.inner_text()
+    page.wait_for_function("() => document.querySelector('#webcam-live .poster-live').posterStats.results >= 8",
+                           timeout=TIMEOUT_MS)
+    page.wait_for_function("text => document.querySelector('#webcam-live .poster-live-rate').textContent !== text",
+                           arg=first, timeout=TIMEOUT_MS)
+    assert RATE.search(rate.inner_text())
+    from demo.precision import default
+
+    assert rate.inner_text().endswith(default(on_gpu=False))  # the tab says which precision runs
+    assert overlay_pixels(page) > 2000  # the box, its label and the probability bars
+    stats = page.evaluate("() => document.querySelector('#webcam-live .poster-live').posterStats")
+    assert stats["results"] >= 8 and len(stats["serverMs"]) == stats["results"]
+    # No annotated frame travels back: the page holds no picture of the result.
+    assert page.locator("#webcam-live img").count() == 0
     page.screenshot(path=str(ARTIFACTS / "webcam.png"), full_page=True)
 
     page.locator("#webcam-freeze").click()
     wait_for_text(page, "#webcam-explain-status", r"explaining '")
-    page.locator("button >> visible=true", has_text="Stop").first.click()
+    assert shown_image(page, "#webcam-frozen").shape[:2] == (360, 480)  # the newest frame the server got
+
+    page.locator("#webcam-download").click()
+    link = page.locator("#webcam-results a").first
+    playwright_api.expect(link).to_be_visible(timeout=TIMEOUT_MS)
+    with page.expect_download() as info:
+        link.click()
+    table = Path(info.value.path()).read_text().splitlines()
+    assert table[0].startswith("time,track,x1,y1,x2,y2,label,p_") and len(table) > stats["results"]
+
+    page.locator(f"{LIVE} .poster-live-stop").click()
+    assert "Stopped" in live_message(page)
     page.screenshot(path=str(ARTIFACTS / "webcam-frozen.png"), full_page=True)
+
+
+def test_a_second_visitor_waits_for_the_camera_slot(browser, app_url, page):
+    start_camera(page)
+    playwright_api.expect(page.locator(f"{LIVE} .poster-live-rate")).to_have_text(RATE, timeout=TIMEOUT_MS)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"])
+    other = context.new_page()
+    other.set_default_timeout(TIMEOUT_MS)
+    other.goto(app_url, wait_until="load")
+    start_camera(other)
+    message = other.locator(f"{LIVE} .poster-live-message")
+    playwright_api.expect(message).to_have_text(re.compile(r"waiting for the camera slot, [1-9]\d* s"),
+                                                timeout=TIMEOUT_MS)
+    other.screenshot(path=str(ARTIFACTS / "webcam-waiting.png"), full_page=True)
+    page.locator(f"{LIVE} .poster-live-stop").click()  # the first visitor leaves: the second gets the camera
+    playwright_api.expect(other.locator(f"{LIVE} .poster-live-rate")).to_have_text(RATE, timeout=TIMEOUT_MS)
+    other.locator(f"{LIVE} .poster-live-stop").click()
+    context.close()
+
+
+@pytest.mark.parametrize("camera, expected", [
+    ("navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('no', 'NotAllowedError'));",
+     "The camera was refused"),
+    ("navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('none', 'NotFoundError'));",
+     "No camera found"),
+    ("Object.defineProperty(navigator, 'mediaDevices', {value: undefined});", "No camera available"),
+])
+def test_a_refused_or_missing_camera_gets_a_message(browser, app_url, camera, expected):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.add_init_script(camera)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(app_url, wait_until="load")
+    start_camera(page)
+    playwright_api.expect(page.locator(f"{LIVE} .poster-live-message")).to_contain_text(expected, timeout=TIMEOUT_MS)
+    playwright_api.expect(page.locator(f"{LIVE} .poster-live-start")).to_be_enabled()  # it can be tried again
+    context.close()
+    assert not errors
 
 
 def test_explorer_cell_click_shows_that_cells_images(page, runs_root):

@@ -1,0 +1,78 @@
+"""The number format the live webcam classifies in: bfloat16 on CPUs that have it, half on GPUs.
+
+Photos keep the checkpoint's float32 model. The webcam's bfloat16 model is a copy of that model
+made the first time a visitor streams with it, kept as long as the float32 one is loaded (uploads
+that the store lets go take their copies with them). On a GPU both formats share one model: half
+precision is autocast.
+"""
+from __future__ import annotations
+
+import copy
+import threading
+import weakref
+
+import torch
+
+from poster.predictor import Predictor
+
+from .state import ModelStore
+
+FLOAT32 = "float32"
+BFLOAT16 = "bfloat16"
+FLOAT16 = "float16"
+LABELS = {FLOAT32: "float32 (exact)", BFLOAT16: "bfloat16 (fast)", FLOAT16: "float16 (fast)"}
+
+_lock = threading.Lock()
+_variants: "weakref.WeakKeyDictionary[Predictor, dict[str, Predictor]]" = weakref.WeakKeyDictionary()
+
+
+def cpu_has_bfloat16() -> bool:
+    """Whether oneDNN runs bfloat16 natively here (AVX-512 BF16 or AMX), so it pays off."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def choices(on_gpu: bool) -> list[str]:
+    """The formats a visitor can pick, fast one first where there is one."""
+    if on_gpu:
+        return [FLOAT16, FLOAT32]
+    return [BFLOAT16, FLOAT32] if cpu_has_bfloat16() else [FLOAT32]
+
+
+def default(on_gpu: bool) -> str:
+    return choices(on_gpu)[0]
+
+
+def checked(precision: str | None, on_gpu: bool) -> str:
+    """A visitor's choice if this machine offers it, else the default (API clients send anything)."""
+    return precision if precision in choices(on_gpu) else default(on_gpu)
+
+
+def live_predictor(store: ModelStore, key: str | None, precision: str) -> tuple[Predictor | None, str]:
+    """``(predictor in that format, "")`` or ``(None, why not)``, like ``store.try_predictor``."""
+    base, reason = store.try_predictor(key)
+    if base is None:
+        return None, reason
+    precision = checked(precision, store.on_gpu)
+    wants_autocast = precision == FLOAT16
+    if precision == FLOAT32 and not base.autocast:
+        return base, ""
+    if precision == FLOAT16 and base.autocast:
+        return base, ""
+    with _lock:
+        variants = _variants.setdefault(base, {})
+        predictor = variants.get(precision)
+        if predictor is None:
+            if precision == BFLOAT16:
+                model = copy.deepcopy(base.model).to(torch.bfloat16).eval()
+            else:  # the same model, with or without half-precision autocast
+                model = base.model
+            predictor = Predictor(model, detector=base.detector, autocast=wants_autocast)
+            variants[precision] = predictor
+    return predictor, ""
+
+
+__all__ = ["FLOAT32", "BFLOAT16", "FLOAT16", "LABELS", "cpu_has_bfloat16", "choices", "default", "checked",
+           "live_predictor"]

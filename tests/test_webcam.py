@@ -1,0 +1,312 @@
+"""The live webcam's server side, called as plain functions: frames, tracks, precision, slots, CSV."""
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from demo import precision as precisions
+from demo import webcam
+from demo.camera_slots import CameraSlots
+from demo.webcam_record import freeze_frame, results_csv, results_file
+from poster.errors import ImageError
+from poster.faces import Face
+from tests._app import RAF_CLASSES, app_store, astronaut_path, checkpoint_dir, empty_store  # noqa: F401
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")
+
+
+def data_url(image: np.ndarray | Image.Image, fmt: str = "JPEG") -> str:
+    picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    buffer = io.BytesIO()
+    picture.save(buffer, fmt)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.fixture(scope="module")
+def frame(astronaut) -> np.ndarray:
+    """The astronaut at 480x360, as the browser sends a frame."""
+    return np.asarray(Image.fromarray(astronaut).resize((360, 360)).crop((-60, 0, 420, 360)))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def send(frame, session=None, store=None, slots=None, visitor="a", precision="", model_key="raf-db", t=None):
+    payload = {"frame": frame if isinstance(frame, (str, dict)) or frame is None else data_url(frame)}
+    if t is not None:
+        payload["t"] = t
+    text, session = webcam.live_frame(payload, session, model_key, precision, 0.6, store=store,
+                                      slots=slots or CameraSlots(1, 120), visitor=visitor)
+    return json.loads(text), session
+
+
+# --- tracks -------------------------------------------------------------------------------
+
+def _face(box) -> Face:
+    return Face(box=box, score=1.0, landmarks=np.zeros((5, 2), np.float32))
+
+
+def test_iou_and_matching():
+    assert webcam.iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1
+    assert webcam.iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0
+    tracks = [webcam.Track(0, (0, 0, 10, 10), np.zeros((5, 2))), webcam.Track(1, (50, 50, 60, 60), np.zeros((5, 2)))]
+    assert webcam.match(tracks, [(51, 51, 61, 61), (1, 1, 11, 11), (200, 200, 210, 210)]) == {0: 1, 1: 0}
+
+
+def test_faces_keep_their_track_and_lost_faces_are_dropped():
+    session = webcam.LiveSession()
+    seen = webcam.update_tracks(session, [_face((0, 0, 10, 10))])
+    webcam.smooth(seen[0], np.array([1.0, 0.0]), 0.5)
+    seen = webcam.update_tracks(session, [_face((1, 0, 11, 10))])
+    webcam.smooth(seen[0], np.array([0.0, 1.0]), 0.5)
+    assert [t.id for t in session.tracks] == [0]
+    np.testing.assert_allclose(session.tracks[0].probabilities, [0.5, 0.5])
+    webcam.update_tracks(session, [_face((100, 100, 110, 110))])  # a new face; the first one is missed
+    assert [t.id for t in session.tracks] == [0, 1] and session.tracks[0].missed == 1
+    for _ in range(webcam.MAX_MISSED):
+        webcam.update_tracks(session, [_face((100, 100, 110, 110))])
+    assert [t.id for t in session.tracks] == [1]
+
+
+# --- frames -------------------------------------------------------------------------------
+
+def test_detection_and_classification_alternate_on_the_cpu(app_store, frame):  # noqa: F811
+    slots = CameraSlots(1, 120)
+    first, session = send(frame, store=app_store, slots=slots, t=12.5)
+    assert first["status"] == "ok" and first["step"] == "detect" and first["t"] == 12.5
+    assert (first["width"], first["height"]) == (480, 360) and first["classes"] == list(RAF_CLASSES)
+    (face,) = first["faces"]
+    x1, y1, x2, y2 = face["box"]
+    assert 150 < (x1 + x2) / 2 < 300 and 40 < (y1 + y2) / 2 < 160  # the astronaut's face
+    assert face["label"] in RAF_CLASSES and sum(face["p"]) == pytest.approx(1, abs=1e-3)
+    assert len(json.dumps(first)) < 1000  # a small result: no pixels travel back
+    second, session = send(frame, session, store=app_store, slots=slots)
+    assert second["step"] == "classify" and second["faces"][0]["track"] == face["track"]
+    assert second["faces"][0]["box"] == face["box"]
+    third, session = send(frame, session, store=app_store, slots=slots)
+    assert third["step"] == "detect" and third["faces"][0]["track"] == face["track"]
+    assert session.frames == 3 and session.last_frame.shape == (360, 480, 3)
+
+
+class CountingDetector:
+    """The real detector, noting the size of every image it is asked about."""
+
+    def __init__(self, detector) -> None:
+        self.detector, self.shapes = detector, []
+
+    def detect(self, image, max_side=None):
+        self.shapes.append(image.shape[:2])
+        return self.detector.detect(image, max_side=max_side)
+
+
+def test_between_full_detections_faces_are_looked_for_near_their_last_box(app_store, frame, face_detector):  # noqa: F811
+    counting = CountingDetector(face_detector)
+    session = webcam.LiveSession()
+    boxes = []
+    for _ in range(webcam.FULL_DETECTION_EVERY + 1):
+        faces = webcam.detect(frame, session, counting)
+        webcam.update_tracks(session, faces)
+        boxes.append(faces[0].box)
+    full = [shape == frame.shape[:2] for shape in counting.shapes]
+    assert full == [True] + [False] * (webcam.FULL_DETECTION_EVERY - 1) + [True]
+    assert all(max(shape) < 200 for shape, f in zip(counting.shapes, full) if not f)  # small squares
+    assert webcam.iou(boxes[1], boxes[0]) > 0.8  # the same face, in frame coordinates
+    assert [t.id for t in session.tracks] == [0]
+    # A face that left its square is searched for in the whole frame at once.
+    counting.shapes.clear()
+    session.tracks[0].box = (0.0, 300.0, 50.0, 350.0)
+    assert len(webcam.detect(frame, session, counting)) == 1 and counting.shapes[-1] == frame.shape[:2]
+
+
+def test_on_a_gpu_every_frame_is_detected_and_classified(app_store, frame):  # noqa: F811
+    session = webcam.LiveSession()
+    for _ in range(2):
+        result = webcam.process_frame(frame, session, "raf-db", precisions.FLOAT32, app_store, alternate=False)
+        assert result["step"] == "detect" and result["faces"][0]["p"] is not None
+
+
+@pytest.mark.skipif(not precisions.cpu_has_bfloat16(), reason="this CPU has no native bfloat16")
+def test_the_webcam_runs_bfloat16_here_and_photos_stay_float32(app_store, frame):  # noqa: F811
+    assert precisions.choices(False) == [precisions.BFLOAT16, precisions.FLOAT32]
+    result, _ = send(frame, store=app_store)
+    assert result["precision"] == "bfloat16"
+    fast, _ = precisions.live_predictor(app_store, "raf-db", "bfloat16")
+    assert fast.model.dtype == torch.bfloat16 and fast is precisions.live_predictor(app_store, "raf-db", "bfloat16")[0]
+    assert app_store.predictor("raf-db").model.dtype == torch.float32  # photos
+    exact, _ = precisions.live_predictor(app_store, "raf-db", "float32")
+    assert exact is app_store.predictor("raf-db")
+    switched, _ = send(frame, store=app_store, precision="float32")
+    assert switched["precision"] == "float32"
+    assert precisions.checked("float64; rm -rf /", False) == precisions.BFLOAT16  # a made-up choice
+
+
+def test_without_a_checkpoint_faces_are_boxed_not_classified(empty_store, frame):  # noqa: F811
+    result, _ = send(frame, store=empty_store, model_key=None)
+    assert result["status"] == "ok" and len(result["faces"]) == 1
+    assert result["faces"][0]["label"] == "face" and result["faces"][0]["p"] is None
+    assert "not classified" in result["message"]
+
+
+@pytest.mark.parametrize("width, height", [(1, 1), (39, 39), (500, 39), (39, 500), (2000, 40)])
+def test_a_frame_too_small_for_a_face_says_so_and_the_stream_goes_on(app_store, frame, width, height):  # noqa: F811
+    slots = CameraSlots(1, 120)
+    small = np.full((height, width, 3), 128, np.uint8)
+    result, session = send(data_url(small, "PNG"), store=app_store, slots=slots)
+    assert result["status"] == "ok" and result["faces"] == []
+    assert result["message"] == f"no face found (the image is {width} x {height} pixels; faces need at least 40)"
+    after, _ = send(frame, session, store=app_store, slots=slots)
+    assert len(after["faces"]) == 1
+
+
+def _png(array: np.ndarray) -> str:
+    return data_url(Image.fromarray(array), "PNG")
+
+
+def test_frames_of_other_kinds_are_converted(app_store, frame):  # noqa: F811
+    grey = np.asarray(Image.fromarray(frame).convert("L"))
+    kinds = {
+        "grey array": grey,
+        "16-bit array": frame.astype(np.uint16) * 257,
+        "float array": frame.astype(np.float32) / 255,
+        "4-channel array": np.dstack([frame, np.full(frame.shape[:2], 255, np.uint8)]),
+        "grey PNG": _png(grey),
+        "16-bit PNG": _png(grey.astype(np.uint16) * 257),
+        "RGBA PNG": _png(np.dstack([frame, np.full(frame.shape[:2], 255, np.uint8)])),
+    }
+    for name, value in kinds.items():
+        image = webcam.decode_frame(value)
+        assert image.dtype == np.uint8 and image.shape == (360, 480, 3), name
+        assert np.abs(image.astype(int).mean(axis=2) - grey).mean() < 3, name  # the same picture
+    result, _ = send(kinds["16-bit PNG"], store=app_store)
+    assert len(result["faces"]) == 1
+
+
+@pytest.mark.parametrize("value, words", [
+    (np.full((50, 50, 3), 2.0, np.float32), "must lie in [0, 1]"),
+    (np.zeros((50, 50, 2), np.uint8), "wrong array shape"),
+    ("data:text/plain;base64,aGVsbG8=", "not an image"),
+    ("data:image/jpeg;base64,@@not base64@@", "damaged"),
+    ("data:image/jpeg;base64," + base64.b64encode(b"hello, not a picture").decode(), "not an image"),
+    ({"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}, "not an image (dict)"),
+    (12, "not an image (int)"),
+])
+def test_frames_that_are_not_images_are_refused(value, words):
+    with pytest.raises(ImageError, match=re.escape(words)):
+        webcam.decode_frame(value)
+
+
+def test_a_frame_naming_a_file_is_refused_without_opening_it(app_store, monkeypatch):  # noqa: F811
+    opened = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda path, *a, **k: opened.append(path) or real_open(path, *a, **k))
+    for value in (str(astronaut_path()), {"path": str(astronaut_path())}, {"url": f"file://{astronaut_path()}"}):
+        result, _ = send(value, store=app_store)
+        assert result["status"] == "error" and "faces" not in result
+        assert "astronaut" not in result["message"]
+    assert not [p for p in opened if "astronaut" in str(p)]
+
+
+def test_frames_above_the_photo_pixel_limit_are_refused(app_store):  # noqa: F811
+    huge = Image.new("L", (10_000, 10_000))  # 100 MP of black compresses to a few kB
+    result, session = send(data_url(huge, "PNG"), store=app_store)
+    assert result["status"] == "error" and "100.0 MP" in result["message"] and "limit" in result["message"]
+    with pytest.raises(ImageError, match="text"):
+        webcam.decode_frame("data:image/jpeg;base64," + "A" * (webcam.MAX_FRAME_CHARS + 4))
+
+
+def test_big_frames_are_processed_at_most_frame_max_side(app_store, astronaut):  # noqa: F811
+    big = np.asarray(Image.fromarray(astronaut).resize((1280, 960)))
+    result, session = send(big.copy(), store=app_store)
+    assert (result["width"], result["height"]) == (480, 360) and session.last_frame.shape == (360, 480, 3)
+
+
+# --- camera slots ---------------------------------------------------------------------------
+
+def test_a_second_visitor_waits_and_gets_the_camera_when_the_first_stops():
+    clock = Clock()
+    slots = CameraSlots(1, 120, idle_seconds=3, clock=clock)
+    assert slots.claim("a").granted
+    assert slots.claim("b").state == "waiting"
+    clock.now += 2
+    slots.claim("a")
+    waiting = slots.claim("b")
+    assert waiting.state == "waiting" and waiting.position == 1 and waiting.waited == pytest.approx(2)
+    assert slots.claim("c").position == 2
+    slots.release("a")
+    assert slots.claim("b").granted and slots.claim("c").state == "waiting"
+
+
+def test_a_silent_holder_loses_the_slot_and_a_long_session_ends():
+    clock = Clock()
+    slots = CameraSlots(1, 60, idle_seconds=3, clock=clock)
+    slots.claim("a")
+    clock.now += 4  # a's tab was closed: no frame for 4 s
+    assert slots.claim("b").granted and slots.holders() == ["b"]
+    for _ in range(29):  # b streams for almost a minute
+        clock.now += 2
+        assert slots.claim("b").granted
+    clock.now += 2
+    assert slots.claim("b").state == "ended"
+    assert slots.claim("b").granted  # pressing Start again queues anew; nobody else waits
+
+
+def test_one_frame_per_visitor_at_a_time():
+    slots = CameraSlots(1, 60)
+    with slots.processing("a") as free:
+        assert free
+        with slots.processing("a") as again:
+            assert not again
+    with slots.processing("a") as free:
+        assert free
+
+
+def test_the_waiting_page_is_told_how_long_it_has_waited(app_store, frame):  # noqa: F811
+    clock = Clock()
+    slots = CameraSlots(1, 120, idle_seconds=10, clock=clock)
+    send(frame, store=app_store, slots=slots, visitor="a")
+    send(frame, store=app_store, slots=slots, visitor="b")
+    clock.now += 5
+    send(frame, store=app_store, slots=slots, visitor="a")
+    result, _ = send(frame, store=app_store, slots=slots, visitor="b")
+    assert result["status"] == "waiting" and result["message"] == "waiting for the camera slot, 5 s"
+    session = webcam.stop_stream(None, slots=slots, visitor="a")
+    assert session.tracks == []
+    assert send(frame, store=app_store, slots=slots, visitor="b")[0]["status"] == "ok"
+
+
+# --- what a visitor takes away --------------------------------------------------------------
+
+def test_recorded_results_download_as_csv(app_store, frame, tmp_path):  # noqa: F811
+    assert results_file(None) is None
+    session = None
+    for _ in range(3):
+        _, session = send(frame, session, store=app_store)
+    rows = list(csv.DictReader(io.StringIO(results_csv(session))))
+    assert len(rows) == 3 and {r["track"] for r in rows} == {"0"}
+    assert list(rows[0])[:7] == ["time", "track", "x1", "y1", "x2", "y2", "label"]
+    assert [k for k in rows[0] if k.startswith("p_")] == [f"p_{n}" for n in RAF_CLASSES]
+    assert rows[0]["time"].endswith("+00:00") and rows[0]["label"] in RAF_CLASSES
+    assert sum(float(rows[-1][f"p_{n}"]) for n in RAF_CLASSES) == pytest.approx(1, abs=1e-3)
+    with open(results_file(session)) as handle:
+        assert handle.read() == results_csv(session)
+
+
+def test_freeze_analyzes_the_newest_frame(app_store, frame):  # noqa: F811
+    out = freeze_frame(None, "raf-db", store=app_store)
+    assert out[0] is None and "Start the camera" in out[1]
+    _, session = send(frame, store=app_store)
+    image, summary, bars, selector, as_json, result, subject = freeze_frame(session, "raf-db", store=app_store)
+    assert len(as_json) == 1 and subject is not None and image.shape == (360, 480, 3)

@@ -1,0 +1,154 @@
+"""The webcam's events on a running server, sent raw over HTTP as any client could send them."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import uuid
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests._app import app_store, astronaut_path, checkpoint_dir, served  # noqa: F401
+
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def server(app_store):  # noqa: F811
+    app_store.predictor("raf-db")
+    with served(app_store) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def events(server) -> dict[str, int]:
+    """fn_index of the webcam's frame and stop events."""
+    config = httpx.get(server + "config", timeout=TIMEOUT).json()
+    live = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "webcam-live")
+    found = {}
+    for index, dependency in enumerate(config["dependencies"]):
+        for target, event in dependency["targets"]:
+            if target == live:
+                found[event] = dependency.get("id", index)
+    return found
+
+
+def join(server: str, fn_index: int, data: list, event_data=None, session: str | None = None) -> dict:
+    """Queue one event and wait for its end; returns Gradio's final message (success, output)."""
+    session = session or uuid.uuid4().hex[:11]
+    body = {"data": data, "event_data": event_data, "fn_index": fn_index, "session_hash": session}
+    with httpx.Client(base_url=server + "gradio_api/", timeout=TIMEOUT) as client:
+        joined = client.post("queue/join", json=body)
+        assert joined.status_code == 200, joined.text
+        with client.stream("GET", "queue/data", params={"session_hash": session}) as stream:
+            for line in stream.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                message = json.loads(line[5:])
+                if message.get("msg") == "process_completed":
+                    return message
+    raise AssertionError("the event never completed")
+
+
+def result(message: dict) -> dict:
+    assert message["success"], message
+    return json.loads(message["output"]["data"][0])
+
+
+def frame_url(image: np.ndarray, fmt: str = "JPEG") -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, fmt)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def frame_event(server, events, event_data, session=None, precision="bfloat16") -> dict:
+    return join(server, events["live_frame"], [None, None, precision, 0.6], event_data, session)
+
+
+def test_a_real_frame_gets_its_face_back_as_json(server, events, astronaut):
+    session = uuid.uuid4().hex[:11]
+    answer = result(frame_event(server, events, {"frame": frame_url(astronaut), "t": 7.0}, session))
+    assert answer["status"] == "ok" and len(answer["faces"]) == 1 and answer["t"] == 7.0
+    assert answer["width"] == 480 and answer["faces"][0]["p"] is not None
+    join(server, events["live_stop"], [None], {}, session)
+
+
+@pytest.mark.parametrize("event_data", [
+    {"frame": {"path": "astronaut"}},
+    {"frame": {"path": "astronaut", "meta": {"_type": "gradio.FileData"}}},
+    {"frame": {"url": "astronaut"}},
+    {"frame": "astronaut"},
+    {"path": "astronaut"},
+])
+def test_no_payload_makes_the_webcam_open_a_path(server, events, event_data):
+    path = str(astronaut_path())
+    event_data = json.loads(json.dumps(event_data).replace('"astronaut"', json.dumps(path)))
+    session = uuid.uuid4().hex[:11]
+    message = frame_event(server, events, event_data, session)
+    if message["success"]:
+        answer = json.loads(message["output"]["data"][0])
+        assert answer["status"] == "error" and "faces" not in answer and "width" not in answer
+        assert "astronaut" not in answer["message"] and "512" not in answer["message"]
+    else:  # Gradio refuses a file payload outside its cache before the handler runs
+        assert "cannot be accessed" in message["output"]["error"]
+    join(server, events["live_stop"], [None], {}, session)
+
+
+def test_a_file_payload_in_another_input_is_not_opened(server, events, astronaut):
+    payload = {"path": str(astronaut_path()), "meta": {"_type": "gradio.FileData"}}
+    session = uuid.uuid4().hex[:11]
+    message = join(server, events["live_frame"], [payload, payload, payload, payload],
+                   {"frame": frame_url(astronaut)}, session)
+    if message["success"]:  # the state inputs are the server's own; the made-up precision is ignored
+        answer = json.loads(message["output"]["data"][0])
+        assert answer["status"] == "ok" and answer["width"] == 480 and answer["precision"] in ("bfloat16", "float32")
+    else:
+        assert "astronaut" not in json.dumps(message)
+    join(server, events["live_stop"], [None], {}, session)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (39, 39), (500, 39)])
+def test_a_tiny_frame_says_no_face_and_the_next_frame_works(server, events, astronaut, size):
+    session = uuid.uuid4().hex[:11]
+    tiny = np.full((size[1], size[0], 3), 200, np.uint8)
+    answer = result(frame_event(server, events, {"frame": frame_url(tiny, "PNG")}, session))
+    assert answer["message"] == (f"no face found (the image is {size[0]} x {size[1]} pixels; "
+                                 "faces need at least 40)")
+    after = result(frame_event(server, events, {"frame": frame_url(astronaut)}, session))
+    assert len(after["faces"]) == 1
+    join(server, events["live_stop"], [None], {}, session)
+
+
+@pytest.mark.parametrize("kind", ["grey", "16-bit", "rgba"])
+def test_frames_of_other_kinds_are_converted_over_http(server, events, astronaut, kind):
+    grey = np.asarray(Image.fromarray(astronaut).convert("L"))
+    image = {"grey": grey, "16-bit": grey.astype(np.uint16) * 257,
+             "rgba": np.dstack([astronaut, np.full(astronaut.shape[:2], 255, np.uint8)])}[kind]
+    session = uuid.uuid4().hex[:11]
+    answer = result(frame_event(server, events, {"frame": frame_url(image, "PNG")}, session))
+    assert answer["status"] == "ok" and len(answer["faces"]) == 1
+    join(server, events["live_stop"], [None], {}, session)
+
+
+def test_a_100_megapixel_frame_is_refused(server, events):
+    buffer = io.BytesIO()
+    Image.new("L", (10_000, 10_000)).save(buffer, "PNG")
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    session = uuid.uuid4().hex[:11]
+    answer = result(frame_event(server, events, {"frame": url}, session))
+    assert answer["status"] == "error" and "limit" in answer["message"]
+    join(server, events["live_stop"], [None], {}, session)
+
+
+def test_a_second_session_waits_until_the_first_stops(server, events, astronaut):
+    first, second = uuid.uuid4().hex[:11], uuid.uuid4().hex[:11]
+    frame = {"frame": frame_url(astronaut)}
+    assert result(frame_event(server, events, frame, first))["status"] == "ok"
+    waiting = result(frame_event(server, events, frame, second))
+    assert waiting["status"] == "waiting" and waiting["message"].startswith("waiting for the camera slot, ")
+    join(server, events["live_stop"], [None], {}, first)
+    assert result(frame_event(server, events, frame, second))["status"] == "ok"
+    join(server, events["live_stop"], [None], {}, second)

@@ -15,8 +15,9 @@ from PIL import Image
 from data_explorer.runs import find_runs, load_run
 from demo import explorer, handlers
 from demo.explain_panel import on_face_click
+from demo.camera_slots import CameraSlots
 from demo.files import UPLOAD_REFUSED, SessionFiles, UploadRefused, upload_cache, uploaded_path
-from demo.webcam import LiveSession, webcam_frame
+from demo.webcam import LiveSession, live_frame
 from poster.faces import FaceDetector
 from tests._app import app_store, astronaut_path, checkpoint_dir, write_run  # noqa: F401
 
@@ -91,8 +92,9 @@ def test_images_under_40_pixels_say_why_there_is_no_face(app_store, height, widt
     _, summary, *_ , result, _subject = handlers.analyze_photo(image, "raf-db", store=app_store)
     assert result.faces == []
     assert f"No face found (the image is {width} x {height} pixels; faces need at least 40)" in summary
-    frame, stats, session = webcam_frame(image, LiveSession(), "raf-db", store=app_store)
-    assert session.frame == 1 and frame is not None
+    text, _ = live_frame({"frame": image}, LiveSession(), "raf-db", "float32", 0.6, store=app_store,
+                         slots=CameraSlots(1, 120), visitor="v")
+    assert f"no face found (the image is {width} x {height} pixels" in json.loads(text)["message"]
 
 
 def test_a_long_thin_image_is_no_crash_either():

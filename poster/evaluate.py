@@ -28,11 +28,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import metrics
-from .checkpoints import CheckpointInfo, load_checkpoint
-from .datasets import LAYOUTS, SPLITS, ImageDataset, list_images
-from .errors import PosterError
+from .checkpoints import DATASET_CHOICES, CheckpointInfo, describe_dataset, load_checkpoint, with_dataset
+from .datasets import _SPLIT_FOLDERS as SPLIT_FOLDERS
+from .datasets import LAYOUTS, RAFDB_LABEL_FILE, SPLITS, ImageDataset, detect_layout, list_images
+from .errors import DatasetError, PosterError
 from .locate import default_checkpoint
-from .registry import PosterV2Weights
+from .predict_cli import add_checkpoint_flags
+from .registry import checkpoint_weights, dataset_weights
 
 
 PREDICTIONS = "predictions.parquet"
@@ -43,7 +45,9 @@ THUMBNAIL_SIZE = 96
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=default_checkpoint(), metavar="SRC",
-                        help="checkpoint file or registry name (default: %(default)s)")
+                        help=f"checkpoint file or registry name ({', '.join(w.key for w in checkpoint_weights())}; "
+                             "default: %(default)s)")
+    add_checkpoint_flags(parser)
     parser.add_argument("--data", required=True, type=Path, metavar="DIR",
                         help="dataset folder, or a CSV file of path,label")
     parser.add_argument("--out", type=Path, metavar="RUN_DIR",
@@ -74,9 +78,15 @@ def _count(minimum: int):
 
 def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
-    model = load_checkpoint(args.checkpoint, device=device, dtype=getattr(torch, args.dtype))
+    model = load_checkpoint(args.checkpoint, device=device, dtype=getattr(torch, args.dtype),
+                            dataset=args.dataset, arch=args.arch)
     info: CheckpointInfo = model.info
-    folder_names = PosterV2Weights.get(info.dataset).value.folder_names if info.dataset else ()
+    if not info.classes_known:
+        key, reason = infer_dataset(args.data, info.num_classes, split=args.split, layout=args.layout)
+        model.info = info = with_dataset(info, key, reason)
+    if info.dataset_reason != "given":
+        print(describe_dataset(info), file=sys.stderr)
+    folder_names = dataset_weights(info.dataset).folder_names if info.dataset else ()
     listing = list_images(args.data, info.class_names, folder_names, split=args.split, layout=args.layout)
     listing = listing.limit(args.limit)
     out = args.out or Path("runs") / f"{info.name}-{args.split}"
@@ -97,6 +107,45 @@ def run(args: argparse.Namespace) -> int:
 
     print(describe(summary, out))
     return 0
+
+
+def infer_dataset(data: str | Path, num_classes: int, *, split: str = "test",
+                  layout: str = "auto") -> tuple[str, str]:
+    """(dataset key, how it was told) from the data a checkpoint is evaluated on.
+
+    RAF-DB's own label file, or ImageFolder class folders that only one dataset of
+    ``num_classes`` classes uses (``1``..``7`` RAF-DB, ``0``..``6`` AffectNet-7, class names
+    CAER-S). Raises ``DatasetError`` naming ``--dataset`` where the data does not decide.
+    """
+    data = Path(data)
+    if not data.exists():
+        raise DatasetError(f"dataset not found: {data}")
+    layout = detect_layout(data) if layout == "auto" else layout
+    fits = [w for w in (dataset_weights(k) for k in _dataset_keys()) if w.num_classes == num_classes]
+    choices = ", ".join(w.key for w in fits) or DATASET_CHOICES
+    if layout == "rafdb":
+        if any(w.key == "raf-db" for w in fits):
+            return "raf-db", f"inferred from the data: RAF-DB's own label file {RAFDB_LABEL_FILE.as_posix()}"
+        raise DatasetError(f"{data} is RAF-DB but the checkpoint has {num_classes} classes; pass --dataset NAME ({choices})")
+    if layout != "imagefolder":
+        raise DatasetError(f"the checkpoint does not say its dataset and a {layout} file does not tell it: "
+                           f"pass --dataset NAME ({choices})")
+    split_dir = next((data / n for n in SPLIT_FOLDERS[split] if (data / n).is_dir()), data)
+    folders = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    wanted = {f.lower() for f in folders}
+    matches = [w for w in fits if wanted and wanted <= {f.lower() for f in w.folder_names}]
+    shown = ", ".join(folders[:8]) + (", ..." if len(folders) > 8 else "")
+    if len(matches) == 1:
+        return matches[0].key, f"inferred from the data: class folders {shown} are {matches[0].title}'s"
+    if matches:
+        raise DatasetError(f"class folders {shown} fit {' and '.join(w.title for w in matches)}: "
+                           f"pass --dataset NAME ({', '.join(w.key for w in matches)})")
+    raise DatasetError(f"the checkpoint does not say its dataset and class folders {shown or '(none)'} match none "
+                       f"with {num_classes} classes: pass --dataset NAME ({choices})")
+
+
+def _dataset_keys() -> list[str]:
+    return list(dict.fromkeys(w.dataset_key for w in checkpoint_weights()))
 
 
 def evaluate(model: torch.nn.Module, dataset: ImageDataset, *, batch_size: int = 32, workers: int = 0,
@@ -169,6 +218,8 @@ def run_summary(predictions: pd.DataFrame, info: CheckpointInfo, dataset: ImageD
         "checkpoint_sha256": info.sha256,
         "checkpoint_source": info.source,
         "checkpoint_dataset": info.dataset,
+        "checkpoint_dataset_reason": info.dataset_reason,
+        "checkpoint_arch": info.arch,
         "dataset": listing.source,
         "dataset_root": str(listing.root.resolve()),
         "layout": listing.layout,

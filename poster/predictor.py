@@ -85,9 +85,11 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, source: str | Path, device: str | torch.device | None = None,
-                        detector_config: DetectorConfig | None = None, **kwargs: Any) -> "Predictor":
+                        detector_config: DetectorConfig | None = None, dataset: str | None = None,
+                        arch: str | None = None, **kwargs: Any) -> "Predictor":
+        """``dataset`` / ``arch``: what the file does not say itself (see ``load_checkpoint``)."""
         device = torch.device(device) if device is not None else default_device()
-        model = load_checkpoint(source, device=device)
+        model = load_checkpoint(source, device=device, dataset=dataset, arch=arch)
         detector = FaceDetector(detector_config or DetectorConfig(device="cuda" if device.type == "cuda" else "cpu"))
         return cls(model, detector, **kwargs)
 

@@ -35,12 +35,16 @@ from .errors import DatasetError, PosterError
 from .locate import default_checkpoint
 from .predict_cli import add_checkpoint_flags
 from .registry import checkpoint_weights, dataset_weights
+from .transforms import eval_transform
 
 
 PREDICTIONS = "predictions.parquet"
 RUN_JSON = "run.json"
 THUMBNAILS = "thumbs"
 THUMBNAIL_SIZE = 96
+DEFAULT_BATCH = 32
+ARM_PROTOCOL_BATCH = 64
+PROTOCOLS = ("batch", "alone")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +58,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="run folder to write (default: runs/<checkpoint>-<split>)")
     parser.add_argument("--split", choices=SPLITS, default="test", help="default: %(default)s")
     parser.add_argument("--layout", choices=("auto", *LAYOUTS), default="auto", help="default: %(default)s")
-    parser.add_argument("--batch-size", type=_count(1), default=32, help="default: %(default)s")
+    parser.add_argument("--batch-size", type=_count(1), default=None,
+                        help=f"default: {DEFAULT_BATCH} ({ARM_PROTOCOL_BATCH} for ARM's published protocol)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                        help="for ARM, whose scores include a mean over the batch: 'batch' (default, the "
+                             f"published protocol: batches of {ARM_PROTOCOL_BATCH} in label-file order) or 'alone' "
+                             "(each image on its own, as a user of single photos gets it)")
     parser.add_argument("--workers", type=_count(0), help="loader processes (default: none on CPU, up to 8 on GPU)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--thumbnails", action="store_true",
@@ -95,14 +104,21 @@ def run(args: argparse.Namespace) -> int:
     if listing.layout == "imagefolder" and Path(listing.source).name != args.split:
         print(f"note: no {args.split}/ folder, used {listing.source} as the {args.split} split", file=sys.stderr)
 
+    protocol, batch_size = choose_protocol(model, args.protocol, args.batch_size)
+    if protocol != "independent":
+        print(f"protocol: {describe_protocol(protocol, batch_size)}", file=sys.stderr)
+
     with staged_run_dir(out) as stage:
-        dataset = ImageDataset(listing, thumbnail_dir=stage / THUMBNAILS if args.thumbnails else None,
+        dataset = ImageDataset(listing, transform=eval_transform(preprocessing=info.preprocessing),
+                               thumbnail_dir=stage / THUMBNAILS if args.thumbnails else None,
                                thumbnail_size=THUMBNAIL_SIZE)
         workers = args.workers if args.workers is not None else default_workers(device)
         start = time.perf_counter()
-        predictions = evaluate(model, dataset, batch_size=args.batch_size, workers=workers, device=device)
+        predictions = evaluate(model, dataset, batch_size=batch_size, workers=workers, device=device,
+                               alone=protocol == "alone")
         summary = run_summary(predictions, info, dataset, split=args.split, device=device,
-                              duration_s=time.perf_counter() - start, dtype=args.dtype)
+                              duration_s=time.perf_counter() - start, dtype=args.dtype,
+                              protocol=protocol, batch_size=batch_size)
         write_run(stage, predictions, summary)
 
     print(describe(summary, out))
@@ -148,13 +164,33 @@ def _dataset_keys() -> list[str]:
     return list(dict.fromkeys(w.dataset_key for w in checkpoint_weights()))
 
 
+def choose_protocol(model: torch.nn.Module, protocol: str | None, batch_size: int | None) -> tuple[str, int]:
+    """(protocol, batch size): "independent" for models whose faces never interact; for ARM
+    "batch" (the published protocol, batches of 64 unless told otherwise) or "alone"."""
+    if not getattr(model, "faces_interact", False):
+        return "independent", batch_size or DEFAULT_BATCH  # either protocol gives the same scores
+    protocol = protocol or "batch"
+    return protocol, batch_size or (ARM_PROTOCOL_BATCH if protocol == "batch" else DEFAULT_BATCH)
+
+
+def describe_protocol(protocol: str, batch_size: int) -> str:
+    if protocol == "batch":
+        return (f"batches of {batch_size} in the dataset's listing order (label-file order for RAF-DB), the last "
+                "one smaller; every face's scores include the mean over its batch, as when ARM was published")
+    if protocol == "alone":
+        return "each image on its own (a batch of one), as a user of single photos gets it"
+    return "every image independent of its batch"
+
+
 def evaluate(model: torch.nn.Module, dataset: ImageDataset, *, batch_size: int = 32, workers: int = 0,
-             device: str | torch.device | None = None, progress: bool = True) -> pd.DataFrame:
+             device: str | torch.device | None = None, progress: bool = True, alone: bool = False) -> pd.DataFrame:
     """Predict every image of ``dataset``; one row per image that loaded (see ``predictions_table``).
 
     Inputs go to ``device`` (default: the model's). Images that fail to load are added to
-    ``dataset.skipped`` with the reason.
+    ``dataset.skipped`` with the reason. ``alone``: for a model whose faces interact in a batch
+    (ARM), give each image the scores it gets on its own.
     """
+    forward = model.forward_alone if alone and getattr(model, "faces_interact", False) else model
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
@@ -167,7 +203,7 @@ def evaluate(model: torch.nn.Module, dataset: ImageDataset, *, batch_size: int =
                 loaded = dataset.record_failures(indices.tolist(), errors)
                 if loaded:
                     batch = images[loaded].to(device, dtype, non_blocking=True, memory_format=torch.channels_last)
-                    logits.append(model(batch).float().cpu())
+                    logits.append(forward(batch).float().cpu())
                     kept.extend(indices[loaded].tolist())
                 bar.update(len(indices))
     finally:
@@ -208,7 +244,8 @@ def predictions_table(logits: torch.Tensor, labels: Sequence[int], paths: Sequen
 
 
 def run_summary(predictions: pd.DataFrame, info: CheckpointInfo, dataset: ImageDataset, *, split: str,
-                device: str | torch.device, duration_s: float, dtype: str = "float32") -> dict[str, Any]:
+                device: str | torch.device, duration_s: float, dtype: str = "float32",
+                protocol: str = "independent", batch_size: int | None = None) -> dict[str, Any]:
     """The facts of run.json. Accuracy, mean class accuracy and macro F1 are in percent."""
     labels, preds = predictions["label"], predictions["pred"]
     k = len(info.class_names)
@@ -234,6 +271,10 @@ def run_summary(predictions: pd.DataFrame, info: CheckpointInfo, dataset: ImageD
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "device": str(device),
         "dtype": dtype,
+        "protocol": protocol,
+        "protocol_description": describe_protocol(protocol, batch_size or 0),
+        "batch_size": batch_size,
+        "colour_order": info.preprocessing.colour_order,
         "duration_s": round(duration_s, 3),
         "images_per_second": round(len(predictions) / duration_s, 2) if duration_s > 0 else None,
         "thumbnails": dataset.thumbnail_dir is not None,

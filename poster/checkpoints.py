@@ -67,7 +67,9 @@ class _ArchFile:
 
 def _arch_file(arch: str) -> _ArchFile:
     if arch == "poster-v2":
-        return _ArchFile(lambda keys: any(k.startswith(("VIT.", "window1.")) for k in keys),
+        # Released names, or the project's own (a state_dict() saved with torch.save).
+        return _ArchFile(lambda keys: "transformer.head.weight" in keys or any(k.startswith(("VIT.", "window1."))
+                                                                                for k in keys),
                          poster_v2_filter_fn, "transformer.head.weight")
     module = importlib.import_module(architecture(arch).module)
     return _ArchFile(module.recognizes, module.checkpoint_filter_fn, module.HEAD_WEIGHT)

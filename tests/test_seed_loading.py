@@ -142,3 +142,25 @@ def test_convert_of_unknown_poster_v1_file_needs_dataset(v1_file: Path, tmp_path
         convert_checkpoint(source, tmp_path / "out.safetensors")
     out = convert_checkpoint(source, tmp_path / "out.safetensors", dataset="raf-db")
     assert read_weights(out)[1]["arch"] == "poster-v1"
+
+
+def test_project_named_pth_files_load_too(v1_model, arm_model, tmp_path: Path) -> None:
+    for model in (v1_model, arm_model):
+        path = tmp_path / f"{model.info.arch}.pth"
+        torch.save(model.state_dict(), path)
+        loaded = load_checkpoint(path, dataset="raf-db")
+        assert loaded.info.arch == model.info.arch
+        x = reference_input(torch.float32)
+        with torch.inference_mode():
+            assert torch.equal(loaded(x), model(x))
+
+
+def test_missing_poster_v1_file_says_where_it_looked(monkeypatch, tmp_path: Path) -> None:
+    from poster import locate
+
+    monkeypatch.setenv(locate.ENV_DIR, str(tmp_path))
+    monkeypatch.delenv(locate.ENV_HUB_REPO, raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Exception, match=r"no POSTER RAF-DB weights found: looked for poster-v1/rafdb_best.safetensors "
+                                        r"or poster-v1/rafdb_best.pth.*python -m poster download poster-v1-raf-db"):
+        load_checkpoint("poster-v1-raf-db")

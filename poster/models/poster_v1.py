@@ -241,8 +241,8 @@ def _attention_meaning(name: str) -> str:
 
 
 def recognizes(keys: set[str]) -> bool:
-    """True for the key set of a released POSTER file (``module.`` already stripped)."""
-    return any(k.startswith("pyramid_fuse.") for k in keys)
+    """True for the key set of a released POSTER file (``module.`` already stripped) or of this model."""
+    return "fusion.pos_embed" in keys or any(k.startswith("pyramid_fuse.") for k in keys)
 
 
 def is_unused(name: str) -> bool:

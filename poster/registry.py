@@ -232,7 +232,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "poster-v2": Architecture(
         "poster-v2", "POSTER++", "Mao et al., POSTER++: A simpler and stronger facial expression recognition "
         "network, arXiv 2301.12149", "poster.models.poster_v2", "PosterV2", PosterV2Weights,
-        {"parameters_used": 43_718_563, "colour_order": "RGB"}),
+        {"parameters_used": 43_753_941, "colour_order": "RGB"}),
     "poster-v1": Architecture(
         "poster-v1", "POSTER", "Zheng et al., POSTER: A Pyramid Cross-Fusion Transformer Network for Facial "
         "Expression Recognition, arXiv 2204.04083", "poster.models.poster_v1", "PosterV1", PosterV1Weights,

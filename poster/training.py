@@ -92,7 +92,7 @@ def build_model(config: TrainConfig, class_names: Sequence[str],
             raise CheckpointError(f"{path.name} does not fit POSTER++ (missing {sorted(missing)[:4]}, "
                                   f"unexpected {sorted(unexpected)[:4]})")
         say(f"initialised from {path} ({meta['name']}; {meta['dataset'] or 'dataset'} "
-            f"{meta['dataset_reason']}); {note}")
+            f"{meta['dataset_reason'].replace('--dataset', '--init-dataset')}); {note}")
         return model
     load_pretrained_backbones(model, ir50=config.ir50, mobilefacenet=config.mobilefacenet)
     for label, source in (("IR-50", config.ir50), ("MobileFaceNet", config.mobilefacenet)):

@@ -16,6 +16,7 @@ from poster.errors import DatasetError
 from poster.evaluate import infer_dataset
 from poster.registry import PosterV2Weights
 from tests._data import face, write_csv, write_imagefolder, write_rafdb
+from poster.registry import ARCHITECTURES
 from tests.recipe import write_recipe_checkpoint
 
 RAF = PosterV2Weights.RAF_DB.value
@@ -180,8 +181,18 @@ def test_train_init_reports_the_init_dataset(unnamed_7: Path, tmp_path: Path) ->
     said.clear()
     config = TrainConfig.from_recipe("raf-db", tmp_path, tmp_path / "run", init=str(unnamed_7))
     build_model(config, RAF.class_names, said.append)
-    assert "dataset not known: my_run.pth does not record it; pass --dataset" in said[0]
+    assert "dataset not known: my_run.pth does not record it; pass --init-dataset NAME" in said[0]
     assert said[0].endswith("head kept (the checkpoint names no classes; assumed to be in the same order)")
     parser = cli.build_parser(["train"])
     args = parser.parse_args(["train", "--data", "d", "--dataset", "raf-db", "--init", "x.pth", "--init-dataset", "caer-s"])
     assert args.init_dataset == "caer-s"
+
+
+def test_model_card_facts_live_in_the_registry() -> None:
+    from poster.checkpoints import count_parameters
+    from poster.registry import create_model
+
+    for arch, spec in ARCHITECTURES.items():
+        assert count_parameters(create_model(arch, 7)) == spec.facts["parameters_used"], arch
+    assert "batch" in ARCHITECTURES["arm"].facts["batch_caveat"]
+    assert ARCHITECTURES["poster-v1"].facts["colour_order"] == "BGR"

@@ -6,9 +6,7 @@ its class count, in that order, and ``CheckpointInfo.dataset_reason`` says which
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
-import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -19,14 +17,17 @@ from torch import nn
 from . import locate
 from .errors import CheckpointError
 from .models import PosterV2
-from .models.convert import checkpoint_filter_fn as poster_v2_filter_fn, rename
+from .models.convert import checkpoint_filter_fn as poster_v2_filter_fn
 from .registry import (ARCHITECTURES, DATASET_KEYS, Preprocessing, PosterV2Weights, Weights, architecture,
                        create_model, dataset_weights, find_weights, list_weights, weights_for)
+from .backbones import load_pretrained_backbones, verify_backbone
 from .safe_pickle import safe_torch_load
+from .weight_files import (FORMAT, FORMAT_VERSION, MANIFEST_NAME, check_manifest, fit_problems, is_safetensors,
+                           read_safetensors, save_safetensors, sha256_file)
 
-FORMAT = "poster-v2"  # the project's safetensors format (for every architecture; "arch" says which)
-FORMAT_VERSION = "1"
-MANIFEST_NAME = "manifest.json"
+__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_NAME", "CheckpointInfo", "convert_checkpoint", "count_parameters",
+           "describe_dataset", "detect_arch", "load_checkpoint", "load_pretrained_backbones", "read_weights",
+           "save_safetensors", "sha256_file", "verify_backbone", "verify_checkpoint", "with_dataset"]
 DATASET_CHOICES = ", ".join(DATASET_KEYS)
 
 
@@ -81,14 +82,6 @@ def detect_arch(keys: set[str]) -> str | None:
         if _arch_file(arch).recognizes(keys):
             return arch
     return None
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -149,9 +142,9 @@ def read_weights(path: Path, dataset: str | None = None,
     sha256, published_accuracy, preprocessing)."""
     path = Path(path)
     sha = sha256_file(path)
-    _check_manifest(path, sha)
-    if _is_safetensors(path):
-        state, recorded = _read_safetensors(path)
+    check_manifest(path, sha)
+    if is_safetensors(path):
+        state, recorded = read_safetensors(path)
         file_arch = recorded["arch"]
     else:
         state, file_arch = _read_released(path, arch)
@@ -233,30 +226,6 @@ def _dataset_of(dataset: str | None, recorded: str | None, arch: str, path: Path
                         f"({DATASET_CHOICES}) or evaluate on data that tells it")
 
 
-def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, *, dataset: str | None,
-                     class_names: list[str] | tuple[str, ...], source_sha256: str,
-                     published_accuracy: float | None = None, name: str | None = None,
-                     extra: dict[str, Any] | None = None, arch: str = "poster-v2",
-                     preprocessing: Preprocessing | None = None) -> Path:
-    """Write project-named weights with the facts needed to use them."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    metadata = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "name": name or dataset or path.stem,
-        "arch": arch, "dataset": dataset or "", "class_names": json.dumps(list(class_names)),
-        "num_classes": str(len(class_names)), "source_sha256": source_sha256,
-        "published_accuracy": "" if published_accuracy is None else str(published_accuracy),
-        "preprocessing": json.dumps(asdict(preprocessing or Preprocessing())),
-        "extra": json.dumps(extra or {}),
-    }
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    tmp = path.with_name(path.name + ".partial")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
-    return path
-
-
 def convert_checkpoint(src: str | Path, dst: str | Path, dataset: str | None = None,
                        arch: str | None = None) -> Path:
     """Released ``.pth`` -> project safetensors file (same weights, same logits)."""
@@ -269,15 +238,6 @@ def convert_checkpoint(src: str | Path, dst: str | Path, dataset: str | None = N
     return save_safetensors(state, dst, dataset=meta["dataset"], class_names=meta["class_names"],
                             source_sha256=meta["sha256"], published_accuracy=meta["published_accuracy"],
                             name=meta["name"], arch=meta["arch"], preprocessing=meta["preprocessing"])
-
-
-def load_pretrained_backbones(model: PosterV2, ir50: str | Path | None = None,
-                              mobilefacenet: str | Path | None = None) -> None:
-    """Copy the published pretraining weights (IR-50 face recognition, MobileFaceNet landmarks) in."""
-    if ir50 is not None:
-        _load_part(model.image_backbone, _ir50_state(ir50), "ir50")
-    if mobilefacenet is not None:
-        _load_part(model.landmark_backbone, _mobilefacenet_state(mobilefacenet), "mobilefacenet")
 
 
 def verify_checkpoint(path: str | Path, key: str) -> str:
@@ -295,24 +255,10 @@ def verify_checkpoint(path: str | Path, key: str) -> str:
     num_classes = _num_classes(state, path, weights.arch)
     if num_classes != weights.num_classes:
         raise CheckpointError(f"{path.name} has {num_classes} classes but {weights.title} has {weights.num_classes}")
-    problems = _fit_problems(_expected_state(num_classes, weights.arch), state)
+    problems = fit_problems(_expected_state(num_classes, weights.arch), state)
     if problems:
         raise CheckpointError(f"{path.name} does not fit {ARCHITECTURES[weights.arch].title}: " + "; ".join(problems))
     return meta["sha256"]
-
-
-def verify_backbone(path: str | Path, key: str) -> None:
-    """Check a pretrained backbone file ("ir50" or "mobilefacenet") the way
-    ``load_pretrained_backbones`` will read it: safe load, and keys and shapes that fit exactly."""
-    parts = {"ir50": (_ir50_state, "image_backbone."), "mobilefacenet": (_mobilefacenet_state, "landmark_backbone.")}
-    if key not in parts:
-        raise CheckpointError(f"unknown backbone {key!r}; known: {', '.join(parts)}")
-    to_state, prefix = parts[key]
-    state = to_state(path)
-    expected = {k.removeprefix(prefix): v for k, v in _expected_state(7).items() if k.startswith(prefix)}
-    problems = _fit_problems(expected, state)
-    if problems:
-        raise CheckpointError(f"{Path(path).name}: {key} weights do not fit: " + "; ".join(problems))
 
 
 def _expected_state(num_classes: int, arch: str = "poster-v2") -> dict[str, torch.Tensor]:
@@ -320,82 +266,11 @@ def _expected_state(num_classes: int, arch: str = "poster-v2") -> dict[str, torc
         return create_model(arch, num_classes).state_dict()
 
 
-def _ir50_state(source: str | Path) -> dict[str, torch.Tensor]:
-    raw = _tensor_dict(source)
-    out = {}
-    # face.evoLVe numbering (body.0..23) or the POSTER++ split (body1/body2/body3).
-    stage_of = [1] * 3 + [2] * 4 + [3] * 14 + [4] * 3
-    offset = {1: 0, 2: 3, 3: 7}
-    for key, value in raw.items():
-        key = key.removeprefix("module.")
-        parts = key.split(".")
-        if parts[0] == "body":
-            index = int(parts[1])
-            stage = stage_of[index]
-            if stage == 4:
-                continue
-            key = ".".join([f"body{stage}", str(index - offset[stage])] + parts[2:])
-        if key.startswith("output_layer."):
-            continue
-        new = rename("ir_back." + key)
-        if new is None:
-            raise CheckpointError(f"ir50 weights: unexpected key {key}")
-        out[new.removeprefix("image_backbone.")] = value
-    return out
-
-
-def _mobilefacenet_state(source: str | Path) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in _tensor_dict(source).items():
-        new = rename("face_landback." + key.removeprefix("module."))
-        if new is None:
-            raise CheckpointError(f"mobilefacenet weights: unexpected key {key}")
-        out[new.removeprefix("landmark_backbone.")] = value
-    return out
-
-
-def _tensor_dict(source: str | Path) -> dict[str, torch.Tensor]:
-    path = locate.resolve(source)
-    data = safe_torch_load(str(path), path.name)
-    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-        data = data["state_dict"]
-    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise CheckpointError(f"{path.name} holds no state dict of tensors")
-    return data
-
-
-def _load_part(module: nn.Module, state: dict[str, torch.Tensor], label: str) -> None:
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{label} weights do not fit: missing {_few(missing)}; unexpected {_few(unexpected)}")
-
-
 def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], label: str, arch: str = "poster-v2") -> None:
-    problems = _fit_problems(model.state_dict(), state)
+    problems = fit_problems(model.state_dict(), state)
     if problems:
         raise CheckpointError(f"{label} does not fit {ARCHITECTURES[arch].title}: " + "; ".join(problems))
     model.load_state_dict(state, strict=True)
-
-
-def _fit_problems(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> list[str]:
-    """Missing, unexpected and wrongly shaped keys, one phrase each; empty when the state fits."""
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-             if k in state and state[k].shape != v.shape]
-    problems = []
-    if missing:
-        problems.append(f"missing {_few(missing)}")
-    if unexpected:
-        problems.append(f"unexpected {_few(unexpected)}")
-    if wrong:
-        problems.append(f"wrong shape {_few(wrong)}")
-    return problems
-
-
-def _few(items: list[str], n: int = 4) -> str:
-    shown = ", ".join(items[:n])
-    return f"{len(items)} keys ({shown}{', ...' if len(items) > n else ''})"
 
 
 def _num_classes(state: dict[str, torch.Tensor], path: Path, arch: str = "poster-v2") -> int:
@@ -406,53 +281,3 @@ def _num_classes(state: dict[str, torch.Tensor], path: Path, arch: str = "poster
     return int(head.shape[0])
 
 
-def _is_safetensors(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        head = fh.read(9)
-    # 8-byte little-endian header length, then a JSON object.
-    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 27)
-
-
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    from safetensors import SafetensorError
-    from safetensors.torch import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-            state = {k: fh.get_tensor(k) for k in fh.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path.name} is truncated or corrupt ({str(exc).splitlines()[0][:160]})") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path.name} is a safetensors file but not a POSTER++ checkpoint")
-    arch = meta.get("arch") or "poster-v2"  # files written before other architectures existed
-    if arch not in ARCHITECTURES:
-        raise CheckpointError(f"{path.name} names an unknown architecture {arch!r}")
-    accuracy = meta.get("published_accuracy")
-    try:
-        preprocessing = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v
-                                         for k, v in json.loads(meta["preprocessing"]).items()})
-    except (KeyError, TypeError, ValueError):
-        preprocessing = None
-    return state, {
-        "name": meta.get("name") or path.stem,
-        "arch": arch,
-        "dataset": meta.get("dataset") or None,
-        "class_names": json.loads(meta.get("class_names", "[]")),
-        "published_accuracy": float(accuracy) if accuracy else None,
-        "preprocessing": preprocessing,
-    }
-
-
-def _check_manifest(path: Path, sha: str) -> None:
-    manifest = path.parent / MANIFEST_NAME
-    if not manifest.is_file():
-        return
-    try:
-        entry = json.loads(manifest.read_text()).get("files", {}).get(path.name)
-    except (OSError, ValueError, AttributeError):
-        return
-    if isinstance(entry, dict) and entry.get("sha256") and entry["sha256"] != sha:
-        raise CheckpointError(
-            f"{path.name} does not match the sha256 recorded in {MANIFEST_NAME} when it was downloaded; "
-            "it was changed or damaged: download it again")

@@ -1,10 +1,11 @@
-"""POSTER++ network speed: ms per image on the CPU (batch 1 and 8), images/s on a GPU (batch 64).
+"""Network speed: ms per image on the CPU (batch 1 and 8), images/s on a GPU (batch 64).
 
-Compares the original forward pass (benchmarks/original_forward.py, same weights) with this
-project's float32 path and its reduced-precision fast mode, and measures what the fast mode costs
-in accuracy on real face crops.
+For each architecture (POSTER++, POSTER, ARM) compares the original forward pass
+(benchmarks/original_forward.py, original_poster_v1.py, original_arm.py; same weights) with this
+project's float32 path and its bfloat16 fast mode, timed in turn in one process, and measures
+what the fast mode costs in accuracy on real face crops.
 
-    python benchmarks/model_speed.py [--repeats 20] [--skip-accuracy]
+    python benchmarks/model_speed.py [--arch all|poster-v2|poster-v1|arm] [--repeats 20] [--skip-accuracy]
 """
 from __future__ import annotations
 
@@ -16,6 +17,54 @@ import torch
 from _common import machine, recipe_checkpoint, time_interleaved, time_ms
 from original_forward import original_forward, plain_layers
 from poster import load_checkpoint
+
+TITLES = {"poster-v2": "POSTER++", "poster-v1": "POSTER", "arm": "ARM"}
+
+
+def seed_checkpoint(arch: str):
+    """POSTER's or ARM's recipe checkpoint, written once per machine into the temp folder."""
+    import tempfile
+    from pathlib import Path
+
+    from tests.recipe import write_arm_checkpoint, write_poster_v1_checkpoint
+
+    name = {"poster-v1": "rafdb_best.pth", "arm": "epoch59_acc0.9205.pth"}[arch]
+    path = Path(tempfile.gettempdir()) / "poster-bench" / arch / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (write_poster_v1_checkpoint if arch == "poster-v1" else write_arm_checkpoint)(path)
+    return path
+
+
+def seed_models(arch: str):
+    """(original forward, baseline model, fp32 model, bf16 model) for POSTER or ARM."""
+    path = seed_checkpoint(arch)
+    if arch == "poster-v1":
+        import original_poster_v1 as original
+
+        baseline = original.original_model(load_checkpoint(path, channels_last=False))
+    else:
+        import original_arm as original
+
+        baseline = load_checkpoint(path, channels_last=False)
+    return original.original_forward, baseline, load_checkpoint(path), load_checkpoint(path, dtype=torch.bfloat16)
+
+
+def speed_table(title: str, original, baseline, fp32, bf16, repeats: int) -> None:
+    rows = []
+    for batch in (1, 8):
+        x = torch.randn(batch, 3, 224, 224)
+        n = repeats if batch == 1 else max(5, repeats // 4)
+        with torch.inference_mode():
+            torch.testing.assert_close(fp32(x), original(baseline, x), rtol=0, atol=1e-3)
+            times = time_interleaved({"original": lambda: original(baseline, x),
+                                      "fp32": lambda: fp32(x), "bf16": lambda: bf16(x)}, n)
+        rows.append((batch, *(times[k] / batch for k in ("original", "fp32", "bf16"))))
+    label = f"{title} fp32"
+    print(f"\n{'batch':>5} {'original fp32':>14} {label:>14} {'speed-up':>8} {'bf16 fast':>10} {'speed-up':>8}")
+    for batch, t_orig, t_fp32, t_bf16 in rows:
+        print(f"{batch:>5} {t_orig:>11.1f} ms {t_fp32:>11.1f} ms {t_orig / t_fp32:>7.2f}x {t_bf16:>7.1f} ms "
+              f"{t_orig / t_bf16:>7.2f}x   (ms per image)")
 
 
 def face_crops(count: int = 240) -> torch.Tensor:
@@ -52,9 +101,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--arch", choices=("all", *TITLES), default="all")
     args = parser.parse_args()
-    path = recipe_checkpoint()
     print(f"CPU: {machine()}")
+    for arch in ("poster-v1", "arm"):
+        if args.arch in ("all", arch):
+            print(f"\n{TITLES[arch]}")
+            speed_table(TITLES[arch], *seed_models(arch), args.repeats)
+    if args.arch not in ("all", "poster-v2"):
+        return
+    print("\nPOSTER++")
+    path = recipe_checkpoint()
 
     baseline = plain_layers(load_checkpoint(path, channels_last=False))
     fp32 = load_checkpoint(path)

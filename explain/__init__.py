@@ -1,7 +1,9 @@
-"""Explanations of POSTER++ predictions: Grad-CAM of both streams, cross-attention, ViT rollout.
+"""Explanations: POSTER++'s Grad-CAM of both streams, cross-attention and ViT rollout
+(``Explainer``); for POSTER (v1), ARM and any model that names its own Grad-CAM layers and labels
+its maps, ``ModelExplainer``. ``explainer_for(model)`` picks the one that fits.
 
-``Explainer(model).explain(faces)`` gets every map for a batch from one forward and one backward
-pass; ``render`` turns them into pictures.
+Each gets every map for a batch from one forward and one backward pass; ``render`` turns them
+into pictures.
 """
 from .attention import (
     attention_rollout,
@@ -14,10 +16,19 @@ from .attention import (
 from .explainer import MAP_KINDS, Explainer, FaceExplanation
 from .gradcam import GradCamPass, gradcam_layers, gradcam_map, gradcam_pass
 from .maps import normalize, relative_to_uniform, upsample
-from .render import colorbar, colorize, explanation_panels, overlay, panel, summary
+from .models import LabelledMap, ModelExplainer, ModelExplanation
+from .render import colorbar, colorize, explanation_panels, model_panels, overlay, panel, summary
+
+
+
+def explainer_for(model):
+    """``ModelExplainer`` for a model that names its Grad-CAM layers, else POSTER++'s ``Explainer``."""
+    return ModelExplainer(model) if hasattr(model, "gradcam_layers") else Explainer(model)
+
 
 __all__ = [
-    "MAP_KINDS", "Explainer", "FaceExplanation", "GradCamPass",
+    "MAP_KINDS", "Explainer", "FaceExplanation", "GradCamPass", "LabelledMap", "ModelExplainer",
+    "ModelExplanation", "explainer_for", "model_panels",
     "attention_rollout", "colorbar", "colorize", "cross_attention_maps", "explanation_panels",
     "gradcam_layers", "gradcam_map", "gradcam_pass", "normalize", "overlay", "panel",
     "query_attention", "query_index", "received_attention", "relative_to_uniform", "rollout_matrix",

@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import maps
 from .explainer import FaceExplanation
+from .models import ModelExplanation
 
 BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)
@@ -164,3 +165,31 @@ def _face_card(explanation: FaceExplanation, k: int, width: int) -> np.ndarray:
 
 def _number(value: float) -> str:
     return f"{value:.3g}"
+
+
+def model_panels(explanation: ModelExplanation, cmap: str = "jet", alpha: float = 0.5, tile: int = 160,
+                 attention_blocks: Sequence[int] = (0,)) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Panels of a ``ModelExplainer`` result, each titled with what its maps are, and the notes
+    for what has no spatial picture (drawn as text, never as a misleading map).
+
+    Grad-CAM maps are divided by their own maximum; attention maps are shown as multiples of the
+    uniform share over their grid. ``attention_blocks``: which blocks' spatial attention to draw.
+    """
+    target = explanation.class_names[explanation.target]
+    image = explanation.image
+    panels = {"gradcam": panel(image, [maps.normalize(m.values) for m in explanation.gradcam],
+                               [m.name for m in explanation.gradcam], cmap, alpha, 0.0, 1.0,
+                               f"Grad-CAM for '{target}' / map max", tile)}
+    wanted = tuple(f"block {b} " for b in attention_blocks)
+    spatial = [m for m in explanation.attention if m.spatial and m.name.startswith(wanted)]
+    if spatial:
+        panels["attention"] = panel(image, [maps.relative_to_uniform(m.values / m.values.sum()) for m in spatial],
+                                    [m.name.removesuffix(" landmark-from-image") for m in spatial], cmap, alpha,
+                                    0.0, None, "landmark positions: attention received, x uniform", tile)
+    native = [m for m in explanation.native if m.spatial]
+    if native:
+        panels["native"] = panel(image, [maps.normalize(np.maximum(m.values - m.values.min(), 0)) for m in native],
+                                 [m.name for m in native], cmap, alpha, 0.0, 1.0, "shifted to 0, / map max", tile)
+    notes = list(dict.fromkeys(f"{m.name.split(' ', 3)[-1] if m.name.startswith('block') else m.name}: {m.meaning}"
+                               for m in explanation.attention + explanation.native if not m.spatial))
+    return panels, notes

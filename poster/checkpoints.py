@@ -1,11 +1,15 @@
-"""Loading POSTER++ weights: released ``.pth`` pickles and the project's safetensors format."""
+"""Loading weights of every architecture: released ``.pth`` pickles and the project's safetensors format.
+
+A file's architecture is told by its keys (a POSTER++ and a POSTER RAF-DB file are both called
+``rafdb_best.pth``); its dataset by ``dataset=``, the file's own record, its released file name or
+its class count, in that order, and ``CheckpointInfo.dataset_reason`` says which.
+"""
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass
+import importlib
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -13,13 +17,18 @@ from torch import nn
 from . import locate
 from .errors import CheckpointError
 from .models import PosterV2
-from .models.convert import checkpoint_filter_fn, rename
-from .registry import PosterV2Weights, Weights
+from .models.convert import checkpoint_filter_fn as poster_v2_filter_fn
+from .registry import (ARCHITECTURES, DATASET_KEYS, Preprocessing, PosterV2Weights, Weights, architecture,
+                       create_model, dataset_weights, find_weights, list_weights, weights_for)
+from .backbones import load_pretrained_backbones, verify_backbone
 from .safe_pickle import safe_torch_load
+from .weight_files import (FORMAT, FORMAT_VERSION, MANIFEST_NAME, check_manifest, fit_problems, is_safetensors,
+                           read_safetensors, save_safetensors, sha256_file)
 
-FORMAT = "poster-v2"
-FORMAT_VERSION = "1"
-MANIFEST_NAME = "manifest.json"
+__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_NAME", "CheckpointInfo", "convert_checkpoint", "count_parameters",
+           "describe_dataset", "detect_arch", "load_checkpoint", "load_pretrained_backbones", "read_weights",
+           "save_safetensors", "sha256_file", "verify_backbone", "verify_checkpoint", "with_dataset"]
+DATASET_CHOICES = ", ".join(DATASET_KEYS)
 
 
 @dataclass(frozen=True)
@@ -32,297 +41,243 @@ class CheckpointInfo:
     sha256: str
     published_accuracy: float | None
     source: str
+    arch: str = "poster-v2"
+    dataset_reason: str = ""  # how the dataset (and so the class order) is known, or why it is not
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def classes_known(self) -> bool:
+        return self.dataset is not None or not all(n == f"class {i}" for i, n in enumerate(self.class_names))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"num_classes": self.num_classes}
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class _ArchFile:
+    """How one architecture's released files read: key signature, name mapping, head."""
+
+    recognizes: Callable[[set[str]], bool]
+    filter_fn: Callable[[dict[str, torch.Tensor]], tuple[dict[str, torch.Tensor], list[str]]]
+    head_weight: str
 
 
-def count_parameters(model: PosterV2) -> int:
-    """Parameters the prediction uses (the landmark head runs only on request, so it is left out)."""
-    head = {id(p) for p in model.landmark_backbone.head.parameters()}
-    return sum(p.numel() for p in model.parameters() if id(p) not in head)
+def _arch_file(arch: str) -> _ArchFile:
+    if arch == "poster-v2":
+        # Released names, or the project's own (a state_dict() saved with torch.save).
+        return _ArchFile(lambda keys: "transformer.head.weight" in keys or any(k.startswith(("VIT.", "window1."))
+                                                                                for k in keys),
+                         poster_v2_filter_fn, "transformer.head.weight")
+    module = importlib.import_module(architecture(arch).module)
+    return _ArchFile(module.recognizes, module.checkpoint_filter_fn, module.HEAD_WEIGHT)
+
+
+def detect_arch(keys: set[str]) -> str | None:
+    """The architecture whose released files have these (``module.``-stripped) keys."""
+    for arch in ARCHITECTURES:
+        if _arch_file(arch).recognizes(keys):
+            return arch
+    return None
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Parameters the prediction uses (POSTER++'s landmark head runs only on request, so it is left out)."""
+    skip = {id(p) for p in model.landmark_backbone.head.parameters()} if isinstance(model, PosterV2) else set()
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip)
 
 
 def load_checkpoint(source: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                    dataset: str | None = None, channels_last: bool = True) -> PosterV2:
-    """Build POSTER++ from a checkpoint file or registry name; returns the model in eval mode.
+                    dataset: str | None = None, channels_last: bool = True, arch: str | None = None) -> nn.Module:
+    """Build the network a checkpoint file (or registry name) holds; returns the model in eval mode.
 
-    ``dataset`` names the class order for a released ``.pth`` whose file name does not tell it.
-    The model is built in ``dtype`` before the weights are copied in, so float64 weights stay exact.
+    The architecture comes from the file's keys (``arch`` overrides); ``dataset`` names the class
+    order where the file does not tell it. The model is built in ``dtype`` before the weights are
+    copied in, so float64 weights stay exact.
     """
     path = locate.resolve(source)
-    state, meta = read_weights(path, dataset)
-    num_classes = _num_classes(state, path)
+    state, meta = read_weights(path, dataset, arch)
+    num_classes = meta["num_classes"]
     if meta["class_names"] and len(meta["class_names"]) != num_classes:
-        raise CheckpointError(
-            f"{path.name} has {num_classes} classes but {meta['dataset']} has {len(meta['class_names'])}")
+        raise CheckpointError(f"{path.name} has {num_classes} classes but its file lists {len(meta['class_names'])}")
     class_names = tuple(meta["class_names"]) or tuple(f"class {i}" for i in range(num_classes))
-    model = PosterV2(num_classes).to(dtype)
-    _load_strict(model, state, path.name)
+    model = create_model(meta["arch"], num_classes).to(dtype)
+    _load_strict(model, state, path.name, meta["arch"])
     model.info = CheckpointInfo(
         name=meta["name"], dataset=meta["dataset"], class_names=class_names, sha256=meta["sha256"],
-        published_accuracy=meta["published_accuracy"], source=str(path))
+        published_accuracy=meta["published_accuracy"], source=str(path), arch=meta["arch"],
+        dataset_reason=meta["dataset_reason"], preprocessing=meta["preprocessing"])
     model = model.to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
 
 
-def read_weights(path: Path, dataset: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Project-named state dict plus metadata (name, dataset, class_names, sha256, accuracy)."""
+def with_dataset(info: CheckpointInfo, dataset: str, reason: str) -> CheckpointInfo:
+    """``info`` with the class order of ``dataset`` (for a checkpoint whose dataset was not known)."""
+    facts = _dataset_facts(dataset)
+    if facts.num_classes != info.num_classes:
+        raise CheckpointError(f"the checkpoint has {info.num_classes} classes but {facts.title} has {facts.num_classes}")
+    released = weights_for(info.arch, facts.key)
+    return replace(info, dataset=facts.key, class_names=facts.class_names, dataset_reason=reason,
+                   published_accuracy=released.published_accuracy if released else None)
+
+
+def describe_dataset(info: CheckpointInfo) -> str:
+    """One line for a command's output: the classes in use and how they are known."""
+    if info.dataset is None and info.classes_known:
+        return f"{info.name}: classes {', '.join(info.class_names)} ({info.dataset_reason})"
+    if info.dataset is None:
+        return (f"{info.name}: classes shown as 'class 0'..'class {info.num_classes - 1}': the dataset is "
+                f"{info.dataset_reason}")
+    return f"{info.name}: {info.dataset} class order ({info.dataset_reason})"
+
+
+def read_weights(path: Path, dataset: str | None = None,
+                 arch: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Project-named state dict plus metadata (name, arch, dataset, dataset_reason, class_names,
+    sha256, published_accuracy, preprocessing)."""
+    path = Path(path)
     sha = sha256_file(path)
-    _check_manifest(path, sha)
-    if _is_safetensors(path):
-        return _read_safetensors(path, sha)
-    checkpoint = safe_torch_load(str(path), path.name)
-    raw = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(raw, dict) or not raw or not all(isinstance(v, torch.Tensor) for v in raw.values()):
-        raise CheckpointError(f"{path.name} holds no POSTER++ state dict (expected a dict of tensors)")
-    try:
-        state, _dropped = checkpoint_filter_fn(raw)
-    except ValueError as exc:
-        raise CheckpointError(f"{path.name}: {exc}") from None
-    weights = _registry_entry(dataset, path, _num_classes(state, path))
+    check_manifest(path, sha)
+    if is_safetensors(path):
+        state, recorded = read_safetensors(path)
+        file_arch = recorded["arch"]
+    else:
+        state, file_arch = _read_released(path, arch)
+        recorded = {}
+    arch = architecture(arch).name if arch else file_arch
+    if arch != file_arch:
+        raise CheckpointError(f"{path.name} holds a {ARCHITECTURES[file_arch].title} network, not "
+                              f"{ARCHITECTURES[arch].title}")
+    num_classes = _num_classes(state, path, arch)
+    if recorded.get("class_names") and not recorded.get("dataset") and not dataset:
+        weights, key, reason = None, None, "not a released dataset: the file records its own class list"
+    else:
+        weights, key, reason = _dataset_of(dataset, recorded.get("dataset"), arch, path, num_classes)
+    if weights is not None and weights.num_classes != num_classes:
+        raise CheckpointError(f"{path.name} has {num_classes} classes but {key} has {weights.num_classes}")
+    released = weights_for(arch, key) if key else None
+    default = next(iter(list_weights(arch)[arch]))
     meta = {
-        "name": weights.key if weights else path.stem,
-        "dataset": weights.key if weights else None,
-        "class_names": list(weights.class_names) if weights else [],
+        "name": recorded.get("name") or (released.key if released and not recorded else None) or path.stem,
+        "arch": arch,
+        "dataset": key,
+        "dataset_reason": reason,
+        "class_names": list(weights.class_names) if weights else [],  # [] : the file does not say
         "sha256": sha,
-        "published_accuracy": weights.published_accuracy if weights else None,
+        "published_accuracy": recorded.get("published_accuracy", released.published_accuracy if released else None),
+        "preprocessing": recorded.get("preprocessing") or (released or default).preprocessing,
+        "num_classes": num_classes,
     }
+    if recorded.get("class_names") and not dataset:
+        meta["class_names"] = list(recorded["class_names"])
     return state, meta
 
 
-def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, *, dataset: str | None,
-                     class_names: list[str] | tuple[str, ...], source_sha256: str,
-                     published_accuracy: float | None = None, name: str | None = None,
-                     extra: dict[str, Any] | None = None) -> Path:
-    """Write project-named weights with the facts needed to use them."""
-    from safetensors.torch import save_file
+def _read_released(path: Path, arch: str | None) -> tuple[dict[str, torch.Tensor], str]:
+    checkpoint = safe_torch_load(str(path), path.name)
+    raw = None
+    if isinstance(checkpoint, dict):
+        raw = next((checkpoint[k] for k in ("state_dict", "model_state_dict") if isinstance(checkpoint.get(k), dict)),
+                   checkpoint)
+    if not isinstance(raw, dict) or not raw or not all(isinstance(v, torch.Tensor) for v in raw.values()):
+        raise CheckpointError(f"{path.name} holds no POSTER++, POSTER or ARM state dict (expected a dict of tensors)")
+    keys = {k.removeprefix("module.") for k in raw}
+    found = detect_arch(keys)
+    if found is None and arch is None:
+        raise CheckpointError(f"{path.name}: its keys match no known architecture ({', '.join(ARCHITECTURES)}); "
+                              f"first keys: {', '.join(sorted(keys)[:3])}")
+    chosen = found or architecture(arch).name
+    try:
+        state, _dropped = _arch_file(chosen).filter_fn(raw)
+    except ValueError as exc:
+        raise CheckpointError(f"{path.name}: {exc}") from None
+    return state, chosen
 
-    path = Path(path)
-    metadata = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "name": name or dataset or path.stem,
-        "dataset": dataset or "", "class_names": json.dumps(list(class_names)),
-        "num_classes": str(len(class_names)), "source_sha256": source_sha256,
-        "published_accuracy": "" if published_accuracy is None else str(published_accuracy),
-        "extra": json.dumps(extra or {}),
-    }
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    tmp = path.with_name(path.name + ".partial")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
-    return path
+
+def _dataset_facts(dataset: str) -> Weights:
+    try:
+        return dataset_weights(dataset)
+    except KeyError as exc:
+        raise CheckpointError(f"{str(exc).strip(chr(34) + chr(39))} (--dataset)") from None
 
 
-def convert_checkpoint(src: str | Path, dst: str | Path, dataset: str | None = None) -> Path:
+def _dataset_of(dataset: str | None, recorded: str | None, arch: str, path: Path,
+                num_classes: int) -> tuple[Weights | None, str | None, str]:
+    """(dataset facts, dataset key, how it is known) for a file; (None, None, why not) if unknown."""
+    if dataset:
+        facts = _dataset_facts(dataset)
+        return facts, facts.key, "given"
+    if recorded:
+        facts = _dataset_facts(recorded)
+        return facts, facts.key, "recorded in the file"
+    for weights in list_weights(arch)[arch]:
+        if path.name == weights.file_name:
+            facts = _dataset_facts(weights.dataset_key)
+            return facts, facts.key, f"inferred from the file name: {path.name} is the released {weights.title} file"
+    if num_classes == 8:
+        facts = PosterV2Weights.AFFECTNET_8.value
+        return facts, facts.key, "inferred from the class count: 8 classes, and only AffectNet-8 has 8"
+    return None, None, (f"not known: {path.name} does not record it; pass --dataset NAME "
+                        f"({DATASET_CHOICES}) or evaluate on data that tells it")
+
+
+def convert_checkpoint(src: str | Path, dst: str | Path, dataset: str | None = None,
+                       arch: str | None = None) -> Path:
     """Released ``.pth`` -> project safetensors file (same weights, same logits)."""
     path = locate.resolve(src)
-    state, meta = read_weights(path, dataset)
-    if not meta["class_names"]:
-        raise CheckpointError(f"say which dataset {path.name} was trained on (--dataset raf-db|affectnet-7|caer-s)")
-    model = PosterV2(_num_classes(state, path))
-    _load_strict(model, state, path.name)  # refuse to write a file that would not load
+    state, meta = read_weights(path, dataset, arch)
+    if meta["dataset"] is None:
+        raise CheckpointError(f"say which dataset {path.name} was trained on: --dataset NAME ({DATASET_CHOICES})")
+    model = create_model(meta["arch"], meta["num_classes"])
+    _load_strict(model, state, path.name, meta["arch"])  # refuse to write a file that would not load
     return save_safetensors(state, dst, dataset=meta["dataset"], class_names=meta["class_names"],
                             source_sha256=meta["sha256"], published_accuracy=meta["published_accuracy"],
-                            name=meta["name"])
+                            name=meta["name"], arch=meta["arch"], preprocessing=meta["preprocessing"])
 
 
-def load_pretrained_backbones(model: PosterV2, ir50: str | Path | None = None,
-                              mobilefacenet: str | Path | None = None) -> None:
-    """Copy the published pretraining weights (IR-50 face recognition, MobileFaceNet landmarks) in."""
-    if ir50 is not None:
-        _load_part(model.image_backbone, _ir50_state(ir50), "ir50")
-    if mobilefacenet is not None:
-        _load_part(model.landmark_backbone, _mobilefacenet_state(mobilefacenet), "mobilefacenet")
+def verify_checkpoint(path: str | Path, key: str) -> str:
+    """Check a released checkpoint file without loading it into a model; returns its sha256.
 
-
-def verify_checkpoint(path: str | Path, dataset: str) -> str:
-    """Check a dataset checkpoint file without loading it into a model; returns its sha256.
-
-    It must load through the safe loader, its keys must account exactly for POSTER++'s, and its
-    head must have as many classes as ``dataset`` has.
+    It must load through the safe loader, hold the registered architecture, its keys must account
+    exactly for that model's, and its head must have as many classes as its dataset has.
     """
     path = Path(path)
-    weights = PosterV2Weights.get(dataset).value
-    state, meta = read_weights(path, weights.key)
-    num_classes = _num_classes(state, path)
+    try:
+        weights = find_weights(key)
+    except KeyError as exc:
+        raise CheckpointError(str(exc).strip("'\"")) from None
+    state, meta = read_weights(path, arch=weights.arch)
+    num_classes = _num_classes(state, path, weights.arch)
     if num_classes != weights.num_classes:
         raise CheckpointError(f"{path.name} has {num_classes} classes but {weights.title} has {weights.num_classes}")
-    problems = _fit_problems(_expected_state(num_classes), state)
+    problems = fit_problems(_expected_state(num_classes, weights.arch), state)
     if problems:
-        raise CheckpointError(f"{path.name} does not fit POSTER++: " + "; ".join(problems))
+        raise CheckpointError(f"{path.name} does not fit {ARCHITECTURES[weights.arch].title}: " + "; ".join(problems))
     return meta["sha256"]
 
 
-def verify_backbone(path: str | Path, key: str) -> None:
-    """Check a pretrained backbone file ("ir50" or "mobilefacenet") the way
-    ``load_pretrained_backbones`` will read it: safe load, and keys and shapes that fit exactly."""
-    parts = {"ir50": (_ir50_state, "image_backbone."), "mobilefacenet": (_mobilefacenet_state, "landmark_backbone.")}
-    if key not in parts:
-        raise CheckpointError(f"unknown backbone {key!r}; known: {', '.join(parts)}")
-    to_state, prefix = parts[key]
-    state = to_state(path)
-    expected = {k.removeprefix(prefix): v for k, v in _expected_state(7).items() if k.startswith(prefix)}
-    problems = _fit_problems(expected, state)
-    if problems:
-        raise CheckpointError(f"{Path(path).name}: {key} weights do not fit: " + "; ".join(problems))
-
-
-def _expected_state(num_classes: int) -> dict[str, torch.Tensor]:
+def _expected_state(num_classes: int, arch: str = "poster-v2") -> dict[str, torch.Tensor]:
     with torch.device("meta"):  # shapes only: no memory or time spent on a second set of weights
-        return PosterV2(num_classes).state_dict()
+        return create_model(arch, num_classes).state_dict()
 
 
-def _ir50_state(source: str | Path) -> dict[str, torch.Tensor]:
-    raw = _tensor_dict(source)
-    out = {}
-    # face.evoLVe numbering (body.0..23) or the POSTER++ split (body1/body2/body3).
-    stage_of = [1] * 3 + [2] * 4 + [3] * 14 + [4] * 3
-    offset = {1: 0, 2: 3, 3: 7}
-    for key, value in raw.items():
-        key = key.removeprefix("module.")
-        parts = key.split(".")
-        if parts[0] == "body":
-            index = int(parts[1])
-            stage = stage_of[index]
-            if stage == 4:
-                continue
-            key = ".".join([f"body{stage}", str(index - offset[stage])] + parts[2:])
-        if key.startswith("output_layer."):
-            continue
-        new = rename("ir_back." + key)
-        if new is None:
-            raise CheckpointError(f"ir50 weights: unexpected key {key}")
-        out[new.removeprefix("image_backbone.")] = value
-    return out
-
-
-def _mobilefacenet_state(source: str | Path) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in _tensor_dict(source).items():
-        new = rename("face_landback." + key.removeprefix("module."))
-        if new is None:
-            raise CheckpointError(f"mobilefacenet weights: unexpected key {key}")
-        out[new.removeprefix("landmark_backbone.")] = value
-    return out
-
-
-def _tensor_dict(source: str | Path) -> dict[str, torch.Tensor]:
-    path = locate.resolve(source)
-    data = safe_torch_load(str(path), path.name)
-    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-        data = data["state_dict"]
-    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise CheckpointError(f"{path.name} holds no state dict of tensors")
-    return data
-
-
-def _load_part(module: nn.Module, state: dict[str, torch.Tensor], label: str) -> None:
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{label} weights do not fit: missing {_few(missing)}; unexpected {_few(unexpected)}")
-
-
-def _load_strict(model: PosterV2, state: dict[str, torch.Tensor], label: str) -> None:
-    problems = _fit_problems(model.state_dict(), state)
+def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], label: str, arch: str = "poster-v2") -> None:
+    problems = fit_problems(model.state_dict(), state)
     if problems:
-        raise CheckpointError(f"{label} does not fit POSTER++: " + "; ".join(problems))
+        raise CheckpointError(f"{label} does not fit {ARCHITECTURES[arch].title}: " + "; ".join(problems))
     model.load_state_dict(state, strict=True)
 
 
-def _fit_problems(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> list[str]:
-    """Missing, unexpected and wrongly shaped keys, one phrase each; empty when the state fits."""
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-             if k in state and state[k].shape != v.shape]
-    problems = []
-    if missing:
-        problems.append(f"missing {_few(missing)}")
-    if unexpected:
-        problems.append(f"unexpected {_few(unexpected)}")
-    if wrong:
-        problems.append(f"wrong shape {_few(wrong)}")
-    return problems
-
-
-def _few(items: list[str], n: int = 4) -> str:
-    shown = ", ".join(items[:n])
-    return f"{len(items)} keys ({shown}{', ...' if len(items) > n else ''})"
-
-
-def _num_classes(state: dict[str, torch.Tensor], path: Path) -> int:
-    head = state.get("transformer.head.weight")
+def _num_classes(state: dict[str, torch.Tensor], path: Path, arch: str = "poster-v2") -> int:
+    key = _arch_file(arch).head_weight
+    head = state.get(key)
     if head is None or head.ndim != 2:
-        raise CheckpointError(f"{path.name} has no classification head (transformer.head.weight)")
+        raise CheckpointError(f"{path.name} has no classification head ({key})")
     return int(head.shape[0])
 
 
-def _registry_entry(dataset: str | None, path: Path, num_classes: int) -> Weights | None:
-    if dataset:
-        try:
-            return PosterV2Weights.get(dataset).value
-        except KeyError as exc:
-            raise CheckpointError(str(exc).strip("'\"")) from None
-    for member in PosterV2Weights:
-        if path.name in (member.value.file_name, member.value.safetensors_name):
-            return member.value
-    if num_classes == 8:
-        return PosterV2Weights.AFFECTNET_8.value
-    return None
-
-
-def _is_safetensors(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        head = fh.read(9)
-    # 8-byte little-endian header length, then a JSON object.
-    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 27)
-
-
-def _read_safetensors(path: Path, sha: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    from safetensors import SafetensorError
-    from safetensors.torch import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-            state = {k: fh.get_tensor(k) for k in fh.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path.name} is truncated or corrupt ({str(exc).splitlines()[0][:160]})") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path.name} is a safetensors file but not a POSTER++ checkpoint")
-    accuracy = meta.get("published_accuracy")
-    return state, {
-        "name": meta.get("name") or path.stem,
-        "dataset": meta.get("dataset") or None,
-        "class_names": json.loads(meta.get("class_names", "[]")),
-        "sha256": sha,
-        "published_accuracy": float(accuracy) if accuracy else None,
-    }
-
-
-def _check_manifest(path: Path, sha: str) -> None:
-    manifest = path.parent / MANIFEST_NAME
-    if not manifest.is_file():
-        return
-    try:
-        entry = json.loads(manifest.read_text()).get("files", {}).get(path.name)
-    except (OSError, ValueError, AttributeError):
-        return
-    if isinstance(entry, dict) and entry.get("sha256") and entry["sha256"] != sha:
-        raise CheckpointError(
-            f"{path.name} does not match the sha256 recorded in {MANIFEST_NAME} when it was downloaded; "
-            "it was changed or damaged: download it again")

@@ -22,8 +22,10 @@ from typing import Any
 from . import locate
 from .checkpoints import MANIFEST_NAME, sha256_file, verify_backbone, verify_checkpoint
 from .errors import CheckpointError, DownloadError
-from .registry import Weights, all_weights, find_weights
-from .sources import SOURCE_CHOICES, ENV_URL_TEMPLATE, Source, describe_html, drive_link, manual_route, sources_for
+from .registry import ARCHITECTURES, Weights, all_weights, find_weights, list_weights
+from . import sources
+from .sources import (SOURCE_CHOICES, ENV_URL_TEMPLATE, Source, describe_html, drive_link,
+                      folder_file_id, manual_route, other_sources, sources_for)
 from .transfer import HtmlAnswer, ProgressFn, Unreachable, fetch
 
 PARTIAL_SUFFIX = ".partial"
@@ -56,7 +58,8 @@ def download(name: str, dest_dir: str | Path | None = None, source: str | Source
     candidates = sources_for(weights, source, hub_repo=hub_repo, url_template=url_template)
     dest = Path(dest_dir) if dest_dir is not None else default_dir()
     dest.mkdir(parents=True, exist_ok=True)
-    target = dest / weights.file_name
+    target = dest / locate.relative_path(weights)
+    target.parent.mkdir(parents=True, exist_ok=True)
     say = status or (lambda _message: None)
     with _lock_for(target):  # two clicks in the app must not write one partial file twice
         if not force and _present(target, weights, say):
@@ -99,6 +102,15 @@ def _fetch_verified(weights: Weights, target: Path, candidates: list[Source], *,
     failures: list[str] = []
     unreachable: list[str] = []
     for source in candidates:
+        if source.name == "Google Drive" and not weights.gdrive_id:
+            try:
+                weights = _with_drive_folder_id(weights, source, say)
+            except Unreachable as exc:
+                unreachable.append(str(exc))
+                continue
+            except DownloadError as exc:
+                failures.append(str(exc))
+                continue
         url = source.url(weights)
         say(f"{weights.file_name}: downloading from {source.name}")
         try:
@@ -129,7 +141,29 @@ def _fetch_verified(weights: Weights, target: Path, candidates: list[Source], *,
     if unreachable and not failures:
         raise OfflineError("; ".join(unreachable) + f"; no network? download {weights.file_name} by hand from "
                            f"{drive_link(weights)} and put it in {target.parent.resolve()}/")
-    raise DownloadError(f"could not download {weights.file_name}: " + "; ".join(failures + unreachable))
+    hint = f"; {other_sources(weights)}" if any(s.name == "Google Drive" for s in candidates) else ""
+    raise DownloadError(f"could not download {weights.file_name}: " + "; ".join(failures + unreachable) + hint)
+
+
+def _with_drive_folder_id(weights: Weights, source: Source, say: StatusFn) -> Weights:
+    """The record with the Drive file id that its Drive folder lists for its file name."""
+    from dataclasses import replace
+
+    import requests
+
+    from .transfer import CONNECT_TIMEOUT_S, READ_TIMEOUT_S
+
+    url = sources.GDRIVE_FOLDER_LIST_URL.format(folder=weights.gdrive_folder)
+    say(f"{weights.file_name}: looking it up in Google Drive folder {weights.gdrive_folder}")
+    try:
+        answer = requests.get(url, headers=dict(source.headers), timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
+    except requests.RequestException as exc:
+        raise Unreachable(f"Google Drive: could not reach {url} ({type(exc).__name__})") from None
+    file_id = folder_file_id(answer.text, weights.file_name) if answer.ok else None
+    if file_id is None:
+        raise DownloadError(f"Google Drive no longer serves {weights.file_name}: folder {weights.gdrive_folder} "
+                            f"{'does not list it' if answer.ok else f'answered HTTP {answer.status_code}'}")
+    return replace(weights, gdrive_id=file_id)
 
 
 def _present(target: Path, weights: Weights, say: StatusFn) -> bool:
@@ -246,9 +280,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _listing(dest: Path) -> str:
     lines = ["weight files (pass names or --all):"]
-    for w in all_weights():
-        found = locate.find_local(w, [dest])
-        where = f"found: {found}" if found else "not downloaded"
-        accuracy = f" {w.published_accuracy:.2f}%" if w.published_accuracy else ""
-        lines.append(f"  {w.key:<14} {w.file_name:<34} {w.title}{accuracy}  [{where}]")
+    groups = {ARCHITECTURES[arch].title: files for arch, files in list_weights().items()}
+    groups["pretrained backbones"] = [w for w in all_weights() if w.kind == "backbone"]
+    for title, files in groups.items():
+        lines.append(f" {title}:")
+        for w in files:
+            found = locate.find_local(w, [dest])
+            where = f"found: {found}" if found else "not downloaded"
+            accuracy = f" {w.published_accuracy:.2f}%" if w.published_accuracy else ""
+            lines.append(f"  {w.key:<17} {locate.relative_path(w):<32} {w.title}{accuracy}  [{where}]")
     return "\n".join(lines)

@@ -28,11 +28,15 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import metrics
-from .checkpoints import CheckpointInfo, load_checkpoint
+from .checkpoints import CheckpointInfo, describe_dataset, load_checkpoint, with_dataset
 from .datasets import LAYOUTS, SPLITS, ImageDataset, list_images
 from .errors import PosterError
+from .evaluation_setup import (ARM_PROTOCOL_BATCH, DEFAULT_BATCH, PROTOCOLS, choose_protocol, describe_protocol,
+                               infer_dataset)
 from .locate import default_checkpoint
-from .registry import PosterV2Weights
+from .predict_cli import add_checkpoint_flags
+from .registry import checkpoint_weights, dataset_weights
+from .transforms import eval_transform
 
 
 PREDICTIONS = "predictions.parquet"
@@ -43,14 +47,21 @@ THUMBNAIL_SIZE = 96
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=default_checkpoint(), metavar="SRC",
-                        help="checkpoint file or registry name (default: %(default)s)")
+                        help=f"checkpoint file or registry name ({', '.join(w.key for w in checkpoint_weights())}; "
+                             "default: %(default)s)")
+    add_checkpoint_flags(parser)
     parser.add_argument("--data", required=True, type=Path, metavar="DIR",
                         help="dataset folder, or a CSV file of path,label")
     parser.add_argument("--out", type=Path, metavar="RUN_DIR",
                         help="run folder to write (default: runs/<checkpoint>-<split>)")
     parser.add_argument("--split", choices=SPLITS, default="test", help="default: %(default)s")
     parser.add_argument("--layout", choices=("auto", *LAYOUTS), default="auto", help="default: %(default)s")
-    parser.add_argument("--batch-size", type=_count(1), default=32, help="default: %(default)s")
+    parser.add_argument("--batch-size", type=_count(1), default=None,
+                        help=f"default: {DEFAULT_BATCH} ({ARM_PROTOCOL_BATCH} for ARM's published protocol)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                        help="for ARM, whose scores include a mean over the batch: 'batch' (default, the "
+                             f"published protocol: batches of {ARM_PROTOCOL_BATCH} in label-file order) or 'alone' "
+                             "(each image on its own, as a user of single photos gets it)")
     parser.add_argument("--workers", type=_count(0), help="loader processes (default: none on CPU, up to 8 on GPU)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--thumbnails", action="store_true",
@@ -74,9 +85,15 @@ def _count(minimum: int):
 
 def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
-    model = load_checkpoint(args.checkpoint, device=device, dtype=getattr(torch, args.dtype))
+    model = load_checkpoint(args.checkpoint, device=device, dtype=getattr(torch, args.dtype),
+                            dataset=args.dataset, arch=args.arch)
     info: CheckpointInfo = model.info
-    folder_names = PosterV2Weights.get(info.dataset).value.folder_names if info.dataset else ()
+    if not info.classes_known:
+        key, reason = infer_dataset(args.data, info.num_classes, split=args.split, layout=args.layout)
+        model.info = info = with_dataset(info, key, reason)
+    if info.dataset_reason != "given":
+        print(describe_dataset(info), file=sys.stderr)
+    folder_names = dataset_weights(info.dataset).folder_names if info.dataset else ()
     listing = list_images(args.data, info.class_names, folder_names, split=args.split, layout=args.layout)
     listing = listing.limit(args.limit)
     out = args.out or Path("runs") / f"{info.name}-{args.split}"
@@ -85,14 +102,21 @@ def run(args: argparse.Namespace) -> int:
     if listing.layout == "imagefolder" and Path(listing.source).name != args.split:
         print(f"note: no {args.split}/ folder, used {listing.source} as the {args.split} split", file=sys.stderr)
 
+    protocol, batch_size = choose_protocol(model, args.protocol, args.batch_size)
+    if protocol != "independent":
+        print(f"protocol: {describe_protocol(protocol, batch_size)}", file=sys.stderr)
+
     with staged_run_dir(out) as stage:
-        dataset = ImageDataset(listing, thumbnail_dir=stage / THUMBNAILS if args.thumbnails else None,
+        dataset = ImageDataset(listing, transform=eval_transform(preprocessing=info.preprocessing),
+                               thumbnail_dir=stage / THUMBNAILS if args.thumbnails else None,
                                thumbnail_size=THUMBNAIL_SIZE)
         workers = args.workers if args.workers is not None else default_workers(device)
         start = time.perf_counter()
-        predictions = evaluate(model, dataset, batch_size=args.batch_size, workers=workers, device=device)
+        predictions = evaluate(model, dataset, batch_size=batch_size, workers=workers, device=device,
+                               alone=protocol == "alone")
         summary = run_summary(predictions, info, dataset, split=args.split, device=device,
-                              duration_s=time.perf_counter() - start, dtype=args.dtype)
+                              duration_s=time.perf_counter() - start, dtype=args.dtype,
+                              protocol=protocol, batch_size=batch_size)
         write_run(stage, predictions, summary)
 
     print(describe(summary, out))
@@ -100,12 +124,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def evaluate(model: torch.nn.Module, dataset: ImageDataset, *, batch_size: int = 32, workers: int = 0,
-             device: str | torch.device | None = None, progress: bool = True) -> pd.DataFrame:
+             device: str | torch.device | None = None, progress: bool = True, alone: bool = False) -> pd.DataFrame:
     """Predict every image of ``dataset``; one row per image that loaded (see ``predictions_table``).
 
     Inputs go to ``device`` (default: the model's). Images that fail to load are added to
-    ``dataset.skipped`` with the reason.
+    ``dataset.skipped`` with the reason. ``alone``: for a model whose faces interact in a batch
+    (ARM), give each image the scores it gets on its own.
     """
+    forward = model.forward_alone if alone and getattr(model, "faces_interact", False) else model
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
@@ -118,7 +144,7 @@ def evaluate(model: torch.nn.Module, dataset: ImageDataset, *, batch_size: int =
                 loaded = dataset.record_failures(indices.tolist(), errors)
                 if loaded:
                     batch = images[loaded].to(device, dtype, non_blocking=True, memory_format=torch.channels_last)
-                    logits.append(model(batch).float().cpu())
+                    logits.append(forward(batch).float().cpu())
                     kept.extend(indices[loaded].tolist())
                 bar.update(len(indices))
     finally:
@@ -159,7 +185,8 @@ def predictions_table(logits: torch.Tensor, labels: Sequence[int], paths: Sequen
 
 
 def run_summary(predictions: pd.DataFrame, info: CheckpointInfo, dataset: ImageDataset, *, split: str,
-                device: str | torch.device, duration_s: float, dtype: str = "float32") -> dict[str, Any]:
+                device: str | torch.device, duration_s: float, dtype: str = "float32",
+                protocol: str = "independent", batch_size: int | None = None) -> dict[str, Any]:
     """The facts of run.json. Accuracy, mean class accuracy and macro F1 are in percent."""
     labels, preds = predictions["label"], predictions["pred"]
     k = len(info.class_names)
@@ -169,6 +196,8 @@ def run_summary(predictions: pd.DataFrame, info: CheckpointInfo, dataset: ImageD
         "checkpoint_sha256": info.sha256,
         "checkpoint_source": info.source,
         "checkpoint_dataset": info.dataset,
+        "checkpoint_dataset_reason": info.dataset_reason,
+        "checkpoint_arch": info.arch,
         "dataset": listing.source,
         "dataset_root": str(listing.root.resolve()),
         "layout": listing.layout,
@@ -183,6 +212,10 @@ def run_summary(predictions: pd.DataFrame, info: CheckpointInfo, dataset: ImageD
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "device": str(device),
         "dtype": dtype,
+        "protocol": protocol,
+        "protocol_description": describe_protocol(protocol, batch_size or 0),
+        "batch_size": batch_size,
+        "colour_order": info.preprocessing.colour_order,
         "duration_s": round(duration_s, 3),
         "images_per_second": round(len(predictions) / duration_s, 2) if duration_s > 0 else None,
         "thumbnails": dataset.thumbnail_dir is not None,

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from .errors import CheckpointError
-from .registry import Weights, find_weights
+from .registry import Weights, all_weights, find_weights
 
 ENV_DIR = "POSTER_CHECKPOINT_DIR"      # folder(s) with weight files, os.pathsep-separated
 ENV_HUB_REPO = "POSTER_HUB_REPO"       # a Hugging Face Hub model repository holding the files
@@ -38,11 +38,18 @@ def candidate_names(weights: Weights) -> list[str]:
     return names
 
 
+def relative_path(weights: Weights, name: str | None = None) -> str:
+    """Where a file sits below a checkpoint folder: POSTER++'s at the top, the others in a folder
+    per architecture (a POSTER++ and a POSTER RAF-DB file share the name rafdb_best.pth)."""
+    name = name or weights.file_name
+    return f"{weights.subdir}/{name}" if weights.subdir else name
+
+
 def find_local(weights: Weights, dirs: list[str | Path] | None = None) -> Path | None:
     for folder in search_dirs(dirs):
         for name in candidate_names(weights):
-            if (folder / name).is_file():
-                return folder / name
+            if (folder / relative_path(weights, name)).is_file():
+                return folder / relative_path(weights, name)
     return None
 
 
@@ -51,7 +58,7 @@ def find_on_hub(weights: Weights, repo: str) -> Path:
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
-    names = candidate_names(weights)
+    names = [relative_path(weights, name) for name in candidate_names(weights)]
     for name in names:
         cached = try_to_load_from_cache(repo, name)
         if isinstance(cached, str):
@@ -81,7 +88,7 @@ def resolve(source: str | Path, dirs: list[str | Path] | None = None, hub: bool 
     except KeyError:
         raise CheckpointError(
             f"no checkpoint file {source} and no registered checkpoint of that name "
-            "(names: raf-db, affectnet-7, affectnet-8, caer-s)") from None
+            f"(names: {', '.join(w.key for w in all_weights() if w.kind == 'checkpoint')})") from None
     found = find_local(weights, dirs)
     if found is not None:
         return found
@@ -93,7 +100,7 @@ def resolve(source: str | Path, dirs: list[str | Path] | None = None, hub: bool 
 
 def missing_message(weights: Weights, dirs: list[str | Path] | None = None) -> str:
     looked = ", ".join(f"{d}/" for d in search_dirs(dirs))
-    names = " or ".join(candidate_names(weights))
+    names = " or ".join(relative_path(weights, n) for n in candidate_names(weights))
     return (f"no {weights.title} weights found: looked for {names} in {looked}; "
             f"run `python -m poster download {weights.key}`, set {ENV_DIR} to a folder that has it, "
             f"or set {ENV_HUB_REPO} to a Hub repository that has it")

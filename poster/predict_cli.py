@@ -10,13 +10,24 @@ from .draw import draw_predictions
 from .errors import PosterError
 from .images import load_image
 from .locate import default_checkpoint
+from .registry import ARCHITECTURES, DATASET_KEYS, checkpoint_weights
+
+
+def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
+    """``--dataset`` and ``--arch``: what a checkpoint file does not say about itself."""
+    parser.add_argument("--dataset", choices=DATASET_KEYS, metavar="NAME",
+                        help=f"the dataset the checkpoint was trained on, for its class order ({', '.join(DATASET_KEYS)}); "
+                             "default: inferred where the file, its name or its class count tells it")
+    parser.add_argument("--arch", choices=tuple(ARCHITECTURES), metavar="ARCH",
+                        help=f"the architecture ({', '.join(ARCHITECTURES)}); default: told by the file's keys")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files")
     parser.add_argument("--checkpoint", default=None,
-                        help="checkpoint file or name (raf-db, affectnet-7, affectnet-8, caer-s); "
+                        help=f"checkpoint file or name ({', '.join(w.key for w in checkpoint_weights())}); "
                              "default: $POSTER_CHECKPOINT or raf-db")
+    add_checkpoint_flags(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     parser.add_argument("--annotate", metavar="DIR", help="write each image with boxes and labels into DIR")
     parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
@@ -25,12 +36,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .checkpoints import describe_dataset
     from .faces import DetectorConfig
     from .predictor import Predictor
 
     predictor = Predictor.from_checkpoint(args.checkpoint or default_checkpoint(), device=args.device,
                                           detector_config=DetectorConfig(max_faces=args.max_faces),
-                                          tta_flip=args.flip_tta)
+                                          tta_flip=args.flip_tta, dataset=args.dataset, arch=args.arch)
+    info = predictor.model.info
+    if info.dataset_reason != "given":
+        print(describe_dataset(info), file=sys.stderr)
     out_dir = Path(args.annotate) if args.annotate else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -56,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(_table(name, faces, predictor.class_names))
     if args.json:
-        doc = {"checkpoint": predictor.model.info.name, "classes": list(predictor.class_names), "images": report}
+        doc = {"checkpoint": info.name, "arch": info.arch, "dataset": info.dataset,
+               "dataset_reason": info.dataset_reason, "classes": list(predictor.class_names), "images": report}
         print(json.dumps(doc, indent=2))
     return 1 if failed else 0
 

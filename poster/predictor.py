@@ -1,7 +1,9 @@
-"""Photos in, per-face expressions out: detection, alignment and POSTER++ in one object.
+"""Photos in, per-face expressions out: detection, alignment and a network in one object.
 
 Built once around a model (``Predictor.from_checkpoint``); ``predict(image)`` then returns plain
-data per face, in the checkpoint's class order.
+data per face, in the checkpoint's class order. Crops are prepared as the checkpoint's weights
+record says (colour order included), and every face is classified on its own, also with ARM,
+whose published forward mixes the faces of a batch.
 """
 from __future__ import annotations
 
@@ -16,8 +18,7 @@ import torch
 from .checkpoints import load_checkpoint
 from .faces import DetectorConfig, Face, FaceCrop, FaceDetector, align_face
 from .images import DEFAULT_MAX_PIXELS, ImageSource, load_image
-from .models import PosterV2
-from .transforms import to_batch
+from .transforms import model_batch
 
 
 @dataclass(eq=False)
@@ -70,9 +71,9 @@ def default_device() -> torch.device:
 
 
 class Predictor:
-    """Detects faces, aligns them and classifies their expressions with POSTER++."""
+    """Detects faces, aligns them and classifies their expressions with POSTER++, POSTER or ARM."""
 
-    def __init__(self, model: PosterV2, detector: FaceDetector | None = None, *, tta_flip: bool = False,
+    def __init__(self, model: torch.nn.Module, detector: FaceDetector | None = None, *, tta_flip: bool = False,
                  autocast: bool | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.model = model.eval()
         self.device = next(model.parameters()).device
@@ -85,9 +86,11 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, source: str | Path, device: str | torch.device | None = None,
-                        detector_config: DetectorConfig | None = None, **kwargs: Any) -> "Predictor":
+                        detector_config: DetectorConfig | None = None, dataset: str | None = None,
+                        arch: str | None = None, **kwargs: Any) -> "Predictor":
+        """``dataset`` / ``arch``: what the file does not say itself (see ``load_checkpoint``)."""
         device = torch.device(device) if device is not None else default_device()
-        model = load_checkpoint(source, device=device)
+        model = load_checkpoint(source, device=device, dataset=dataset, arch=arch)
         detector = FaceDetector(detector_config or DetectorConfig(device="cuda" if device.type == "cuda" else "cpu"))
         return cls(model, detector, **kwargs)
 
@@ -122,11 +125,13 @@ class Predictor:
         """(N, num_classes) probabilities for face crops (HxWx3 uint8, resized to 224 if needed)."""
         if not crops:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        batch = to_batch(crops).to(self.device)
+        batch = model_batch(crops, self.model)
+        # Each face alone: ARM's published forward adds a mean over the batch to every face.
+        forward = self.model.forward_alone if getattr(self.model, "faces_interact", False) else self.model
         with torch.inference_mode(), self._autocast():
-            logits = self.model(batch).float()
+            logits = forward(batch).float()
             if self.tta_flip:
-                logits = (logits + self.model(batch.flip(-1)).float()) / 2
+                logits = (logits + forward(batch.flip(-1)).float()) / 2
         return torch.softmax(logits, dim=1).cpu().numpy()
 
     def _autocast(self) -> contextlib.AbstractContextManager:

@@ -68,6 +68,7 @@ class TrainConfig:
     test_data: str | None = None            # a separate test set (a second CSV, say); default: data's test split
     classes: tuple[str, ...] | None = None  # own class list (class folders named like the classes)
     init: str | None = None                 # a dataset checkpoint to fine-tune
+    init_dataset: str | None = None         # the dataset init was trained on, where its file does not say
     ir50: str | None = "ir50"               # pretrained backbones for a fresh start; None: random
     mobilefacenet: str | None = "mobilefacenet"
     workers: int = 4

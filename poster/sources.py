@@ -25,6 +25,9 @@ SOURCE_CHOICES = ("auto", "gdrive", "hub", "url")
 # drive.usercontent with confirm=t skips the "can't scan for viruses" page that large files get.
 GDRIVE_URL = "https://drive.usercontent.google.com/download?id={gdrive_id}&export=download&confirm=t"
 GDRIVE_VIEW_URL = "https://drive.google.com/file/d/{gdrive_id}/view"
+GDRIVE_FOLDER_VIEW_URL = "https://drive.google.com/drive/folders/{folder}"
+# A public folder's file list as plain HTML (what gdown reads too): one "entry-<file id>" per file.
+GDRIVE_FOLDER_LIST_URL = "https://drive.google.com/embeddedfolderview?id={folder}"
 HUB_ENDPOINT = "https://huggingface.co"
 
 
@@ -32,7 +35,8 @@ HUB_ENDPOINT = "https://huggingface.co"
 class Source:
     """One place to fetch weight files from: a URL template and the headers it needs.
 
-    The template may use ``{file_name}``, ``{key}`` and ``{gdrive_id}`` of the registry record.
+    The template may use ``{file_name}``, ``{path}`` (the file name below its architecture's
+    folder, e.g. ``poster-v1/rafdb_best.pth``), ``{arch}``, ``{key}`` and ``{gdrive_id}``.
     """
 
     name: str
@@ -40,8 +44,9 @@ class Source:
     headers: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def url(self, weights: Weights) -> str:
-        return self.url_template.format(
-            file_name=quote(weights.file_name), key=weights.key, gdrive_id=weights.gdrive_id)
+        path = f"{weights.subdir}/{weights.file_name}" if weights.subdir else weights.file_name
+        return self.url_template.format(file_name=quote(weights.file_name), path=quote(path), arch=weights.arch,
+                                        key=weights.key, gdrive_id=weights.gdrive_id)
 
 
 def gdrive_source() -> Source:
@@ -49,9 +54,10 @@ def gdrive_source() -> Source:
 
 
 def hub_source(repo: str, file_name: str | None = None, revision: str = "main") -> Source:
-    """A Hub model repository; files are named as in the registry unless ``file_name`` says otherwise."""
+    """A Hub model repository; files are named as in the registry (POSTER and ARM files in a folder
+    per architecture) unless ``file_name`` says otherwise."""
     endpoint = os.environ.get("HF_ENDPOINT", HUB_ENDPOINT).rstrip("/")
-    name = quote(file_name) if file_name else "{file_name}"
+    name = quote(file_name) if file_name else "{path}"
     return Source(f"Hub repository {repo}", f"{endpoint}/{repo}/resolve/{revision}/{name}",
                   headers=_hub_headers())
 
@@ -80,7 +86,7 @@ def sources_for(weights: Weights, source: str | Source = "auto", hub_repo: str |
     known_repo = weights.meta.get("hub_repo")
     if known_repo and known_repo != repo:
         hubs.append(hub_source(known_repo, weights.meta.get("hub_file", weights.file_name)))
-    drive = [gdrive_source()] if weights.gdrive_id else []
+    drive = [gdrive_source()] if weights.gdrive_id or weights.gdrive_folder else []
     if source == "url" and not mirrors:
         raise DownloadError(f"--source url needs a URL template: pass --url-template or set {ENV_URL_TEMPLATE}")
     if source == "hub" and not hubs:
@@ -106,7 +112,25 @@ def _hub_headers() -> dict[str, str]:
 # --- Reading HTML answers (Google Drive's warning, quota and error pages) ---------------------
 
 def drive_link(weights: Weights) -> str:
+    if not weights.gdrive_id and weights.gdrive_folder:
+        return GDRIVE_FOLDER_VIEW_URL.format(folder=weights.gdrive_folder) + f" (the file {weights.file_name})"
     return GDRIVE_VIEW_URL.format(gdrive_id=weights.gdrive_id)
+
+
+def folder_file_id(page: str, file_name: str) -> str | None:
+    """The Drive file id of ``file_name`` in an ``embeddedfolderview`` page, if it lists the file."""
+    for match in re.finditer(r'id="entry-([\w-]+)".*?class="flip-entry-title">([^<]*)<', page, re.S):
+        if unescape(match[2]).strip() == file_name:
+            return match[1]
+    return None
+
+
+def other_sources(weights: Weights) -> str:
+    """Where else the file can come from, for when Google Drive no longer serves it."""
+    path = f"{weights.subdir}/{weights.file_name}" if weights.subdir else weights.file_name
+    return (f"other sources: a Hugging Face Hub repository holding {path} (--hub-repo REPO or ${ENV_HUB_REPO}), "
+            f"a mirror (--url-template https://host/{{path}} or ${ENV_URL_TEMPLATE}), or by hand from "
+            f"{drive_link(weights)}")
 
 
 def confirmation_url(page: str, page_url: str) -> str | None:
@@ -165,10 +189,11 @@ def manual_route(weights: list[Weights], dest_dir: str | Path) -> str:
     """Several lines: each file's Google Drive link, and the folder to put the files in."""
     lines = ["Download by hand:"]
     for w in weights:
-        lines.append(f"  {w.file_name:<34} {drive_link(w) if w.gdrive_id else '(no link)'}")
+        shown = f"{w.subdir}/{w.file_name}" if w.subdir else w.file_name
+        lines.append(f"  {shown:<34} {drive_link(w) if w.gdrive_id or w.gdrive_folder else '(no link)'}")
         if w.meta.get("hub_repo"):
             hub_file = w.meta.get("hub_file", w.file_name)
             lines.append(f"  {'':<34} {HUB_ENDPOINT}/{w.meta['hub_repo']}/resolve/main/{hub_file}")
-    lines.append(f"and put the files, names unchanged, in {Path(dest_dir).resolve()}/ "
+    lines.append(f"and put the files, names and folders as shown, in {Path(dest_dir).resolve()}/ "
                  f"(or in a folder named by {ENV_DIR}).")
     return "\n".join(lines)

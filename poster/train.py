@@ -17,6 +17,7 @@ from pathlib import Path
 from . import distributed
 from .datasets import LAYOUTS
 from .errors import PosterError
+from .registry import DATASET_KEYS
 from .recipe import PRECISIONS, RECIPES, TrainConfig, resume_config
 from .training import run_training
 
@@ -47,6 +48,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     start.add_argument("--init", metavar="SRC",
                        help="fine-tune from a dataset checkpoint (file or name); another class list "
                             "gets a new head")
+    start.add_argument("--init-dataset", choices=DATASET_KEYS, metavar="NAME",
+                       help=f"the dataset --init was trained on, for its class order ({', '.join(DATASET_KEYS)}); "
+                            "default: inferred from the file, its name or its class count, and reported")
     recipe = parser.add_argument_group("recipe (defaults: the dataset's published values)")
     recipe.add_argument("--epochs", type=int, metavar="N", help="recipe: 200")
     recipe.add_argument("--batch-size", type=int, metavar="N", help="global batch, split over processes; recipe: 144")
@@ -82,7 +86,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
             raise PosterError("--resume continues in its own folder; leave out --out")
         defining = {
             "dataset": args.dataset, "layout": args.layout, "classes": _classes(args.classes),
-            "init": args.init, "batch_size": args.batch_size, "lr": args.lr, "gamma": args.gamma,
+            "init": args.init, "init_dataset": args.init_dataset, "batch_size": args.batch_size, "lr": args.lr, "gamma": args.gamma,
             "rho": args.rho, "weight_decay": args.weight_decay, "flip_p": args.flip_p, "erase_p": args.erase_p,
             "erase_scale": tuple(args.erase_scale) if args.erase_scale else None, "balanced": args.balanced,
             "seed": args.seed,
@@ -94,7 +98,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
     settings = {k: v for k, v in runtime.items() if v is not None and k != "data"}  # None: the default
     config = TrainConfig.from_recipe(
         args.dataset, args.data, out, layout=args.layout or "auto", classes=_classes(args.classes),
-        init=args.init, ir50=_source(args.ir50), mobilefacenet=_source(args.mobilefacenet), seed=args.seed,
+        init=args.init, init_dataset=args.init_dataset, ir50=_source(args.ir50), mobilefacenet=_source(args.mobilefacenet), seed=args.seed,
         batch_size=args.batch_size, lr=args.lr, gamma=args.gamma, rho=args.rho, weight_decay=args.weight_decay,
         flip_p=args.flip_p, erase_p=args.erase_p,
         erase_scale=tuple(args.erase_scale) if args.erase_scale else None, balanced=args.balanced, **settings)

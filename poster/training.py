@@ -83,7 +83,7 @@ def build_model(config: TrainConfig, class_names: Sequence[str],
     model = PosterV2(len(class_names))
     if config.init:
         path = locate.resolve(config.init)
-        state, meta = read_weights(path)
+        state, meta = read_weights(path, config.init_dataset)
         state, note = fit_head(state, meta["class_names"], class_names)
         missing, unexpected = model.load_state_dict(state, strict=False)
         head = {"transformer.head.weight", "transformer.head.bias"}
@@ -91,7 +91,8 @@ def build_model(config: TrainConfig, class_names: Sequence[str],
         if set(missing) - allowed or unexpected:
             raise CheckpointError(f"{path.name} does not fit POSTER++ (missing {sorted(missing)[:4]}, "
                                   f"unexpected {sorted(unexpected)[:4]})")
-        say(f"initialised from {path} ({meta['name']}); {note}")
+        say(f"initialised from {path} ({meta['name']}; {meta['dataset'] or 'dataset'} "
+            f"{meta['dataset_reason'].replace('--dataset', '--init-dataset')}); {note}")
         return model
     load_pretrained_backbones(model, ir50=config.ir50, mobilefacenet=config.mobilefacenet)
     for label, source in (("IR-50", config.ir50), ("MobileFaceNet", config.mobilefacenet)):

@@ -1,23 +1,30 @@
-"""Deterministic POSTER++ weights from the reference recipe (tests/reference/README.md), saved like a released file."""
+"""Deterministic weights from the reference recipe (tests/reference/README.md), saved like the
+released files of POSTER++, POSTER and ARM."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import types
 import zlib
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 REFERENCE_JSON = REFERENCE_DIR / "poster_v2_reference.json"
+REFERENCE_FILES = {"poster-v2": "poster_v2_reference.json", "poster-v1": "poster_v1_reference.json",
+                   "arm": "arm_reference.json"}
 
 
-@lru_cache(maxsize=1)
-def reference() -> dict:
-    return json.loads(REFERENCE_JSON.read_text())
+@lru_cache(maxsize=3)
+def reference(arch: str = "poster-v2") -> dict:
+    """The original implementation's key list and outputs for the recipe weights."""
+    return json.loads((REFERENCE_DIR / REFERENCE_FILES[arch]).read_text())
 
 
 def recipe_value(name: str, shape: list[int]) -> np.ndarray:
@@ -41,9 +48,10 @@ def _relative_position_index(size: int) -> torch.Tensor:
     return torch.from_numpy(rel[..., 0] * (2 * size - 1) + rel[..., 1]).long()
 
 
-def recipe_state_dict(num_classes: int = 7, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+def recipe_state_dict(num_classes: int = 7, dtype: torch.dtype = torch.float32,
+                      arch: str = "poster-v2") -> dict[str, torch.Tensor]:
     """Original-named state dict (no ``module.`` prefix) built by the recipe."""
-    keys = reference()[f"checkpoint_keys_{num_classes}cls"]
+    keys = reference(arch)[f"checkpoint_keys_{num_classes}cls"]
     state = {}
     for name, shape, kind in keys:
         if kind == "int64":
@@ -105,3 +113,61 @@ def reference_input(dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """The reference batch: RandomState(20260101).standard_normal((2, 3, 224, 224))."""
     shape = tuple(reference()["input"]["shape"])
     return torch.from_numpy(np.random.RandomState(20260101).standard_normal(shape)).to(dtype)
+
+
+@contextlib.contextmanager
+def saved_as_from_gpu() -> Iterator[None]:
+    """``torch.save`` inside this block tags every tensor as living on cuda:0, as the released files do."""
+    import torch.serialization as serialization
+
+    with mock.patch.object(serialization, "location_tag", lambda storage: "cuda:0"):
+        yield
+
+
+def _shared_zeros(state: dict[str, torch.Tensor]) -> callable:
+    """Views of one zero buffer: optimizer moments of the right shapes that cost one storage in the file."""
+    size = max(v.numel() for v in state.values())
+    buffer = {}
+
+    def zeros_like(t: torch.Tensor) -> torch.Tensor:
+        base = buffer.setdefault(t.dtype, torch.zeros(size, dtype=t.dtype))
+        return base[: t.numel()].view(t.shape)
+    return zeros_like
+
+
+def write_poster_v1_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+    """The recipe weights as POSTER's ``rafdb_best.pth``: ``iter``, DataParallel-named
+    ``model_state_dict`` and SAM-around-Adam ``optimizer_state_dict`` (an ``old_p`` per trainable
+    parameter; here sharing the parameter's storage, so the file is not twice as large)."""
+    path = Path(path)
+    state = recipe_state_dict(7, dtype, "poster-v1")
+    trainable = [k for k, v in state.items() if v.is_floating_point() and not k.startswith("face_landback.")
+                 and not k.endswith(("running_mean", "running_var"))]
+    optimizer = {
+        "state": {i: {"old_p": state[k]} for i, k in enumerate(trainable)},
+        "param_groups": [{"rho": 0.05, "adaptive": False, "lr": 3.5e-5, "betas": (0.9, 0.999), "eps": 1e-8,
+                          "weight_decay": 1e-4, "amsgrad": False, "params": list(range(len(trainable)))}],
+    }
+    checkpoint = {"iter": 1200, "model_state_dict": {f"module.{k}": v for k, v in state.items()},
+                  "optimizer_state_dict": optimizer}
+    with saved_as_from_gpu():
+        torch.save(checkpoint, path)
+    return path
+
+
+def write_arm_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+    """The recipe weights as ARM's ``epoch59_acc0.9205.pth``: ``iter``, unprefixed ``model_state_dict``
+    and Adam's ``optimizer_state_dict`` (step and both moments per parameter)."""
+    path = Path(path)
+    state = recipe_state_dict(7, dtype, "arm")
+    params = [k for k, v in state.items() if v.is_floating_point() and not k.endswith(("running_mean", "running_var"))]
+    zeros_like = _shared_zeros(state)
+    optimizer = {
+        "state": {i: {"step": torch.tensor(59.0), "exp_avg": zeros_like(state[k]), "exp_avg_sq": zeros_like(state[k])}
+                  for i, k in enumerate(params)},
+        "param_groups": [{"lr": 1e-4 * 0.9 ** 59, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 1e-4,
+                          "amsgrad": False, "initial_lr": 1e-4, "params": list(range(len(params)))}],
+    }
+    with saved_as_from_gpu():
+        torch.save({"iter": 59, "model_state_dict": state, "optimizer_state_dict": optimizer}, path)
+    return path

@@ -175,7 +175,7 @@ def test_bad_files_give_one_line_errors(tmp_path, content, message):
 
 def test_torch_file_without_state_dict(tmp_path):
     torch.save({"weights": [1, 2, 3]}, tmp_path / "model.pth")
-    with pytest.raises(CheckpointError, match="holds no POSTER\\+\\+ state dict"):
+    with pytest.raises(CheckpointError, match="holds no POSTER\\+\\+, POSTER or ARM state dict"):
         load_checkpoint(tmp_path / "model.pth")
 
 

@@ -28,7 +28,7 @@ from poster.errors import DownloadError
 from poster.registry import find_weights
 from poster.sources import ENV_URL_TEMPLATE, confirmation_url, sources_for
 
-from .recipe import recipe_value, reference, write_recipe_checkpoint
+from .recipe import recipe_value, reference, write_arm_checkpoint, write_poster_v1_checkpoint, write_recipe_checkpoint
 
 QUOTA_PAGE = """<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head><body>
 <p class="uc-error-caption">Sorry, you can't view or download this file at this time.</p>
@@ -58,7 +58,10 @@ class _Handler(BaseHTTPRequestHandler):
         server.requests.append((parts.path, self.headers.get("Range"), self.headers.get("Authorization"),
                                 parts.query))
         server.hits[parts.path] += 1
-        data = server.files.get(name)
+        data = server.files.get(rest, server.files.get(name))
+        if mode == "folder":  # a Drive folder's embeddedfolderview listing
+            return self._page("".join(f'<div class="flip-entry" id="entry-{i}"><div class="flip-entry-title">{n}</div>'
+                                      for i, n in server.folder.items()))
         if mode == "quota":
             return self._page(QUOTA_PAGE)
         if mode == "sniff":  # an HTML page that does not say so
@@ -131,6 +134,9 @@ def weight_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, memoryvi
     files = {p.name: memoryview(p.read_bytes()) for p in folder.iterdir()}
     files["affectnet8_best.pth"] = files["rafdb_best.pth"]  # 7 classes where 8 are asked for
     files["wrong-ir50.pth"] = files["mobilefacenet_model_best.pth.tar"]
+    files["poster-v1/rafdb_best.pth"] = memoryview(write_poster_v1_checkpoint(folder / "v1.pth").read_bytes())
+    files["drive-v1-id"] = files["poster-v1/rafdb_best.pth"]
+    files["arm/epoch59_acc0.9205.pth"] = memoryview(write_arm_checkpoint(folder / "arm.pth").read_bytes())
     return files
 
 
@@ -149,6 +155,7 @@ def server(weight_files: dict[str, memoryview]):
     httpd.files = weight_files
     httpd.requests = []
     httpd.hits = Counter()
+    httpd.folder = {"drive-v1-id": "rafdb_best.pth", "other-id": "ir50.pth"}
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd
@@ -428,3 +435,61 @@ def test_confirmation_form_keeps_every_hidden_field():
     assert found.netloc == "drive.usercontent.google.com"
     assert parse_qs(found.query) == {"id": ["1aVm"], "export": ["download"], "confirm": ["t"], "uuid": ["0b1c-77"]}
     assert confirmation_url(QUOTA_PAGE, "https://example.org/") is None
+
+
+# --- POSTER and ARM files ---------------------------------------------------------------------------
+
+def test_poster_v1_and_arm_download_apart_from_poster_v2(url, tmp_path, downloaded):
+    template = url("good").replace("{file_name}", "{path}")
+    v1 = download("poster-v1-raf-db", tmp_path, url_template=template, quiet=True)
+    arm = download("arm-raf-db", tmp_path, url_template=template, quiet=True)
+    assert v1 == tmp_path / "poster-v1" / "rafdb_best.pth" and arm == tmp_path / "arm" / "epoch59_acc0.9205.pth"
+    manifest = json.loads((tmp_path / "poster-v1" / MANIFEST_NAME).read_text())["files"]
+    assert manifest["rafdb_best.pth"]["key"] == "poster-v1-raf-db"
+    assert manifest["rafdb_best.pth"]["sha256"] == sha256_file(v1)
+    (tmp_path / "rafdb_best.pth").write_bytes((downloaded[0] / "rafdb_best.pth").read_bytes())  # POSTER++ beside
+    assert locate.find_local(find_weights("raf-db"), [tmp_path]) == tmp_path / "rafdb_best.pth"
+    assert locate.find_local(find_weights("poster-v1-raf-db"), [tmp_path]) == v1
+    assert load_checkpoint(v1).info.arch == "poster-v1" and load_checkpoint(arm).info.arch == "arm"
+
+
+def test_poster_v1_comes_from_its_google_drive_folder(url, tmp_path, server, monkeypatch):
+    from poster import sources
+
+    base = f"http://127.0.0.1:{server.server_port}"
+    monkeypatch.setattr(sources, "GDRIVE_FOLDER_LIST_URL", base + "/folder/{folder}")
+    monkeypatch.setattr(sources, "GDRIVE_URL", base + "/good/{gdrive_id}")
+    said = []
+    path = download("poster-v1-raf-db", tmp_path, source="gdrive", quiet=True, status=said.append)
+    assert path == tmp_path / "poster-v1" / "rafdb_best.pth"
+    assert any("Google Drive folder 1jeCPTGjBL8YgKKB9YrI9TYZywme8gymv" in m for m in said)
+    assert [r[0] for r in server.requests] == ["/folder/1jeCPTGjBL8YgKKB9YrI9TYZywme8gymv", "/good/drive-v1-id"]
+
+
+def test_file_drive_no_longer_serves_lists_the_other_sources(url, tmp_path, server, monkeypatch):
+    from poster import sources
+
+    base = f"http://127.0.0.1:{server.server_port}"
+    monkeypatch.setattr(sources, "GDRIVE_URL", base + "/gone/{gdrive_id}")
+    monkeypatch.setattr(sources, "GDRIVE_FOLDER_LIST_URL", base + "/folder/{folder}")
+    server.folder = {"other-id": "ir50.pth"}
+    try:
+        with pytest.raises(DownloadError) as info:
+            download("arm-raf-db", tmp_path, source="gdrive", quiet=True)
+        message = str(info.value)
+        assert "could not download epoch59_acc0.9205.pth: Google Drive:" in message
+        assert "other sources: a Hugging Face Hub repository holding arm/epoch59_acc0.9205.pth (--hub-repo" in message
+        assert "a mirror (--url-template" in message
+        assert "https://drive.google.com/file/d/1v5j0WUxOMeDXOFBVIJaDSnGdYef3KSxO/view" in message
+        with pytest.raises(DownloadError, match="Google Drive no longer serves rafdb_best.pth: folder .* does not list it"):
+            download("poster-v1-raf-db", tmp_path, source="gdrive", quiet=True)
+    finally:
+        server.folder = {"drive-v1-id": "rafdb_best.pth", "other-id": "ir50.pth"}
+    assert not (tmp_path / "arm" / "epoch59_acc0.9205.pth").exists()
+
+
+def test_cli_listing_groups_files_by_architecture(capsys):
+    assert main(["download"]) == 2
+    out = capsys.readouterr().out
+    assert out.index(" POSTER++:") < out.index(" POSTER:") < out.index(" ARM:") < out.index(" pretrained backbones:")
+    assert "poster-v1/rafdb_best.pth" in out and "arm/epoch59_acc0.9205.pth" in out

@@ -224,7 +224,10 @@ def test_unusable_dataset_is_a_one_line_error(tmp_path: Path, cached_model: torc
     (tmp_path / "empty" / "test").mkdir(parents=True)
     rc = cli.main(["evaluate", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
-    assert rc == 1 and err.startswith("error: no usable images in") and err.count("\n") == 1
+    lines = err.strip().splitlines()
+    assert rc == 1 and lines[-1].startswith("error: no usable images in") and err.count("error:") == 1
+    assert lines[:-1] == ["raf-db: raf-db class order (inferred from the file name: rafdb_best.pth is the "
+                          "released RAF-DB file)"]
     assert not (tmp_path / "run").exists()
 
 

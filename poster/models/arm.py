@@ -1,0 +1,135 @@
+"""ARM (Shi and Zhu 2021, arXiv 2103.10189): ResNet-18 with the Amend Representation Module.
+
+ResNet-18's 512x7x7 map is rearranged by ``PixelShuffle(16)`` into 2x112x112; one 32x32, stride-8
+"de-albino" kernel, shared by both channels, turns each into 11x11; after batch norm the channel
+mean, plus ``alpha`` times the mean over the whole batch, is the 121-value representation that a
+linear layer classifies.
+
+The batch term makes a face's logits depend on the other images of its batch, in eval mode too.
+``forward`` reproduces that exactly (the published accuracy was measured in batches of 64);
+``forward_alone`` gives every face the logits it gets in a batch of one, in one pass.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock, ResNet
+
+from .outputs import ModelOutput, NamedMap
+
+INPUT_SIZE = 224
+SHUFFLE = 16
+KERNEL, STRIDE = 32, 8
+GRID = (7 * SHUFFLE - KERNEL) // STRIDE + 1  # 11
+HEAD_WEIGHT = "fc.weight"
+_STAGES = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
+
+
+class ResNet18Trunk(ResNet):
+    """torchvision's ResNet-18 up to its last 512x7x7 map (no pooling, no classifier)."""
+
+    def __init__(self) -> None:
+        super().__init__(BasicBlock, [2, 2, 2, 2])
+        del self.avgpool, self.fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+class AmendModule(nn.Module):
+    """De-albino convolution per channel, batch norm, channel mean plus ``alpha`` x the batch mean."""
+
+    def __init__(self, channels: int = 2) -> None:
+        super().__init__()
+        self.de_albino = nn.Conv2d(1, 1, KERNEL, STRIDE, bias=False)
+        self.bn = nn.BatchNorm2d(channels)
+        self.alpha = nn.Parameter(torch.ones(1))
+
+    def de_albino_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, 112, 112) -> (B, C, 11, 11): the one kernel over each channel, then batch norm."""
+        b, c, h, w = x.shape
+        return self.bn(self.de_albino(x.reshape(b * c, 1, h, w)).reshape(b, c, GRID, GRID))
+
+    def forward(self, x: torch.Tensor, alone: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(amended (B, 1, 11, 11), each face's own channel mean (B, 1, 11, 11))."""
+        own = self.de_albino_maps(x).mean(dim=1, keepdim=True)
+        # The mean over batch and channels: over a batch of one it is the face's own mean.
+        shared = own if alone else own.mean(dim=0, keepdim=True)
+        return own + self.alpha * shared, own
+
+
+class ARM(nn.Module):
+    """ResNet-18 + ARM for 224x224 normalized RGB face crops."""
+
+    arch = "arm"
+    head_keys = ("fc.weight", "fc.bias")
+    faces_interact = True  # forward mixes the batch; forward_alone does not
+
+    def __init__(self, num_classes: int = 7) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.backbone = ResNet18Trunk()
+        self.arrangement = nn.PixelShuffle(SHUFFLE)
+        self.arm = AmendModule()
+        self.fc = nn.Linear(GRID * GRID, num_classes)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.fc.weight.dtype
+
+    def frozen_modules(self) -> list[nn.Module]:
+        return []
+
+    def gradcam_layers(self) -> dict[str, nn.Module]:
+        b = self.backbone
+        return {"ResNet-18 layer 1 (56x56)": b.layer1, "ResNet-18 layer 2 (28x28)": b.layer2,
+                "ResNet-18 layer 3 (14x14)": b.layer3, "ResNet-18 layer 4 (7x7)": b.layer4}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Published behaviour: every face's logits include the mean over this batch."""
+        return self._forward(x, alone=False)[0]
+
+    def forward_alone(self, x: torch.Tensor) -> torch.Tensor:
+        """Each face's logits as in a batch of its own."""
+        return self._forward(x, alone=True)[0]
+
+    def forward_intermediates(self, x: torch.Tensor, alone: bool = True) -> ModelOutput:
+        """Logits (each face alone unless ``alone=False``), the ResNet map and the 11x11 maps."""
+        logits, trunk, amended, own = self._forward(x, alone)
+        return ModelOutput(logits=logits, feature=amended.flatten(1), features=[
+            NamedMap("ResNet-18 layer 4", trunk, (7, 7), "the last 512x7x7 ResNet-18 map"),
+            NamedMap("de-albino map", own, (GRID, GRID),
+                     "the face's own 11x11 de-albino map (channel mean after batch norm); 32x32 windows "
+                     "of the pixel-shuffled 7x7 map, so a cell covers about 2x2 of the 7x7 positions"),
+            NamedMap("amended map", amended, (GRID, GRID),
+                     "what the classifier reads: the de-albino map plus alpha x the batch mean"),
+        ])
+
+    def _forward(self, x: torch.Tensor, alone: bool):
+        if x.ndim != 4 or tuple(x.shape[1:]) != (3, INPUT_SIZE, INPUT_SIZE):
+            raise ValueError(f"ARM expects a (B, 3, {INPUT_SIZE}, {INPUT_SIZE}) batch, got {tuple(x.shape)}")
+        trunk = self.backbone(x.to(self.dtype))
+        amended, own = self.arm(self.arrangement(trunk), alone)
+        return self.fc(amended.flatten(1)), trunk, amended, own
+
+
+def recognizes(keys: set[str]) -> bool:
+    """True for the key set of a released ARM file."""
+    return "arm.de_albino.weight" in keys
+
+
+def rename_key(name: str) -> str | None:
+    """Original ARM name -> project name (None for names this mapping does not know)."""
+    parts = name.split(".")
+    if parts[0] == "features" and len(parts) > 2 and parts[1] in _STAGES:
+        return ".".join(["backbone", _STAGES[parts[1]]] + parts[2:])
+    if parts[0] in ("arm", "fc"):
+        return name
+    return None
+
+
+def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Original state dict -> (project state dict, dropped keys). Every released key is used."""
+    out = {rename_key(k.removeprefix("module.")) or k: v for k, v in state_dict.items()}
+    return out, []

@@ -393,8 +393,10 @@ def test_build_demo_without_a_browser(app_store):  # noqa: F811
     assert isinstance(demo, gr.Blocks)
     api = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
     assert api == {"analyze"}
-    streams = [fn for fn in demo.fns.values() if fn.connection == "stream"]
-    assert len(streams) == 1 and streams[0].concurrency_limit == 1 and streams[0].time_limit
+    # The webcam sends frames as data to one private event, never as a stream of images.
+    assert not [fn for fn in demo.fns.values() if fn.connection == "stream"]
+    frames = [fn for fn in demo.fns.values() if fn.concurrency_id == "webcam"]
+    assert len(frames) == 1 and frames[0].api_visibility == "private"
     kwargs = launch_kwargs()
     assert kwargs["show_error"] is False and kwargs["max_file_size"] > 0
 

@@ -25,6 +25,7 @@ ARCHIVE_SUFFIXES = {".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".7z",
 # What archivers add on their own; left out silently.
 _IGNORED_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
 _IGNORED_FOLDERS = {"__macosx"}
+_SPLIT_NAMES = {"test", "valid", "val", "train"}
 RATIO_CHECKED_ABOVE = 1 << 20  # small files may compress well without being a bomb
 _CHUNK = 1 << 16
 
@@ -97,15 +98,17 @@ def unpack_zip(archive: str | Path, target: str | Path, caps: ArchiveCaps | None
         raise ArchiveError(f"the archive is {_mb(size)}; the cap is {_mb(caps.max_archive_bytes)} "
                            f"(set {caps.ENV['max_archive_bytes']})")
     try:
-        with zipfile.ZipFile(archive) as zf:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise ArchiveError(f"not a readable .zip archive ({_short(exc)})") from None
+    try:
+        with zf:
             entries = _checked_entries(zf, size, caps)
             target.mkdir(parents=True, exist_ok=True)
             written = 0
             for info, relative in entries:
                 written += _copy_entry(zf, info, target / relative, caps.max_unpacked_bytes - written)
-    except zipfile.BadZipFile as exc:
-        raise ArchiveError(f"not a readable .zip archive ({_short(exc)})") from None
-    except (zlib.error, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as exc:
         raise ArchiveError(f"the archive is corrupt ({_short(exc)})") from None
     except NotImplementedError as exc:
         raise ArchiveError(f"the archive uses an unsupported compression ({_short(exc)}); use plain zip") from None
@@ -149,7 +152,7 @@ def _checked_entries(zf: zipfile.ZipFile, archive_size: int, caps: ArchiveCaps) 
     if others:
         listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
         raise ArchiveError(f"the archive holds files that are neither images nor .csv/.txt label files: {listed}")
-    if not entries:
+    if not any(PurePosixPath(relative).suffix.lower() in IMAGE_SUFFIXES for _, relative in entries):
         raise ArchiveError("the archive holds no images")
     if len(entries) > caps.max_files:
         raise ArchiveError(f"the archive holds {len(entries):,} files; the cap is {caps.max_files:,} "
@@ -214,11 +217,13 @@ def _check_images(root: Path, relatives: list[str], max_pixels: int) -> dict[str
 
 def dataset_path(root: Path) -> Path:
     """The dataset inside an unpacked archive: below any single wrapping folder (but not into a
-    class folder, one without subfolders), its CSV file when it holds one, else the folder."""
+    split folder, which tells the split, nor a class folder, which has no subfolders), its CSV file
+    when it holds one, else the folder."""
     folder = root
     while True:
         children = [c for c in folder.iterdir() if not c.name.startswith(".")]
-        if len(children) == 1 and children[0].is_dir() and any(c.is_dir() for c in children[0].iterdir()):
+        if (len(children) == 1 and children[0].is_dir() and children[0].name.lower() not in _SPLIT_NAMES
+                and any(c.is_dir() for c in children[0].iterdir())):
             folder = children[0]
             continue
         break

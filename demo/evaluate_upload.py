@@ -246,7 +246,9 @@ def api_summary(summary: dict[str, Any], table, run: str, storage: str) -> dict[
                           "f1": 100 * scores.f1[k]})
     low, high = metrics.wilson_interval(right, n)
     order = diagnose(metrics.confusion_matrix(labels, preds, len(names)), names)
-    return {"status": "done", "run": run, "storage": storage, **summary,
+    # Skipped files as {"file", "reason"}: API clients take any {"path": ...} object for a file to fetch.
+    skipped = [{"file": s["path"], "reason": s["reason"]} for s in summary["skipped"]]
+    return {"status": "done", "run": run, "storage": storage, **summary, "skipped": skipped,
             "accuracy_ci": [100 * low, 100 * high], "per_class": per_class,
             "label_order": {"suspected": order.suspected, "mapping": order.mapping,
                             "accuracy_if_remapped": 100 * order.accuracy_if_remapped}}
@@ -274,7 +276,7 @@ def progress_html(payload: dict[str, Any] | None) -> str:
                  f"opened below."]
         html = render.notice(" ".join(lines))
         if skipped:
-            shown = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:8])
+            shown = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:8])
             more = f" and {len(skipped) - 8} more" if len(skipped) > 8 else ""
             html += render.notice(f"Skipped {len(skipped)}: {shown}{more}.", "warn")
         return html

@@ -69,9 +69,13 @@ def summary_html(run: Run) -> str:
     split = escape(str(run.info.get("split", "") or "?"))
     date = escape(str(run.info.get("date", "?"))[:10])
     low, high = metrics.wilson_interval(facts["correct"], facts["images"])
+    report = analysis.class_report(run.predictions)
+    hits = np.rint(report["recall"] * report["support"]).astype(int)
+    mlow, mhigh = metrics.mean_class_accuracy_interval(hits, report["support"].astype(int))
     cards = [
         (f"{facts['accuracy']:.2f} %", "accuracy", f"95 % CI {100 * low:.1f}–{100 * high:.1f} % · {versus}"),
-        (f"{facts['mean_class_accuracy']:.2f} %", "mean class accuracy", "average of per-class recall"),
+        (f"{facts['mean_class_accuracy']:.2f} %", "mean class accuracy",
+         f"95 % CI {100 * mlow:.1f}–{100 * mhigh:.1f} % (class-stratified bootstrap) · average of per-class recall"),
         (f"{facts['macro_f1']:.2f} %", "macro F1", "average of per-class F1"),
         (f"{facts['images']}", "images", f"{facts['correct']} correct · {run.info.get('num_skipped', 0)} skipped"),
         (checkpoint, "checkpoint", f"sha256 {sha}… · {split} split · {date}"),

@@ -87,6 +87,25 @@ def wilson_interval(successes: int, total: int, z: float = Z_95) -> tuple[float,
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def mean_class_accuracy_interval(hits: ArrayLike, support: ArrayLike, samples: int = 10_000,
+                                 seed: int = 0) -> tuple[float, float]:
+    """95 % interval of the mean per-class accuracy (fractions), by a class-stratified bootstrap.
+
+    A mean of proportions has no Wilson interval; resampling each class's images on their own
+    (a binomial draw of its hits) keeps every class's size, as a test set fixes them. Classes
+    without images are left out, as ``mean_class_accuracy`` does.
+    """
+    hits, support = np.asarray(hits, dtype=np.int64), np.asarray(support, dtype=np.int64)
+    present = support > 0
+    if not present.any():
+        return 0.0, 1.0
+    hits, support = hits[present], support[present]
+    rng = np.random.default_rng(seed)
+    drawn = rng.binomial(support, hits / support, size=(samples, len(support))) / support
+    low, high = np.percentile(drawn.mean(axis=1), [2.5, 97.5])
+    return float(low), float(high)
+
+
 def mcnemar_exact(only_a: int, only_b: int) -> float:
     """Two-sided exact McNemar p-value: a binomial test of the disagreements against 1/2."""
     n = only_a + only_b

@@ -44,6 +44,8 @@ def run_report(table: pd.DataFrame, class_names: Sequence[str], published_accura
         "difference_to_published": None if published_accuracy is None else accuracy - published_accuracy,
         "published_within_ci": None if published_accuracy is None else bool(100 * low <= published_accuracy <= 100 * high),
         "mean_class_accuracy": 100 * metrics.mean_class_accuracy(labels, preds, k),
+        "mean_class_accuracy_ci": [100 * v for v in metrics.mean_class_accuracy_interval(
+            np.diag(matrix), matrix.sum(axis=1))],
         "macro_f1": 100 * metrics.macro_f1(labels, preds, k),
         "top_confusions": top_confusions(matrix, names, top),
         "suspected_label_errors": _suspects(table, names, labels, suspects),
@@ -87,7 +89,9 @@ def describe(report: dict[str, Any]) -> str:
     versus = "" if published is None else (
         f"; published {published:.2f} % ({'inside' if report['published_within_ci'] else 'outside'} the interval)")
     lines = [f"accuracy {report['accuracy']:.2f} % (95 % CI {low:.2f}-{high:.2f}) on {report['num_images']} images{versus}",
-             f"mean class accuracy {report['mean_class_accuracy']:.2f} %, macro F1 {report['macro_f1']:.2f} %"]
+             f"mean class accuracy {report['mean_class_accuracy']:.2f} % (95 % CI "
+             f"{report['mean_class_accuracy_ci'][0]:.2f}-{report['mean_class_accuracy_ci'][1]:.2f}), "
+             f"macro F1 {report['macro_f1']:.2f} %"]
     if report["top_confusions"]:
         lines.append("top confusions: " + ", ".join(
             f"{c['true']} -> {c['predicted']} {c['count']} ({c['share']:.0%})" for c in report["top_confusions"]))

@@ -42,7 +42,9 @@ def test_every_accuracy_shows_its_wilson_interval(tmp_path):
     run = explorer.get_run("raf-db-test", root)
     right, n = int(run.predictions["correct"].sum()), len(run.predictions)
     low, high = metrics.wilson_interval(right, n)
-    assert f"95 % CI {100 * low:.1f}–{100 * high:.1f} %" in explorer.summary_html(run)
+    summary = explorer.summary_html(run)
+    assert f"95 % CI {100 * low:.1f}–{100 * high:.1f} %" in summary
+    assert summary.count("95 % CI") == 2 and "class-stratified bootstrap" in summary  # mean class accuracy too
     table = explorer.class_table(run)
     assert "recall 95 % CI" in table.columns
     for _, row in table.iterrows():

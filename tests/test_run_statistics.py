@@ -160,7 +160,8 @@ def test_report_command_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     assert report["label_order"]["accuracy_if_remapped"] == pytest.approx(100 * float((labels == preds).mean()))
     top = report["top_confusions"][0]
     assert {top["true"], top["predicted"]} == {"Disgust", "Sadness"}
-    assert set(report) >= {"mean_class_accuracy", "macro_f1", "suspected_label_errors", "num_images"}
+    assert set(report) >= {"mean_class_accuracy", "mean_class_accuracy_ci", "macro_f1", "suspected_label_errors",
+                           "num_images"}
     assert main(["report", str(run)]) == 0
     text = capsys.readouterr().out
     assert "class order looks wrong" in text and "95 % CI" in text
@@ -187,3 +188,15 @@ def test_compare_command_json_and_errors(tmp_path: Path, capsys: pytest.CaptureF
     assert "compared on the 42 images they share" in capsys.readouterr().out
     assert main(["compare", str(a), str(tmp_path / "missing")]) == 1
     assert "is not a run folder" in capsys.readouterr().err
+
+
+def test_mean_class_accuracy_interval_covers_the_value_and_narrows_with_more_images() -> None:
+    support = np.array([50, 20, 80, 0, 30])
+    hits = np.array([45, 10, 60, 0, 27])
+    value = float(np.mean(hits[support > 0] / support[support > 0]))
+    low, high = metrics.mean_class_accuracy_interval(hits, support)
+    assert low < value < high and 0.05 < high - low < 0.2
+    wide = metrics.mean_class_accuracy_interval(hits, support)
+    narrow = metrics.mean_class_accuracy_interval(hits * 10, support * 10)
+    assert narrow[1] - narrow[0] < (wide[1] - wide[0]) / 2
+    assert metrics.mean_class_accuracy_interval([0], [0]) == (0.0, 1.0)

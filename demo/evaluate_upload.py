@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -191,7 +192,7 @@ def _evaluate(archive, checkpoint, limit, session_dir, uploads, store: ModelStor
         unpacked = unpack_zip(path, work / "set", caps)
         model = fast_model(store, key)
         info = model.info
-        folder_names = PosterV2Weights.get(info.dataset).value.folder_names if info.dataset else ()
+        folder_names = _folder_names(info.dataset)
         listing = list_images(unpacked.data, info.class_names, folder_names, split="test")
         listing = without_rejected(listing, unpacked).limit(count)
         name = run_name(key, path.stem)
@@ -223,11 +224,19 @@ def _evaluate(archive, checkpoint, limit, session_dir, uploads, store: ModelStor
     yield api_summary(summary, table, value, "shared" if shared is not None else "session"), session_dir
 
 
+def _folder_names(dataset: str | None) -> tuple[str, ...]:
+    """The class folder names of a dataset checkpoint (RAF-DB's "1".."7"), as the command line uses."""
+    try:
+        return PosterV2Weights.get(dataset).value.folder_names if dataset else ()
+    except KeyError:
+        return ()
+
+
 def run_name(key: str, stem: str) -> str:
-    """``<checkpoint>-<archive name>-<UTC time>``, in characters safe for a folder name."""
+    """``<checkpoint>-<archive name>-<UTC time>-<4 hex>``, in characters safe for a folder name."""
     when = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{key}-{stem}").strip("-.")[:80]
-    return f"{cleaned or 'run'}-{when}"
+    return f"{cleaned or 'run'}-{when}-{uuid.uuid4().hex[:4]}"
 
 
 def api_summary(summary: dict[str, Any], table, run: str, storage: str) -> dict[str, Any]:
@@ -268,6 +277,8 @@ def progress_html(payload: dict[str, Any] | None) -> str:
         eta = f", about {left:.0f} s left" if left is not None else ""
         return (f'<div class="poster-eval-progress"><progress value="{done}" max="{total}" style="width:100%"></progress>'
                 f"<div>{done} of {total} images · {rate}{eta}</div></div>")
+    if status == "cancelled":
+        return render.notice("Cancelled; nothing of this evaluation was kept.", "warn")
     if status == "done":
         low, high = payload["accuracy_ci"]
         skipped = payload.get("skipped") or []

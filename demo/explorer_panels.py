@@ -5,7 +5,6 @@ import gradio as gr
 
 from data_explorer.archive import ArchiveCaps
 
-from . import render
 from .compare_runs import compare, select_pair_cell
 from .evaluate_upload import evaluate_archive, progress_html, storage_note
 from .files import files_out
@@ -22,7 +21,7 @@ def _evaluate(archive, checkpoint, limit, session_dir, uploads):
 
 
 def _cancelled():
-    return render.notice("Cancelled; nothing of this evaluation was kept.", "warn")
+    return {"status": "cancelled"}
 
 
 def checkpoint_choices(store: ModelStore, uploads=()) -> list[tuple[str, str]]:
@@ -54,7 +53,7 @@ def build_evaluate_panel(limits: Limits, store: ModelStore, session_dir: gr.Stat
     running = start.click(_evaluate, inputs, [summary, session_dir], api_name="evaluate", show_progress="hidden",
                           **(limits.model_event(public=True) | {"trigger_mode": "once"}))
     summary.change(progress_html, [summary], [progress], **limits.light_event())
-    cancel.click(_cancelled, None, [progress], cancels=[running], **limits.light_event())
+    cancel.click(_cancelled, None, [summary], cancels=[running], **limits.light_event())
     if uploads is not None:  # checkpoints this visitor uploads in the Model tab can be evaluated too
         uploads.change(lambda own: gr.update(choices=checkpoint_choices(store, own)), [uploads], [checkpoint],
                        **limits.light_event())

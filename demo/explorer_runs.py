@@ -29,7 +29,8 @@ _cache_lock = threading.Lock()
 
 def how_to_make_a_run(root: Path) -> str:
     return (f"No evaluation runs found in {root}/. Make one with: python -m poster evaluate --checkpoint raf-db "
-            f"--data /path/to/RAF-DB --thumbnails (it writes {root}/raf-db-test/), then reload this page.")
+            f"--data /path/to/RAF-DB --thumbnails (it writes {root}/raf-db-test/), then reload this page; or "
+            f"evaluate a labeled .zip above.")
 
 
 def list_runs(root: str | Path | None = None) -> tuple[list[Run], list[str]]:

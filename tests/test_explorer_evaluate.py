@@ -194,3 +194,12 @@ def test_the_evaluate_api_returns_the_run_summary(tmp_path, app_store, monkeypat
         with pytest.raises(AppError) as info:
             client.predict(handle_file(str(bad)), "raf-db", None, api_name="/evaluate")
         assert "Not a readable .zip archive" in str(info.value) and "Traceback" not in str(info.value)
+
+
+def test_progress_lines_for_each_stage():
+    assert "Checking and unpacking faces.zip" in progress_html({"status": "unpacking", "archive": "faces.zip"})
+    running = progress_html({"status": "running", "done": 64, "total": 300, "images_per_second": 21.3,
+                             "seconds_left": 11.1})
+    assert '<progress value="64" max="300"' in running and "64 of 300 images · 21.3 images/s, about 11 s left" in running
+    assert "Cancelled" in progress_html({"status": "cancelled"})
+    assert progress_html(None) == ""

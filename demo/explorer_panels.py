@@ -40,8 +40,9 @@ def build_evaluate_panel(limits: Limits, store: ModelStore, session_dir: gr.Stat
             with gr.Column(scale=2):
                 checkpoint = gr.Dropdown(label="Checkpoint", choices=choices,
                                          value=(store.default_key() if choices else None), elem_id="evaluate-checkpoint")
-                limit = gr.Number(label="Limit (images spread over the set; empty for all)", value=None, precision=0,
-                                  minimum=1, elem_id="evaluate-limit")
+                # The browser sends 0 for an empty box: 0 means every image.
+                limit = gr.Number(label="Limit (images spread over the set; 0 or empty for all)", value=None,
+                                  precision=0, minimum=0, elem_id="evaluate-limit")
         with gr.Row():
             start = gr.Button("Evaluate", variant="primary", elem_id="evaluate-start")
             cancel = gr.Button("Cancel", variant="stop", elem_id="evaluate-cancel")
@@ -50,8 +51,10 @@ def build_evaluate_panel(limits: Limits, store: ModelStore, session_dir: gr.Stat
             summary = gr.JSON(label="Run summary", elem_id="evaluate-summary")
 
     inputs = [archive, checkpoint, limit, session_dir, uploads if uploads is not None else gr.State([])]
+    # "multiple": after a cancel the page may still count the cancelled run as pending, and "once"
+    # or "always_last" would then never start the next one.
     running = start.click(_evaluate, inputs, [summary, session_dir], api_name="evaluate", show_progress="hidden",
-                          **(limits.model_event(public=True) | {"trigger_mode": "once"}))
+                          **(limits.model_event(public=True) | {"trigger_mode": "multiple"}))
     summary.change(progress_html, [summary], [progress], **limits.light_event())
     cancel.click(_cancelled, None, [summary], cancels=[running], **limits.light_event())
     if uploads is not None:  # checkpoints this visitor uploads in the Model tab can be evaluated too

@@ -455,7 +455,7 @@ def test_build_demo_without_a_browser(app_store):  # noqa: F811
     demo = build_demo(app_store)
     assert isinstance(demo, gr.Blocks)
     api = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
-    assert api == {"analyze"}
+    assert api == {"analyze", "evaluate"}
     streams = [fn for fn in demo.fns.values() if fn.connection == "stream"]
     assert len(streams) == 1 and streams[0].concurrency_limit == 1 and streams[0].time_limit
     kwargs = launch_kwargs()

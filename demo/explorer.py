@@ -10,7 +10,6 @@ from html import escape
 from pathlib import Path
 from typing import Any, Sequence
 
-import gradio as gr
 import numpy as np
 import pandas as pd
 from PIL import Image

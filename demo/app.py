@@ -76,7 +76,7 @@ def build_demo(store: ModelStore | None = None, limits: Limits | None = None) ->
             with gr.Tab("Webcam", id="webcam"):
                 build_webcam_tab(model_key, limits)
             with gr.Tab("Explorer", id="explorer"):
-                explorer = build_explorer_tab(model_key, limits)
+                explorer = build_explorer_tab(model_key, limits, uploads)
             with gr.Tab("Model", id="model"):
                 model = build_model_tab(model_key, uploads, limits)
         gr.HTML(FOOTER)

@@ -6,24 +6,27 @@ thumbnails; the galleries get small arrays, so no file outside the app's folders
 """
 from __future__ import annotations
 
-import threading
 from html import escape
 from pathlib import Path
 from typing import Any, Sequence
 
-import gradio as gr
 import numpy as np
 import pandas as pd
 from PIL import Image
 
 from data_explorer import analysis
 from data_explorer.label_errors import suspected_label_errors
-from data_explorer.runs import Run, find_runs
+from data_explorer.runs import Run
+from poster import metrics
+from poster.label_order import diagnose
 from poster.registry import PosterV2Weights
 
 from . import render
 from .handlers import Subject, friendly
-from .state import ModelStore, get_store, runs_dir
+from .explorer_runs import (HUB_PREFIX, SESSION_PREFIX, all_run_choices, get_run, how_to_make_a_run,  # noqa: F401
+                            list_runs, run_choices, run_source)
+from .state import ModelStore, get_store
+
 
 GALLERY_LIMIT = 48
 THUMB_SIDE = 160
@@ -32,56 +35,26 @@ SORTS = {"confidence (high first)": ("confidence", False), "confidence (low firs
          "loss (high first)": ("loss", False), "margin (low first)": ("margin", True)}
 DEFAULT_SORT = "confidence (high first)"
 
-_cache: dict[Path, tuple[float, Run]] = {}
-_cache_lock = threading.Lock()
+def with_interval(successes: int, total: int) -> str:
+    """"92.21 % (95 % CI 91.2–93.1)": an accuracy with its Wilson interval."""
+    low, high = metrics.wilson_interval(successes, total)
+    value = 100 * successes / total if total else 0.0
+    return f"{value:.2f} % (95 % CI {100 * low:.1f}–{100 * high:.1f})"
 
 
-def how_to_make_a_run(root: Path) -> str:
-    return (f"No evaluation runs found in {root}/. Make one with: python -m poster evaluate --checkpoint raf-db "
-            f"--data /path/to/RAF-DB --thumbnails (it writes {root}/raf-db-test/), then reload this page.")
-
-
-def list_runs(root: str | Path | None = None) -> tuple[list[Run], list[str]]:
-    """Loaded runs (cached while their files are unchanged) and one line per broken run."""
-    root = Path(root) if root else runs_dir()
-    runs, broken = find_runs(root)
-    with _cache_lock:
-        for run in runs:
-            _cache[run.path.resolve()] = (_mtime(run.path), run)
-    return runs, [f"{b.path.name}: {b.reason}" for b in broken]
-
-
-def get_run(name: str | None, root: str | Path | None = None) -> Run | None:
-    if not name:
-        return None
-    root = Path(root) if root else runs_dir()
-    folder = (root / name).resolve()
-    with _cache_lock:
-        cached = _cache.get(folder)
-    if cached and cached[0] == _mtime(folder):
-        return cached[1]
-    runs, _ = list_runs(root)
-    return next((r for r in runs if r.path.resolve() == folder), None)
-
-
-def _mtime(folder: Path) -> float:
-    try:
-        return max((folder / f).stat().st_mtime for f in ("run.json", "predictions.parquet"))
-    except OSError:
-        return -1.0
-
-
-def run_choices(root: str | Path | None = None):
-    """-> (run dropdown, notice line)."""
-    root = Path(root) if root else runs_dir()
-    runs, broken = list_runs(root)
-    names = [r.name for r in runs]
-    lines = []
-    if not runs:
-        lines.append(render.notice(how_to_make_a_run(root), "info"))
-    for b in broken:
-        lines.append(render.notice(f"Skipped a broken run: {b}", "warn"))
-    return gr.update(choices=names, value=names[0] if names else None), "".join(lines)
+def label_order_notice(run: Run) -> str:
+    """A warning when a relabeling of the classes explains the run much better (wrong class order)."""
+    matrix = analysis.confusion(run.predictions).to_numpy()
+    order = diagnose(matrix, list(run.class_names))
+    if not order.suspected:
+        return ""
+    moved = ", ".join(f"{a} → {b}" for a, b in order.mapping.items() if a != b)
+    n = int(matrix.sum())
+    return render.notice(
+        f"The class order looks wrong: images labeled as one class are mostly predicted as another, one to one. "
+        f"Relabeling {moved} would give {with_interval(round(order.accuracy_if_remapped * n), n)} accuracy "
+        f"instead of {with_interval(int(np.trace(matrix)), n)}. Check that the class folders (or label numbers) "
+        f"are in the checkpoint's order: {', '.join(run.class_names)}.", "warn")
 
 
 def summary_html(run: Run) -> str:
@@ -94,9 +67,14 @@ def summary_html(run: Run) -> str:
     sha = escape(str(run.info.get("checkpoint_sha256", ""))[:12])
     split = escape(str(run.info.get("split", "") or "?"))
     date = escape(str(run.info.get("date", "?"))[:10])
+    low, high = metrics.wilson_interval(facts["correct"], facts["images"])
+    report = analysis.class_report(run.predictions)
+    hits = np.rint(report["recall"] * report["support"]).astype(int)
+    mlow, mhigh = metrics.mean_class_accuracy_interval(hits, report["support"].astype(int))
     cards = [
-        (f"{facts['accuracy']:.2f} %", "accuracy", versus),
-        (f"{facts['mean_class_accuracy']:.2f} %", "mean class accuracy", "average of per-class recall"),
+        (f"{facts['accuracy']:.2f} %", "accuracy", f"95 % CI {100 * low:.1f}–{100 * high:.1f} % · {versus}"),
+        (f"{facts['mean_class_accuracy']:.2f} %", "mean class accuracy",
+         f"95 % CI {100 * mlow:.1f}–{100 * mhigh:.1f} % (class-stratified bootstrap) · average of per-class recall"),
         (f"{facts['macro_f1']:.2f} %", "macro F1", "average of per-class F1"),
         (f"{facts['images']}", "images", f"{facts['correct']} correct · {run.info.get('num_skipped', 0)} skipped"),
         (checkpoint, "checkpoint", f"sha256 {sha}… · {split} split · {date}"),
@@ -121,11 +99,30 @@ def confusion_table(run: Run) -> Any:
 
 
 def class_table(run: Run) -> pd.DataFrame:
+    """Per-class precision, recall (the class's accuracy, with its Wilson interval), F1, support."""
     report = analysis.class_report(run.predictions).reset_index()
+    right = np.rint(report["recall"] * report["support"]).astype(int)
+    bounds = [metrics.wilson_interval(int(k), int(n)) for k, n in zip(right, report["support"])]
+    report.insert(3, "recall 95 % CI", [f"{100 * lo:.1f}–{100 * hi:.1f}" for lo, hi in bounds])
     for c in ("precision", "recall", "f1"):
         report[c] = (100 * report[c]).round(1)
     report["support"] = report["support"].astype(int)
     return report.rename(columns={"class": "class", "precision": "precision %", "recall": "recall %", "f1": "F1 %"})
+
+
+def rows_table(run: Run, rows: pd.DataFrame, limit: int = 500) -> pd.DataFrame:
+    """The per-image table of some rows: file, label, prediction, confidence, loss, and each
+    class's probability. Needs no image, so it works for runs published without pictures."""
+    names = list(run.class_names)
+    shown = rows.head(limit)
+    table = pd.DataFrame({"file": shown["path"].astype(str), "label": shown["label_name"],
+                          "predicted": shown["pred_name"], "confidence %": (100 * shown["confidence"]).round(1),
+                          "loss": shown["loss"].round(3)})
+    for name in names:
+        column = f"prob_{name}"
+        if column in shown:
+            table[f"{name} %"] = (100 * shown[column]).round(1)
+    return table.reset_index(drop=True)
 
 
 def thumbnail(run: Run, relative: str, side: int = THUMB_SIDE) -> np.ndarray | None:
@@ -165,10 +162,10 @@ def _placeholder() -> np.ndarray:
 
 
 @friendly("Opening the run")
-def open_run(name: str | None, root: str | Path | None = None):
+def open_run(name: str | None, root: str | Path | None = None, session_dir: str | Path | None = None):
     """-> (summary, confusion matrix, per-class metrics, label-error gallery, their rows,
     cell gallery, cell rows, cell caption)."""
-    run = get_run(name, root)
+    run = get_run(name, root, session_dir)
     if run is None:
         empty = pd.DataFrame()
         return "", empty, empty, [], [], [], [], ""
@@ -177,30 +174,39 @@ def open_run(name: str | None, root: str | Path | None = None):
     caption = (f"{len(suspects)} suspected label errors (the model is confidently sure of another class); "
                f"lowest probability of the given label first." if len(suspects) else
                "No suspected label errors.")
-    return (summary_html(run), confusion_table(run), class_table(run), items, rows, [], [],
+    return (summary_html(run) + label_order_notice(run), confusion_table(run), class_table(run), items, rows, [], [],
             render.notice(f"Click a cell of the confusion matrix to see its images. {caption}"))
 
 
-@friendly("Opening the cell")
-def select_cell(name: str | None, row: int, col: int, sort: str | None = DEFAULT_SORT,
-                root: str | Path | None = None):
-    """A clicked confusion-matrix cell (row = true class, col - 1 = predicted class; the first
-    column holds the class names and selects the whole row) -> (gallery, row labels, caption)."""
-    run = get_run(name, root)
-    if run is None:
-        return [], [], ""
+def cell_rows(run: Run, row: int, col: int, sort: str | None = DEFAULT_SORT) -> tuple[pd.DataFrame, str] | None:
+    """The sorted rows of a confusion-matrix cell (row = true class, col - 1 = predicted class; the
+    first column holds the class names and selects the whole row) and what they are, or None."""
     names = list(run.class_names)
     true = int(row)
     predicted = int(col) - 1 if int(col) >= 1 else None
     if not 0 <= true < len(names) or (predicted is not None and not 0 <= predicted < len(names)):
-        return [], [], ""
+        return None
     key, ascending = SORTS.get(sort or DEFAULT_SORT, SORTS[DEFAULT_SORT])
     rows = analysis.select(run.predictions, true=true, predicted=predicted, sort_by=key, ascending=ascending)
-    items, kept = gallery_items(run, rows)
     what = (f"true {names[true]}, predicted {names[predicted]}" if predicted is not None
             else f"every image labeled {names[true]}")
+    return rows, what
+
+
+@friendly("Opening the cell")
+def select_cell(name: str | None, row: int, col: int, sort: str | None = DEFAULT_SORT,
+                root: str | Path | None = None, session_dir: str | Path | None = None, *, with_table: bool = False):
+    """A clicked confusion-matrix cell -> (gallery, row labels, caption), and with ``with_table``
+    also the cell's per-image table."""
+    run = get_run(name, root, session_dir)
+    found = cell_rows(run, row, col, sort) if run is not None else None
+    if found is None:
+        return ([], [], "", pd.DataFrame()) if with_table else ([], [], "")
+    rows, what = found
+    items, kept = gallery_items(run, rows)
     shown = f"showing {len(kept)} of {len(rows)}" if len(rows) > len(kept) else f"{len(rows)} image{'s' if len(rows) != 1 else ''}"
-    return items, kept, render.notice(f"{what}: {shown}, sorted by {sort or DEFAULT_SORT}.")
+    caption = render.notice(f"{what}: {shown}, sorted by {sort or DEFAULT_SORT}.")
+    return (items, kept, caption, rows_table(run, rows)) if with_table else (items, kept, caption)
 
 
 def run_checkpoint_key(run: Run, model_key: str | None, store: ModelStore) -> tuple[str | None, str]:
@@ -221,10 +227,11 @@ def run_checkpoint_key(run: Run, model_key: str | None, store: ModelStore) -> tu
 
 @friendly("Opening the image")
 def select_image(name: str | None, rows: Sequence[int] | None, index: int | None, model_key: str | None,
-                 root: str | Path | None = None, store: ModelStore | None = None):
+                 root: str | Path | None = None, store: ModelStore | None = None,
+                 session_dir: str | Path | None = None):
     """A clicked gallery image -> (large image, prediction card, subject to explain or None)."""
     store = store or get_store()
-    run = get_run(name, root)
+    run = get_run(name, root, session_dir)
     if run is None or rows is None or index is None or not 0 <= int(index) < len(rows):
         return None, "", None
     row = run.predictions.loc[rows[int(index)]]

@@ -17,6 +17,9 @@ COMMANDS = {
     "convert": "poster.convert",
     "download": "poster.download",
     "train": "poster.train",
+    "report": "poster.report",
+    "compare": "poster.compare",
+    "publish": "poster.publish",
 }
 
 SUMMARIES = {
@@ -25,6 +28,9 @@ SUMMARIES = {
     "convert": "convert a released .pth checkpoint to the project's safetensors format",
     "download": "download released checkpoints and pretrained backbones, verified",
     "train": "train or fine-tune POSTER++ with the published recipe",
+    "report": "summarize a run: accuracy with its interval, confusions, label errors, class order",
+    "compare": "compare two runs on the images they share (intervals, McNemar's test)",
+    "publish": "upload a run to a Hugging Face Hub dataset repository for the app to list",
 }
 
 

@@ -5,6 +5,7 @@ making scikit-learn a runtime dependency. Labels and predictions are integer cla
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +65,54 @@ def macro_f1(labels: ArrayLike, preds: ArrayLike, num_classes: int) -> float:
     scores = scores_from_confusion(matrix)
     seen = (scores.support > 0) | (matrix.sum(axis=0) > 0)
     return float(scores.f1[seen].mean()) if seen.any() else 0.0
+
+
+Z_95 = 1.959963984540054  # the standard normal's 97.5 % quantile
+
+
+def wilson_interval(successes: int, total: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (95 % by default), as fractions in [0, 1].
+
+    Unlike the normal approximation it stays inside [0, 1] and is sensible near 0 %, 100 % and for
+    few items; with no items it is the whole of [0, 1].
+    """
+    if total <= 0:
+        return 0.0, 1.0
+    if not 0 <= successes <= total:
+        raise ValueError(f"{successes} successes out of {total}")
+    p = successes / total
+    z2 = z * z
+    centre = (p + z2 / (2 * total)) / (1 + z2 / total)
+    half = z / (1 + z2 / total) * math.sqrt(p * (1 - p) / total + z2 / (4 * total * total))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mean_class_accuracy_interval(hits: ArrayLike, support: ArrayLike, samples: int = 10_000,
+                                 seed: int = 0) -> tuple[float, float]:
+    """95 % interval of the mean per-class accuracy (fractions), by a class-stratified bootstrap.
+
+    A mean of proportions has no Wilson interval; resampling each class's images on their own
+    (a binomial draw of its hits) keeps every class's size, as a test set fixes them. Classes
+    without images are left out, as ``mean_class_accuracy`` does.
+    """
+    hits, support = np.asarray(hits, dtype=np.int64), np.asarray(support, dtype=np.int64)
+    present = support > 0
+    if not present.any():
+        return 0.0, 1.0
+    hits, support = hits[present], support[present]
+    rng = np.random.default_rng(seed)
+    drawn = rng.binomial(support, hits / support, size=(samples, len(support))) / support
+    low, high = np.percentile(drawn.mean(axis=1), [2.5, 97.5])
+    return float(low), float(high)
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar p-value: a binomial test of the disagreements against 1/2."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1))
+    return min(1.0, 2 * tail / 2**n)  # Python's int / int stays exact enough for any n
 
 
 def _as_indices(labels: ArrayLike, preds: ArrayLike, num_classes: int) -> tuple[np.ndarray, np.ndarray]:

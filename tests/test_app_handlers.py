@@ -392,7 +392,7 @@ def test_build_demo_without_a_browser(app_store):  # noqa: F811
     demo = build_demo(app_store)
     assert isinstance(demo, gr.Blocks)
     api = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
-    assert api == {"analyze"}
+    assert api == {"analyze", "evaluate"}
     # The webcam sends frames as data to one private event, never as a stream of images.
     assert not [fn for fn in demo.fns.values() if fn.connection == "stream"]
     frames = [fn for fn in demo.fns.values() if fn.concurrency_id == "webcam"]

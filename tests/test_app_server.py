@@ -19,8 +19,8 @@ def _faces(result) -> list[dict]:
     return result[4]
 
 
-def test_only_the_photo_endpoint_is_public(client):
-    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/analyze"]
+def test_only_the_photo_and_evaluate_endpoints_are_public(client):
+    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/analyze", "/evaluate"]
 
 
 def test_astronaut_gives_one_face_with_probabilities(client):

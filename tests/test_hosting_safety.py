@@ -142,7 +142,7 @@ def test_a_flood_from_one_session_leaves_room_for_others(server):
 # --- 3. uploaded checkpoints are each visitor's own ----------------------------------------
 
 def test_two_visitors_uploading_the_same_bytes_see_their_own_names(server, checkpoint_dir):  # noqa: F811
-    upload = next(e for e in events(server) if "file" in e.inputs)
+    upload = event_named(server, "_upload")
     views = event_named(server, "_refresh_model_views")  # the header and facts after a switch
     data = (checkpoint_dir / "rafdb_best.pth").read_bytes()
     headers = {}
@@ -184,7 +184,7 @@ def test_refused_photos_are_deleted_from_the_cache(server, visitor):
 
 
 def test_a_refused_checkpoint_is_deleted_from_the_cache(server, visitor):
-    upload = next(e for e in events(server) if "file" in e.inputs)
+    upload = event_named(server, "_upload")
     path = Path(visitor.uploaded("model.pth", b"not a checkpoint at all"))
     message = visitor.run(upload, [file_meta(str(path)), None, None])
     assert message["success"] and "Upload refused" in message["output"]["data"][2]
@@ -247,7 +247,7 @@ def test_event_bodies_over_the_cap_are_refused(server, visitor):
 
 
 def test_a_huge_dropdown_value_is_quoted_short(server, visitor, capfd):
-    switch = next(e for e in events(server) if e.inputs[:1] == ["dropdown"] and e.inputs.count("state") == 2)
+    switch = event_named(server, "_switch")
     capfd.readouterr()
     message = visitor.run(switch, ["A" * 10**6, None, None])
     error = error_of(message)
@@ -279,7 +279,7 @@ def test_sigterm_leaves_no_temporary_files(tmp_path, checkpoint_dir):  # noqa: F
         analyze = event_named(url, "analyze")
         photo = visitor.uploaded("astronaut.png", astronaut_bytes(), "image/png")
         assert visitor.run(analyze, [file_meta(photo), None])["success"]
-        upload = next(e for e in events(url) if "file" in e.inputs)
+        upload = event_named(url, "_upload")
         weights = visitor.uploaded("rafdb_best.pth", (checkpoint_dir / "rafdb_best.pth").read_bytes())
         message = visitor.run(upload, [file_meta(weights), None, None])
         assert "safely" in message["output"]["data"][2]

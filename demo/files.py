@@ -24,13 +24,13 @@ import shutil
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
 from PIL import Image
 
+from poster.atomic import write_bytes_atomic
 from poster.errors import PosterError
 
 KEEP_SECONDS = 15 * 60  # Gradio copies a returned file within seconds; older ones are removed
@@ -213,9 +213,7 @@ def image_file(image: np.ndarray) -> str:
     if path.exists():
         os.utime(path)
     else:
-        partial = folder / f".{path.name}.{uuid.uuid4().hex}.partial"
-        partial.write_bytes(data)
-        os.replace(partial, path)
+        write_bytes_atomic(path, data)
     _clean_now_and_then(folder)
     return str(path)
 

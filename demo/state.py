@@ -20,7 +20,8 @@ from poster import locate
 from poster.checkpoints import load_checkpoint
 from poster.errors import CheckpointError
 from poster.faces import DetectorConfig, FaceDetector
-from poster.predictor import Predictor, default_device
+from poster.devices import pick_device
+from poster.predictor import Predictor
 from poster.registry import PosterV2Weights, Weights
 
 from .uploads import UPLOAD_PREFIX, UploadShelf
@@ -128,7 +129,7 @@ class ModelStore:
     def __init__(self, device: str | None = None, uploads_per_session: int = 2,
                  loader: Callable[..., Any] = load_checkpoint, upload_dir: str | Path | None = None,
                  checkpoint_dirs: list[str | Path] | None = None, upload_memory: int | None = None) -> None:
-        self.device = str(device or default_device())
+        self.device = str(device or pick_device())
         self.checkpoint_dirs = [Path(d) for d in checkpoint_dirs] if checkpoint_dirs else None
         self.uploads = UploadShelf(uploads_per_session, upload_memory if upload_memory is not None
                                    else upload_memory_bytes(), upload_dir)

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from . import metrics
 from .checkpoints import CheckpointInfo, describe_dataset, load_checkpoint, with_dataset
 from .datasets import LAYOUTS, SPLITS, ImageDataset, list_images
+from .devices import pick_device
 from .errors import PosterError
 from .evaluation_setup import (ARM_PROTOCOL_BATCH, DEFAULT_BATCH, PROTOCOLS, choose_protocol, describe_protocol,
                                infer_dataset)
@@ -265,19 +266,6 @@ def _swap_into_place(stage: Path, run_dir: Path) -> None:
         old.rename(run_dir)  # put the earlier run back rather than leave nothing
         raise
     shutil.rmtree(old, ignore_errors=True)
-
-
-def pick_device(name: str | None) -> torch.device:
-    """The device asked for, or the GPU when there is one; a one-line error for unusable names."""
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise PosterError(f"unknown device {name!r}; expected cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PosterError(f"--device {name}: no CUDA GPU is available here")
-    return device
 
 
 def default_workers(device: torch.device) -> int:

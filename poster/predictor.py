@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .checkpoints import load_checkpoint
+from .devices import pick_device
 from .faces import DetectorConfig, Face, FaceCrop, FaceDetector, align_face
 from .images import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from .transforms import model_batch
@@ -61,15 +62,6 @@ class FaceList(list):
     dropped: int = 0
 
 
-def default_device() -> torch.device:
-    """CUDA, then Apple MPS, then the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 class Predictor:
     """Detects faces, aligns them and classifies their expressions with POSTER++, POSTER or ARM."""
 
@@ -89,7 +81,7 @@ class Predictor:
                         detector_config: DetectorConfig | None = None, dataset: str | None = None,
                         arch: str | None = None, **kwargs: Any) -> "Predictor":
         """``dataset`` / ``arch``: what the file does not say itself (see ``load_checkpoint``)."""
-        device = torch.device(device) if device is not None else default_device()
+        device = pick_device(device) if not isinstance(device, torch.device) else device
         model = load_checkpoint(source, device=device, dataset=dataset, arch=arch)
         detector = FaceDetector(detector_config or DetectorConfig(device="cuda" if device.type == "cuda" else "cpu"))
         return cls(model, detector, **kwargs)

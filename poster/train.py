@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import distributed
 from .datasets import LAYOUTS
+from .devices import pick_device
 from .errors import PosterError
 from .registry import DATASET_KEYS
 from .recipe import PRECISIONS, RECIPES, TrainConfig, resume_config
@@ -120,7 +121,7 @@ def _source(value: str | None) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     config, resume = config_from_args(args)
-    info = distributed.setup("cuda" if _wants_cuda(config.device) else "cpu")
+    info = distributed.setup(pick_device(config.device).type)
     try:
         result = run_training(config, resume=resume, info=info)
     finally:
@@ -128,9 +129,3 @@ def run(args: argparse.Namespace) -> int:
     if info.is_main:
         print(f"wrote {result.run_dir}", file=sys.stderr)
     return 0
-
-
-def _wants_cuda(device: str | None) -> bool:
-    import torch
-
-    return device.startswith("cuda") if device else torch.cuda.is_available()

@@ -35,8 +35,10 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from . import distributed, locate, metrics
+from .atomic import atomic_path, write_json_atomic
 from .checkpoints import CheckpointInfo, load_pretrained_backbones, read_weights, save_safetensors, sha256_file
 from .datasets import ImageDataset, list_images
+from .devices import pick_device
 from .distributed import BalancedSampler, DistInfo
 from .errors import CheckpointError, PosterError
 from .evaluate import predictions_table, run_summary, staged_run_dir, write_run
@@ -242,12 +244,6 @@ def predict_test(model: PosterV2, dataset: ImageDataset, info: DistInfo, *, batc
 
 # --- Run folder state ----------------------------------------------------------------------
 
-def _atomic_json(data: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
     state = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
@@ -276,9 +272,8 @@ def load_training_state(run_dir: str | Path) -> dict[str, Any]:
 
 
 def _save_torch(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 # --- The run ------------------------------------------------------------------------------
@@ -297,21 +292,10 @@ class TrainResult:
     epochs_run: int = 0
 
 
-def pick_device(requested: str | None, info: DistInfo) -> torch.device:
-    if requested:
-        device = torch.device(requested)
-        if device.type == "cuda" and device.index is None and info.enabled:
-            device = torch.device("cuda", info.local_rank)
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda", info.local_rank if info.enabled else torch.cuda.current_device())
-    return torch.device("cpu")
-
-
 def run_training(config: TrainConfig, *, resume: bool = False, info: DistInfo | None = None) -> TrainResult:
     """Train (or continue) the run in ``config.out``; every process of a torchrun job calls this."""
     info = info or DistInfo()
-    device = pick_device(config.device, info)
+    device = pick_device(config.device, local_rank=info.local_rank if info.enabled else None)
     amp = amp_dtype(config.precision, device)
     run_dir = Path(config.out)
     state = load_training_state(run_dir) if resume else None
@@ -354,7 +338,7 @@ def run_training(config: TrainConfig, *, resume: bool = False, info: DistInfo | 
     else:
         torch.manual_seed(seed + 1 + info.rank)  # augmentation differs between processes
     if info.is_main:
-        _atomic_json(config.to_dict(), run_dir / CONFIG_FILE)
+        write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
 
     net: nn.Module = model
     # No SyncBatchNorm: each process normalises with its own batch statistics, as the original
@@ -391,7 +375,7 @@ def run_training(config: TrainConfig, *, resume: bool = False, info: DistInfo | 
                 best = {"epoch": epoch + 1, "accuracy": record["test_accuracy"]}
                 _save_best(model, predictions, test_set, config, dataset_key, class_names, epoch + 1,
                            record["test_accuracy"], device, eval_seconds, source_sha256)
-            _atomic_json(history, run_dir / HISTORY_FILE)
+            write_json_atomic(run_dir / HISTORY_FILE, history)
             plot_curves(history, run_dir / CURVES_FILE)
             log(_describe_epoch(record, best, len(train_set.skipped), len(test_set.skipped)))
         rngs = distributed.all_gather_objects(rng_state(device), info)

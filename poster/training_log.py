@@ -8,6 +8,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from .atomic import atomic_path
+
 
 class RunLog:
     """Lines for the terminal (above any progress bar) and the run's ``train.log``; silent off rank 0."""
@@ -40,6 +42,5 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
         axes.set_title(title)
         axes.grid(alpha=0.3)
         axes.legend()
-    tmp = path.with_name(path.name + ".partial")
-    figure.savefig(tmp, format="png")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from .atomic import atomic_path
 from .errors import CheckpointError
 from .registry import ARCHITECTURES, Preprocessing
 
@@ -44,9 +45,8 @@ def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, *, datase
         "extra": json.dumps(extra or {}),
     }
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-    tmp = path.with_name(path.name + ".partial")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return path
 
 

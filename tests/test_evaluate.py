@@ -18,6 +18,7 @@ from sklearn import metrics as sk
 from poster import cli, load_checkpoint
 from poster import evaluate as evaluate_module
 from poster.datasets import ImageDataset, list_images
+from poster.devices import pick_device
 from poster.errors import PosterError
 from poster.evaluate import evaluate
 from poster.registry import PosterV2Weights
@@ -210,13 +211,14 @@ def test_refuses_to_replace_a_folder_that_is_not_a_run(tmp_path: Path, cached_mo
 
 
 def test_device_names_are_checked() -> None:
-    assert evaluate_module.pick_device("cpu") == torch.device("cpu")
+    assert pick_device("cpu") == torch.device("cpu")
     with pytest.raises(PosterError, match="unknown device 'gpu'"):
-        evaluate_module.pick_device("gpu")
+        pick_device("gpu")
     if not torch.cuda.is_available():
-        assert evaluate_module.pick_device(None) == torch.device("cpu")
+        assert pick_device(None) == torch.device("cpu")
         with pytest.raises(PosterError, match="no CUDA GPU"):
-            evaluate_module.pick_device("cuda")
+            pick_device("cuda")
+    assert pick_device("cpu", local_rank=1) == torch.device("cpu")
 
 
 def test_unusable_dataset_is_a_one_line_error(tmp_path: Path, cached_model: torch.nn.Module,

@@ -23,8 +23,7 @@ from poster import load_checkpoint
 from poster.faces import Face, align_face
 from poster.predictor import Predictor
 from poster.transforms import to_batch
-from tests._app import astronaut_path
-from tests.recipe import write_arm_checkpoint, write_poster_v1_checkpoint, write_recipe_checkpoint
+from tests._app import architectures_dir, astronaut_path  # noqa: F401
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")
 
@@ -32,16 +31,8 @@ KEYS = {"POSTER++ · RAF-DB": "raf-db", "POSTER · RAF-DB": "poster-v1-raf-db", 
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A checkpoint folder as ``python -m poster download`` lays it out: POSTER++ at the top,
-    POSTER and ARM in a folder each (POSTER's file has the same name as POSTER++'s)."""
-    root = tmp_path_factory.mktemp("all-architectures")
-    write_recipe_checkpoint(root / "rafdb_best.pth", num_classes=7)
-    (root / "poster-v1").mkdir()
-    write_poster_v1_checkpoint(root / "poster-v1" / "rafdb_best.pth")
-    (root / "arm").mkdir()
-    write_arm_checkpoint(root / "arm" / "epoch59_acc0.9205.pth")
-    return root
+def folder(architectures_dir: Path) -> Path:
+    return architectures_dir
 
 
 @pytest.fixture(scope="module")

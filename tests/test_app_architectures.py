@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from demo import handlers, model_handlers, webcam
+from demo import precision as precisions
 from demo.camera_slots import CameraSlots
 from demo.explain_panel import _with_body
 from demo.explanation_views import POSTER_V2_TITLES
@@ -176,6 +177,12 @@ def test_webcam_classifies_with_each_architecture(key, store, astronaut):
         expected = torch.softmax(model(to_batch([np.ascontiguousarray(colour)])), dim=1)[0].numpy()
     np.testing.assert_allclose(result["faces"][0]["p"], expected, atol=1e-4)
     assert result["classes"] == list(store.predictor(key).class_names)
+    if "bfloat16" in precisions.choices(on_gpu=False):  # the fast format copies the model with its record
+        text, _ = webcam.live_frame({"frame": url}, None, key, "bfloat16", 0.6, store=store,
+                                    slots=CameraSlots(1, 120), visitor="w")
+        fast = json.loads(text)
+        assert fast["precision"] == "bfloat16" and len(fast["faces"]) == 1
+        np.testing.assert_allclose(fast["faces"][0]["p"], expected, atol=3e-2)
 
 
 def handlers_data_url(image: np.ndarray) -> str:

@@ -8,6 +8,7 @@ notes, never drawings.
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
@@ -43,18 +44,25 @@ def is_model_explanation(explanation: Any) -> bool:
     return isinstance(explanation, ModelExplanation)
 
 
+# The handler draws a model explanation's panels and the panel reads their titles right after:
+# drawn once, kept while the explanation lives.
+_drawn: "weakref.WeakKeyDictionary[Any, PanelView]" = weakref.WeakKeyDictionary()
+
+
 def panel_view(explanation: Any) -> PanelView:
     """The slots to show for ``explanation`` (POSTER++'s four panels, or what the model has)."""
     from explain import render as explain_render
 
+    if is_model_explanation(explanation) and explanation in _drawn:
+        return _drawn[explanation]
     if not is_model_explanation(explanation):
         panels = explain_render.explanation_panels(explanation, tile=TILE)
         keys = ("gradcam_image", "gradcam_landmark", "cross_attention", "rollout")
         return PanelView([panels[k] for k in keys], list(POSTER_V2_TITLES), clickable=True)
     panels, notes = explain_render.model_panels(explanation, tile=TILE)
     images, titles = [panels["gradcam"]], [f"Grad-CAM · {_families(explanation.gradcam)}"]
-    spatial = [m for m in explanation.attention if m.spatial and m.name.startswith("block 0 ")]
     if "attention" in panels:
+        spatial = [m for m in explanation.attention if m.spatial and m.name.startswith("block 0 ")]
         titles.append(f"Attention received by the landmark positions ({_grid(spatial[0].values)} grid), "
                       "first block, at each width")
         images.append(panels["attention"])
@@ -64,7 +72,8 @@ def panel_view(explanation: Any) -> PanelView:
         images.append(panels["native"])
     images += [None] * (PANEL_SLOTS - len(images))
     titles += [""] * (PANEL_SLOTS - len(titles))
-    return PanelView(images, titles, notes)
+    view = _drawn[explanation] = PanelView(images, titles, notes)
+    return view
 
 
 def notes_html(view: PanelView) -> str:

@@ -24,12 +24,14 @@ HEADER = """
 <div class="poster-header">
   <h1>POSTER++ facial expression recognition</h1>
   <p>Find every face in a photo or your webcam, read its expression with POSTER++ (Mao et al. 2023, state of the art on
-  RAF-DB, AffectNet and CAER-S), see <i>why</i> with Grad-CAM and attention maps, and browse where the model goes wrong.
+  RAF-DB, AffectNet and CAER-S) or its predecessors POSTER (2022) and ARM (2021), see <i>why</i> with Grad-CAM and
+  attention maps, compare them on one face, and browse where each model goes wrong.
   A research demo: <b>not for decisions about people</b> (see the Model tab).</p>
 </div>
 """
 FOOTER = ('<div class="poster-footer">POSTER++: Mao et al., <i>POSTER++: A simpler and stronger facial expression '
-          'recognition network</i>, 2023 · faces detected with MTCNN · nothing you upload is stored.</div>')
+          'recognition network</i>, 2023 · POSTER: Zheng et al., 2022 · ARM: Shi and Zhu, 2021 · faces detected with MTCNN · '
+          'nothing you upload is stored.</div>')
 
 
 def theme() -> gr.themes.Base:

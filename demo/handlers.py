@@ -23,11 +23,13 @@ import numpy as np
 from poster.errors import ImageError, PosterError
 from poster.faces import FaceCrop, align_face, template, too_small_for_faces
 from poster.images import load_image
-from poster.registry import PosterV2Weights, canonical_class
+from poster.registry import canonical_class, checkpoint_weights
+from poster.transforms import model_batch
 
 from . import render
+from .explanation_views import POSTER_V2_TITLES, gradcam_strip, is_model_explanation, panel_view
 from .files import discard_upload, example_photos, uploaded_path
-from .state import MAX_IMAGE_PIXELS, ModelStore, get_store, max_image_bytes, missing_checkpoint_message
+from .state import MAX_IMAGE_PIXELS, ModelStore, checkpoint_label, get_store, max_image_bytes, missing_checkpoint_message
 
 log = logging.getLogger("demo")
 
@@ -321,12 +323,7 @@ def _area(box: Sequence[float]) -> float:
 
 # --- explanations -------------------------------------------------------------------------
 
-PANEL_TITLES = {
-    "gradcam_image": "Grad-CAM · image stream (IR-50)",
-    "gradcam_landmark": "Grad-CAM · landmark stream (MobileFaceNet)",
-    "cross_attention": "Cross-attention received (landmarks → image)",
-    "rollout": "ViT attention rollout (CLS → tokens)",
-}
+PANEL_TITLES = dict(zip(("gradcam_image", "gradcam_landmark", "cross_attention", "rollout"), POSTER_V2_TITLES))
 
 
 def target_choices(class_names: Sequence[str]) -> list[str]:
@@ -352,23 +349,21 @@ def explain_subject(subject: Subject | None, target: str | None, store: ModelSto
     explainer = store.explainer(subject.model_key)
     start = time.perf_counter()
     with store.using(subject.model_key, exclusive=True):
-        explanation = explainer.explain([subject.crop], target=target_index)[0]
+        explanation = explainer.explain(model_batch([subject.crop], predictor.model), target=target_index)[0]
     seconds = time.perf_counter() - start
     panels = _panels(explanation)
     point = default_point()
     marked, point_panel = point_attention(explanation, *point)
     target_name = names[explanation.target]
+    click = " Click a point on the face to see where it looks." if not is_model_explanation(explanation) else ""
     status = render.notice(f"{subject.title} · explaining '{target_name}' with {store.label(subject.model_key)}"
-                           f" · {seconds:.1f} s. Click a point on the face to see where it looks.")
+                           f" · {seconds:.1f} s.{click}")
     return (*panels, marked, point_panel, explanation, status,
             gr.update(choices=target_choices(names), value=target_name if target_index is not None else PREDICTED))
 
 
-def _panels(explanation: Any) -> list[np.ndarray]:
-    from explain import render as explain_render
-
-    panels = explain_render.explanation_panels(explanation, tile=160)
-    return [panels[k] for k in PANEL_TITLES]
+def _panels(explanation: Any) -> list[np.ndarray | None]:
+    return panel_view(explanation).images
 
 
 def default_point() -> tuple[float, float]:
@@ -378,9 +373,12 @@ def default_point() -> tuple[float, float]:
 
 
 def point_attention(explanation: Any, x: float, y: float) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Where the landmark query at crop pixel (x, y) attends, at the three cross-attention levels."""
+    """Where the landmark query at crop pixel (x, y) attends, at the three cross-attention levels
+    (POSTER++ only: other models' explanations get the crop and no map)."""
     if explanation is None:
         return None, None
+    if is_model_explanation(explanation):
+        return explanation.image, None
     from explain import maps
     from explain import render as explain_render
 
@@ -401,7 +399,8 @@ def point_attention(explanation: Any, x: float, y: float) -> tuple[np.ndarray | 
 @friendly("Comparing checkpoints")
 def compare_checkpoints(subject: Subject | None, store: ModelStore | None = None,
                         progress: Callable | None = None):
-    """Every available dataset checkpoint on the same face -> (HTML table, attention gallery, status)."""
+    """Every available checkpoint of every architecture on the same face -> (HTML table, one
+    Grad-CAM row per checkpoint, status). ARM classifies the face alone, as everywhere."""
     store = store or get_store()
     if subject is None:
         return "", [], render.notice("Analyze a photo first.", "info")
@@ -418,12 +417,15 @@ def compare_checkpoints(subject: Subject | None, store: ModelStore | None = None
             continue
         with store.using(choice.key):
             probs = predictor.classify([subject.crop])[0]
-            attention = _attention_map(predictor.model, subject.crop)
+        explainer = store.explainer(choice.key)
+        with store.using(choice.key, exclusive=True):
+            explanation = explainer.explain(model_batch([subject.crop], predictor.model))[0]
         results.append((choice.label, predictor.class_names, probs))
         top = int(np.argmax(probs))
-        gallery.append((attention, f"{choice.label}: {predictor.class_names[top]} {probs[top]:.0%}"))
+        gallery.append((gradcam_strip(explanation), f"{choice.label}: {predictor.class_names[top]} {probs[top]:.0%}"))
     table = compare_table(results)
-    missing = [w.value.title for w in PosterV2Weights if w.value.title not in {r[0] for r in results}]
+    compared = {r[0] for r in results}
+    missing = [label for label in map(checkpoint_label, checkpoint_weights()) if label not in compared]
     note = f"{len(results)} checkpoint{'s' if len(results) != 1 else ''} compared on {subject.title}."
     if missing:
         note += f" Not available: {', '.join(missing)} (add them in the Model tab)."
@@ -456,15 +458,3 @@ def compare_table(results: Sequence[tuple[str, Sequence[str], np.ndarray]]) -> s
             for cls, row in zip(order, rows)]
     return render.table_html(["Class"] + [escape(r[0]) for r in results], body,
                              "Probabilities per checkpoint, classes lined up by name (— : the checkpoint has no such class)")
-
-
-def _attention_map(model: Any, crop: np.ndarray) -> np.ndarray:
-    """The finest cross-attention level over the crop (no gradients: cheap)."""
-    from explain import attention as explain_attention
-    from explain import maps
-    from explain import render as explain_render
-    from poster.transforms import to_batch
-
-    batch = to_batch([crop]).to(next(model.parameters()).device)
-    level = explain_attention.cross_attention_maps(model, batch)[0][0].float().cpu().numpy()
-    return explain_render.overlay(crop, maps.relative_to_uniform(level), vmin=0.0)

@@ -15,48 +15,16 @@ import gradio as gr
 
 from poster.checkpoints import count_parameters
 from poster.errors import CheckpointError, DownloadError
-from poster.registry import PosterV2Weights
+from poster.registry import ARCHITECTURES, checkpoint_weights, dataset_weights
 
 from . import render
 from .files import discard_upload, uploaded_path
 from .handlers import friendly, quote, sentence
-from .state import UPLOAD_PREFIX, ModelStore, get_store, missing_checkpoint_message
+from .model_cards import model_card
+from .state import (UPLOAD_PREFIX, ModelStore, checkpoint_label, get_store, missing_checkpoint_message,
+                    registry_weights)
 
 log = logging.getLogger("demo")
-
-MODEL_CARD = """
-### About POSTER++
-POSTER++ ([Mao et al., 2023](https://arxiv.org/abs/2301.12149)) recognizes facial expressions from
-an aligned face crop. Two streams read the same face: an **IR-50** image backbone and a frozen
-**MobileFaceNet** landmark backbone. At three scales the landmark features *query* the image
-features through window cross-attention; the fused maps become 147 tokens for a small vision
-transformer whose class token gives the expression. This app detects faces with MTCNN, aligns
-each one to a 224×224 crop and classifies it with the checkpoint you choose.
-
-| Checkpoint | Classes | Published accuracy |
-| --- | --- | --- |
-{rows}
-
-### Limits — please read
-- **Not for decisions about people.** An expression is not an emotion, and a model's guess is not a
-  fact about a person. Do not use it for hiring, grading, policing, health, security or any other
-  decision that affects someone.
-- Trained on RAF-DB, AffectNet and CAER-S: posed and in-the-wild photos scraped from the web and TV,
-  with their biases in age, skin tone, gender presentation, culture and photo style. Accuracy is
-  lower on faces, expressions and conditions those datasets hold few of.
-- The labels are a small fixed set of categories; real expressions are mixed, subtle and
-  context-dependent. Low confidence usually means "none of these fits well".
-- Explanations (Grad-CAM, attention) show what the network's computation depends on, not *why* a
-  person feels something, and they can be misleading on their own.
-- Photos and webcam frames are processed in memory to answer your request and are not stored.
-"""
-
-
-def model_card() -> str:
-    rows = "\n".join(f"| {w.value.title} | {', '.join(w.value.class_names)} | {w.value.published_accuracy:.2f} % |"
-                     for w in PosterV2Weights)
-    return MODEL_CARD.replace("{rows}", rows)
-
 
 def model_facts(model_key: str | None, store: ModelStore | None = None) -> str:
     """HTML facts about the visitor's active checkpoint (loads it if needed)."""
@@ -68,11 +36,15 @@ def model_facts(model_key: str | None, store: ModelStore | None = None) -> str:
         return render.notice(f"{store.label(model_key)} could not be loaded: {reason}", "error")
     info = predictor.model.info
     accuracy = f"{info.published_accuracy:.2f} %" if info.published_accuracy is not None else "not published"
-    dataset = PosterV2Weights.get(info.dataset).value.title if info.dataset else "unknown (uploaded file)"
+    dataset = _dataset_title(info.dataset) if info.dataset else "unknown (uploaded file)"
     source = "uploaded file" if model_key.startswith(UPLOAD_PREFIX) else Path(info.source).name
+    arch = ARCHITECTURES.get(getattr(info, "arch", "poster-v2"))
+    colour = getattr(getattr(info, "preprocessing", None), "colour_order", "RGB")
     rows = [
         ("Checkpoint", escape(store.label(model_key))),
+        ("Architecture", escape(arch.title if arch else str(info.arch))),
         ("Trained on", escape(dataset)),
+        ("Colour order", escape(colour)),
         ("Classes", ", ".join(escape(c) for c in info.class_names)),
         ("Published accuracy", accuracy),
         ("sha256", f"<code>{escape(info.sha256)}</code>"),
@@ -82,6 +54,13 @@ def model_facts(model_key: str | None, store: ModelStore | None = None) -> str:
     ]
     body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
     return f'<table class="poster-kv">{body}</table>'
+
+
+def _dataset_title(key: str) -> str:
+    try:
+        return dataset_weights(key).title
+    except KeyError:
+        return key
 
 
 def checkpoint_dropdown(model_key: str | None, uploads: Sequence[str] | None, store: ModelStore | None = None) -> dict:
@@ -116,7 +95,7 @@ def switch_checkpoint(new_key: str | None, old_key: str | None, store: ModelStor
     store = store or get_store()
     if not new_key or new_key == old_key:
         return old_key, ""
-    known = {w.value.key for w in PosterV2Weights} | {c.key for c in store.choices(tuple(uploads or ()))}
+    known = {w.key for w in checkpoint_weights()} | {c.key for c in store.choices(tuple(uploads or ()))}
     if new_key not in known:
         message = f"{quote(new_key, 80)} is not a checkpoint you can choose"
         return old_key, render.notice(message, "error")
@@ -164,7 +143,10 @@ def download_checkpoint(dataset_key: str | None, model_key: str | None,
         return model_key, render.notice("Pick a dataset checkpoint to download.", "info")
     if downloader is None:
         from poster.download import download as downloader
-    weights = PosterV2Weights.get(dataset_key).value
+    weights = registry_weights(dataset_key)
+    if weights is None:
+        return model_key, render.notice(f"{quote(dataset_key, 80)} is not a released checkpoint", "error")
+    label = checkpoint_label(weights)
     started = time.perf_counter()
 
     def on_progress(done: int, total: int | None) -> None:
@@ -172,9 +154,9 @@ def download_checkpoint(dataset_key: str | None, model_key: str | None,
             return
         speed = done / max(time.perf_counter() - started, 1e-6) / 2**20
         if total:
-            progress(done / total, desc=f"{weights.title}: {done / 2**20:.0f} / {total / 2**20:.0f} MB, {speed:.1f} MB/s")
+            progress(done / total, desc=f"{label}: {done / 2**20:.0f} / {total / 2**20:.0f} MB, {speed:.1f} MB/s")
         else:
-            progress(None, desc=f"{weights.title}: {done / 2**20:.0f} MB, {speed:.1f} MB/s")
+            progress(None, desc=f"{label}: {done / 2**20:.0f} MB, {speed:.1f} MB/s")
 
     try:
         path = downloader(weights.key, progress=on_progress, quiet=True)
@@ -188,7 +170,7 @@ def download_checkpoint(dataset_key: str | None, model_key: str | None,
     predictor, reason = store.try_predictor(weights.key)
     if predictor is None:
         return model_key, render.notice(f"Downloaded to {path}, but it does not load: {reason}", "error")
-    return weights.key, render.notice(f"Downloaded {weights.title} to {path} and switched to it.")
+    return weights.key, render.notice(f"Downloaded {label} to {path} and switched to it.")
 
 
 def banner(model_key: str | None) -> tuple[dict, str]:

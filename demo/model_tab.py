@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import gradio as gr
 
-from poster.registry import PosterV2Weights
+from poster.registry import PosterV2Weights, checkpoint_weights
 
 from .model_handlers import download_checkpoint, model_card, switch_checkpoint, upload_checkpoint
 from .limits import Limits
-from .state import max_upload_bytes
+from .state import checkpoint_label, max_upload_bytes
 
 UPLOAD_TYPES = [".pth", ".pt", ".tar", ".safetensors"]
 
 
 def dataset_choices() -> list[tuple[str, str]]:
-    return [(f"{w.value.title} ({w.value.published_accuracy:.2f} %)", w.value.key) for w in PosterV2Weights]
+    """Every released checkpoint, grouped by architecture, with its published accuracy."""
+    return [(f"{checkpoint_label(w)} ({w.published_accuracy:.2f} %)", w.key) for w in checkpoint_weights()]
 
 
 def _download(dataset_key, model_key, progress=gr.Progress()):
@@ -31,7 +32,7 @@ def _switch(new_key, old_key, uploads):
 def build_download_row(model_key: gr.State, limits: Limits, prefix: str) -> dict:
     """Dataset picker + download button + status; used in the Model tab and the empty-state banner."""
     with gr.Row():
-        dataset = gr.Dropdown(dataset_choices(), value=PosterV2Weights.RAF_DB.value.key, label="Dataset checkpoint",
+        dataset = gr.Dropdown(dataset_choices(), value=PosterV2Weights.RAF_DB.value.key, label="Released checkpoint",
                               scale=3, elem_id=f"{prefix}-dataset")
         with gr.Column(scale=1, min_width=190):
             button = gr.Button("Download and use", variant="primary", elem_id=f"{prefix}-download")
@@ -53,7 +54,7 @@ def build_model_tab(model_key: gr.State, uploads: gr.State, limits: Limits) -> d
             upload = gr.File(label=f"Upload a checkpoint (.pth or .safetensors, up to {max_upload_bytes() // 2**20} MB)",
                              file_types=UPLOAD_TYPES, type="filepath", elem_id="model-upload")
             gr.Markdown("Files are opened with a restricted unpickler that refuses code, checked against "
-                        "POSTER++'s layout, and kept for this session only.", elem_classes=["poster-small"])
+                        "the layout of POSTER++, POSTER or ARM (told from its keys), and kept for this session only.", elem_classes=["poster-small"])
             upload_status = gr.HTML()
             gr.Markdown("Or download a released checkpoint (verified by its sha256) into the checkpoint folder:")
             download = build_download_row(model_key, limits, "model")

@@ -45,14 +45,14 @@ def build_photo_tab(model_key: gr.State, limits: Limits) -> dict:
     with gr.Accordion("Why this expression? Explanation of the selected face", open=True):
         panel = build_explain_panel(subject, limits, "photo")
 
-    with gr.Accordion("Compare checkpoints on this face", open=False):
-        gr.Markdown("Runs every available dataset checkpoint (RAF-DB, AffectNet-7, AffectNet-8, CAER-S) on the "
-                    "selected face. Classes are lined up by name (Happy = Happiness); Contempt exists only in "
-                    "AffectNet-8. Below: where each checkpoint's finest cross-attention level looks.")
+    with gr.Accordion("Compare every checkpoint on this face", open=False):
+        gr.Markdown("Runs every available checkpoint of every architecture (POSTER++, POSTER, ARM) on the "
+                    "selected face; ARM classifies it alone. Classes are lined up by name (Happy = Happiness); "
+                    "Contempt exists only in AffectNet-8. Below: each checkpoint's Grad-CAM maps, one row each.")
         compare_button = gr.Button("Compare checkpoints", variant="secondary", elem_id="compare-button")
         compare_status = gr.HTML()
         compare_table = gr.HTML(elem_id="compare-table")
-        compare_gallery = gr.Gallery(label="Cross-attention (28x28) per checkpoint", columns=4, height="auto",
+        compare_gallery = gr.Gallery(label="Grad-CAM per checkpoint (its own layers)", columns=1, height="auto",
                                      object_fit="contain", allow_preview=True, fit_columns=False,
                                      elem_id="compare-gallery")
 

@@ -22,7 +22,7 @@ from poster.errors import CheckpointError
 from poster.faces import DetectorConfig, FaceDetector
 from poster.devices import pick_device
 from poster.predictor import Predictor
-from poster.registry import PosterV2Weights, Weights
+from poster.registry import ARCHITECTURES, PosterV2Weights, Weights, checkpoint_weights, find_weights
 
 from .uploads import UPLOAD_PREFIX, UploadShelf
 
@@ -122,6 +122,28 @@ class Choice:
     origin: str  # "local file", "Hub repository", "uploaded"
     weights: Weights | None = None  # registry record for the dataset checkpoints
 
+    @property
+    def architecture(self) -> str:
+        """The architecture's title ("POSTER++"), or "" for a file the registry does not know."""
+        return ARCHITECTURES[self.weights.arch].title if self.weights is not None else ""
+
+
+def checkpoint_label(weights: Weights) -> str:
+    """How the app names a released checkpoint: its architecture, then its dataset."""
+    dataset = weights.title.removeprefix(ARCHITECTURES[weights.arch].title).strip() or weights.title
+    return f"{ARCHITECTURES[weights.arch].title} · {dataset}"
+
+
+def registry_weights(key: str) -> Weights | None:
+    """The released checkpoint a store key names, if it names one."""
+    if key.startswith((UPLOAD_PREFIX, FILE_PREFIX)):
+        return None
+    try:
+        weights = find_weights(key)
+    except KeyError:
+        return None
+    return weights if weights.kind == "checkpoint" else None
+
 
 class ModelStore:
     """Shared detector and checkpoints; safe to use from many request threads at once."""
@@ -181,13 +203,13 @@ class ModelStore:
             return None, str(exc) if key else missing_checkpoint_message()
 
     def explainer(self, key: str) -> Any:
-        """One ``explain.Explainer`` per loaded checkpoint."""
-        from explain import Explainer
+        """One explainer per loaded checkpoint, the one that fits its architecture."""
+        from explain import explainer_for
 
         predictor = self.predictor(key)
         with self._key_lock("explain:" + key):
             if key not in self._explainers:
-                self._explainers[key] = Explainer(predictor.model)
+                self._explainers[key] = explainer_for(predictor.model)
             return self._explainers[key]
 
     def using(self, key: str, exclusive: bool = False):
@@ -203,16 +225,16 @@ class ModelStore:
     # --- what can be chosen ---------------------------------------------------------------
 
     def choices(self, own_uploads: tuple[str, ...] | list[str] = ()) -> list[Choice]:
-        """Dataset checkpoints found locally or on the configured Hub repository, then the
-        visitor's own uploads that are still kept."""
+        """Dataset checkpoints of every architecture (grouped by architecture, POSTER++ first)
+        found locally or on the configured Hub repository, then the visitor's own uploads that
+        are still kept."""
         repo = os.environ.get(locate.ENV_HUB_REPO)
         out = []
-        for member in PosterV2Weights:
-            w = member.value
+        for w in checkpoint_weights():
             if locate.find_local(w, self.checkpoint_dirs) is not None:
-                out.append(Choice(w.key, w.title, "local file", w))
+                out.append(Choice(w.key, checkpoint_label(w), "local file", w))
             elif repo:
-                out.append(Choice(w.key, w.title, f"Hub repository {repo}", w))
+                out.append(Choice(w.key, checkpoint_label(w), f"Hub repository {repo}", w))
         with self._lock:
             files = dict(self._files)
         for key, path in files.items():
@@ -227,10 +249,8 @@ class ModelStore:
         """``POSTER_CHECKPOINT`` when it can be found, else the first available checkpoint."""
         keys = [c.key for c in self.choices()]
         wanted = locate.default_checkpoint()
-        try:
-            wanted_key = PosterV2Weights.get(wanted).value.key
-        except KeyError:
-            wanted_key = None
+        weights = registry_weights(wanted)
+        wanted_key = weights.key if weights is not None else None
         if wanted_key in keys:
             return wanted_key
         if wanted_key is None and Path(wanted).is_file():
@@ -248,10 +268,8 @@ class ModelStore:
             return f"{entry.name} (uploaded)" if entry else "uploaded checkpoint"
         if key.startswith(FILE_PREFIX):
             return key[len(FILE_PREFIX):]
-        try:
-            return PosterV2Weights.get(key).value.title
-        except KeyError:
-            return _short_name(key)
+        weights = registry_weights(key)
+        return checkpoint_label(weights) if weights is not None else _short_name(key)
 
     # --- uploads --------------------------------------------------------------------------
 
@@ -331,10 +349,8 @@ class ModelStore:
             if path is None:
                 raise CheckpointError(f"unknown checkpoint {_short_name(key)}")
             return str(path)
-        try:
-            found = locate.find_local(PosterV2Weights.get(key).value, self.checkpoint_dirs)
-        except KeyError:
-            found = None
+        weights = registry_weights(key)
+        found = locate.find_local(weights, self.checkpoint_dirs) if weights is not None else None
         return str(found) if found is not None else key  # else the Hub repository, if one is set
 
     def _key_lock(self, key: str) -> threading.Lock:

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from tests import _data
-from tests.recipe import write_recipe_checkpoint
+from tests.recipe import write_arm_checkpoint, write_poster_v1_checkpoint, write_recipe_checkpoint
 
 RAF_CLASSES = ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral")
 RAF_FOLDERS = ("1", "2", "3", "4", "5", "6", "7")
@@ -29,6 +29,19 @@ def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("checkpoints")
     write_recipe_checkpoint(folder / "rafdb_best.pth", num_classes=7)
     return folder
+
+
+@pytest.fixture(scope="session")
+def architectures_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint folder as ``python -m poster download`` lays it out: POSTER++'s RAF-DB file at
+    the top, POSTER's (same file name) and ARM's in a folder each."""
+    root = tmp_path_factory.mktemp("all-architectures")
+    write_recipe_checkpoint(root / "rafdb_best.pth", num_classes=7)
+    (root / "poster-v1").mkdir()
+    write_poster_v1_checkpoint(root / "poster-v1" / "rafdb_best.pth")
+    (root / "arm").mkdir()
+    write_arm_checkpoint(root / "arm" / "epoch59_acc0.9205.pth")
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -175,8 +175,11 @@ def test_compare_runs_every_available_checkpoint(tmp_path, astronaut_result, che
     store = ModelStore(device="cpu", checkpoint_dirs=[folder])
     table, gallery, status = handlers.compare_checkpoints(astronaut_result[6], store=store)
     assert "RAF-DB" in table and "AffectNet-8" in table and "Contempt" in table
-    assert [caption.split(":")[0] for _, caption in gallery] == ["RAF-DB", "AffectNet-8"]
-    assert "AffectNet-7" in status and "CAER-S" in status  # said to be missing
+    assert [caption.split(":")[0] for _, caption in gallery] == ["POSTER++ · RAF-DB", "POSTER++ · AffectNet-8"]
+    for strip, _ in gallery:  # both streams' Grad-CAM at three scales in one row
+        assert strip.ndim == 3 and strip.shape[1] > 6 * 150 > strip.shape[0]
+    for missing in ("POSTER++ · AffectNet-7", "POSTER++ · CAER-S", "POSTER · RAF-DB", "ARM · RAF-DB"):
+        assert missing in status
     assert handlers.compare_checkpoints(None, store=store)[1] == []
 
 
@@ -259,7 +262,7 @@ def test_download_button_switches_to_the_downloaded_checkpoint(tmp_path, checkpo
 
 
 def test_header_and_banner(app_store):  # noqa: F811
-    assert "Active checkpoint: RAF-DB" in model_handlers.header_line("raf-db", store=app_store)
+    assert "Active checkpoint: POSTER++ · RAF-DB" in model_handlers.header_line("raf-db", store=app_store)
     assert model_handlers.header_line(None, store=app_store) == ""
     row, text = model_handlers.banner(None)
     assert row["visible"] is True and "No POSTER++ checkpoint" in text
@@ -393,10 +396,10 @@ def test_build_demo_without_a_browser(app_store):  # noqa: F811
     assert isinstance(demo, gr.Blocks)
     api = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
     assert api == {"analyze", "evaluate"}
-    # The webcam sends frames as data to one private event, never as a stream of images.
+    # The live webcam sends frames as events of its own (no Gradio stream), on a worker pool of its own.
     assert not [fn for fn in demo.fns.values() if fn.connection == "stream"]
     frames = [fn for fn in demo.fns.values() if fn.concurrency_id == "webcam"]
-    assert len(frames) == 1 and frames[0].api_visibility == "private"
+    assert len(frames) == 1 and frames[0].concurrency_limit == 2 and frames[0].api_visibility == "private"
     kwargs = launch_kwargs()
     assert kwargs["show_error"] is False and kwargs["max_file_size"] > 0
 

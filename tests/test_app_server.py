@@ -27,7 +27,7 @@ def test_astronaut_gives_one_face_with_probabilities(client):
     faces = _faces(client.predict(handle_file(str(astronaut_path())), api_name="/analyze"))
     assert len(faces) == 1
     face = faces[0]
-    assert face["label"] in RAF_CLASSES and face["checkpoint"] == "RAF-DB"
+    assert face["label"] in RAF_CLASSES and face["checkpoint"] == "POSTER++ · RAF-DB"
     assert list(face["probabilities"]) == list(RAF_CLASSES)
     assert sum(face["probabilities"].values()) == pytest.approx(1, abs=1e-3)
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests._app import (RAF_CLASSES, app_store, astronaut_path, checkpoint_dir, empty_store,  # noqa: F401
-                        served, write_run)
+from tests._app import (RAF_CLASSES, app_store, architectures_dir, astronaut_path, checkpoint_dir,  # noqa: F401
+                        empty_store, served, write_run)
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -295,6 +295,40 @@ def test_model_tab_shows_the_active_checkpoint(page, app_store):  # noqa: F811
     assert app_store.predictor("raf-db").model.info.sha256 in facts and "92.21 %" in facts
     assert "Not for decisions about people" in page.locator("body").inner_text()
     page.screenshot(path=str(ARTIFACTS / "model.png"), full_page=True)
+
+
+def test_poster_v1_explanation_shows_what_the_model_has(browser, architectures_dir, monkeypatch):
+    from demo.state import ModelStore
+    from poster import locate
+
+    monkeypatch.setenv(locate.ENV_CHECKPOINT, "poster-v1-raf-db")
+    store = ModelStore(device="cpu", checkpoint_dirs=[architectures_dir])
+    store.predictor("poster-v1-raf-db")
+    with served(store) as url:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url, wait_until="load")
+        wait_for_text(page, "#active-checkpoint", r"Active checkpoint: POSTER · RAF-DB")
+        page.locator("#photo-input input[type=file]").set_input_files(str(astronaut_path()))
+        assert "POSTER · RAF-DB" in wait_for_text(page, "#photo-summary", r"1 face found")
+        wait_for_text(page, "#photo-explain-status", r"explaining '")
+        wait_for_text(page, "#photo-gradcam_image-title", r"IR-50 stages and MobileFaceNet")
+        wait_for_text(page, "#photo-gradcam_landmark-title", r"landmark positions \(7x7 grid\)")
+        notes = wait_for_text(page, "#photo-explain-notes", r"no spatial picture")
+        assert "image tokens" in notes
+        playwright_api.expect(page.locator("#photo-gradcam_image img")).to_be_visible()
+        playwright_api.expect(page.locator("#photo-gradcam_landmark img")).to_be_visible()
+        playwright_api.expect(page.locator("#photo-cross_attention")).to_be_hidden()
+        playwright_api.expect(page.locator("#photo-crop")).to_be_hidden()
+        page.screenshot(path=str(ARTIFACTS / "photo-poster-v1.png"), full_page=True)
+        page.get_by_role("tab", name="Model").click()
+        wait_for_text(page, "#model-facts", r"BGR")
+        body = page.locator("body").inner_text()
+        for words in ("arXiv 2204.04083", "arXiv 2103.10189", "classified alone", "90.42 %"):
+            assert words in body
+        page.screenshot(path=str(ARTIFACTS / "model-architectures.png"), full_page=True)
+        context.close()
 
 
 def test_without_a_checkpoint_the_page_says_what_is_missing_and_still_boxes(browser, empty_store):  # noqa: F811

@@ -123,7 +123,7 @@ def test_a_limit_and_the_shared_runs_folder(tmp_path, uploads, app_store, monkey
     shared = tmp_path / "shared-runs"
     monkeypatch.setenv("POSTER_RUNS_DIR", str(shared))
     assert "every visitor" in storage_note()
-    payloads, session = run_to_end(str(archive), "RAF-DB", 5, None, store=app_store, batch_size=8)
+    payloads, session = run_to_end(str(archive), "POSTER++ · RAF-DB", 5, None, store=app_store, batch_size=8)
     summary = payloads[-1]
     assert summary["storage"] == "shared" and summary["num_images"] == 5 and session is None
     assert (shared / summary["run"] / "run.json").is_file()

@@ -1,7 +1,7 @@
 """Queue and concurrency settings, for a 2-vCPU CPU Space and a GPU Space alike.
 
 Model work (photos, explanations, comparisons) shares one concurrency group; each live webcam
-stream holds its own slot for up to ``webcam_seconds``, so other visitors get their turn. Every
+holds a camera slot of its own for up to ``webcam_seconds``, so other visitors get their turn. Every
 number can be overridden with an environment variable.
 """
 from __future__ import annotations
@@ -22,12 +22,11 @@ class Limits:
     on_gpu: bool
     model_concurrency: int      # photo analyses, explanations, comparisons running at once
     webcam_streams: int         # webcams streaming at once
-    stream_every: float         # seconds between frames the browser offers
-    webcam_seconds: int         # a stream ends after this long (press Record again)
+    webcam_seconds: int         # a visitor's camera session ends after this long (press Start camera again)
     light_concurrency: int      # cheap events (tables, clicks)
     queue_size: int             # requests waiting before new ones are refused
     session_waiting: int = 3    # requests one session may keep waiting per group (the newest replace)
-    max_body_mb: float = 2.0    # request bodies of events (webcam frames are ~0.1-0.5 MB)
+    max_body_mb: float = 2.0    # request bodies of events (webcam frames are ~30-60 KB)
 
     # Events are private (not callable by API clients) unless made public. "always_last": an input
     # that changes while its event is still running (or queued) runs once more with the newest
@@ -40,11 +39,6 @@ class Limits:
         return {"concurrency_id": "light", "concurrency_limit": self.light_concurrency,
                 "show_progress": "hidden", "api_visibility": "private", "trigger_mode": "always_last"}
 
-    def stream_event(self) -> dict:
-        return {"concurrency_id": "webcam", "concurrency_limit": self.webcam_streams,
-                "stream_every": self.stream_every, "time_limit": self.webcam_seconds,
-                "show_progress": "hidden", "api_visibility": "private"}
-
 
 def limits_for(on_gpu: bool) -> Limits:
     """Defaults: on a CPU two model calls at once (each uses every core), one webcam at a time
@@ -53,7 +47,6 @@ def limits_for(on_gpu: bool) -> Limits:
         on_gpu=on_gpu,
         model_concurrency=int(_env("POSTER_CONCURRENCY", 4 if on_gpu else 2)),
         webcam_streams=int(_env("POSTER_WEBCAM_STREAMS", 4 if on_gpu else 1)),
-        stream_every=_env("POSTER_STREAM_EVERY", 0.1 if on_gpu else 0.25),
         webcam_seconds=int(_env("POSTER_WEBCAM_SECONDS", 300 if on_gpu else 120)),
         light_concurrency=int(_env("POSTER_LIGHT_CONCURRENCY", 8)),
         queue_size=int(_env("POSTER_QUEUE_SIZE", 64)),

@@ -14,6 +14,7 @@ from . import locate
 from .errors import CheckpointError
 from .models import PosterV2
 from .models.convert import checkpoint_filter_fn, rename
+from .models.packed import pack_for_cpu
 from .registry import PosterV2Weights, Weights
 from .safe_pickle import safe_torch_load
 
@@ -77,6 +78,8 @@ def load_checkpoint(source: str | Path, device: str | torch.device = "cpu", dtyp
     model = model.to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if torch.device(device).type == "cpu":
+        model = pack_for_cpu(model)
     return model
 
 

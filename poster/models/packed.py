@@ -24,26 +24,26 @@ from .cache import DerivedCache
 from .pairing import conv_norm_pairs
 
 _mkldnn = torch.ops.mkldnn
-
-
-def onednn_takes(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether a packed oneDNN kernel may compute this call: inference on a float32/bfloat16 CPU tensor."""
-    if torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != weight.dtype:
-        return False
-    if not DerivedCache.cacheable(weight):
-        return False
-    if not torch.backends.mkldnn.is_available() or not torch.backends.mkldnn.enabled:
-        return False
-    return x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _bf16_supported())
-
-
+_CHANNELS_LAST = torch.channels_last
+_ONEDNN_BUILT = torch.backends.mkldnn.is_available()
 _BF16: list[bool] = []
 
 
-def _bf16_supported() -> bool:
-    if not _BF16:
-        _BF16.append(bool(_mkldnn._is_mkldnn_bf16_supported()))
-    return _BF16[0]
+def onednn_takes(x: torch.Tensor) -> bool:
+    """Whether a packed oneDNN kernel may compute this call: inference on a float32/bfloat16 CPU tensor.
+
+    Called for every layer of every forward pass, so it reads as few attributes as it can.
+    """
+    if torch.is_grad_enabled() or not _ONEDNN_BUILT or x.device.type != "cpu":
+        return False
+    if x.dtype is torch.bfloat16:
+        if not _BF16:
+            _BF16.append(bool(_mkldnn._is_mkldnn_bf16_supported()))
+        if not _BF16[0]:
+            return False
+    elif x.dtype is not torch.float32:
+        return False
+    return torch._C._get_mkldnn_enabled()
 
 
 class FoldedBatchNorm2d(nn.BatchNorm2d):
@@ -74,35 +74,36 @@ class PackedConv2d(nn.Conv2d):
         return conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        norm = self.folded_norm
-        sources = self._sources()
-        if not self._packable(x, norm, sources):
+        packed = self._current_pack(x)
+        if packed is None:
             y = super().forward(x)
-            return y if norm is None else nn.BatchNorm2d.forward(norm, y)
-        weight, bias = self._packed.get("weight", sources, lambda: self._pack(x))
-        x = x.contiguous(memory_format=torch.channels_last)
-        return _mkldnn._convolution_pointwise(x, weight, bias, *self._conv_args(), "none", [], "")
+            return y if self.folded_norm is None else nn.BatchNorm2d.forward(self.folded_norm, y)
+        weight, bias, args = packed
+        x = x.contiguous(memory_format=_CHANNELS_LAST)
+        return _mkldnn._convolution_pointwise(x, weight, bias, *args, "none", [], "")
 
-    def _sources(self) -> tuple[torch.Tensor, ...]:
-        tensors = [self.weight, self.bias]
-        if self.folded_norm is not None:
-            n = self.folded_norm
-            tensors += [n.weight, n.bias, n.running_mean, n.running_var]
-        return tuple(t for t in tensors if t is not None)
+    def _current_pack(self, x: torch.Tensor) -> tuple | None:
+        """(packed weight, folded bias, conv arguments) for this call, or None for the plain path."""
+        if x.ndim != 4 or self.padding_mode != "zeros" or isinstance(self.padding, str) or not onednn_takes(x):
+            return None
+        params = self._parameters
+        weight, bias = params["weight"], params["bias"]
+        if x.dtype is not weight.dtype:
+            return None
+        sources = (weight,) if bias is None else (weight, bias)
+        norm = self.folded_norm
+        if norm is not None:
+            if norm.training or norm._buffers.get("running_var") is None:
+                return None
+            stats = (norm._parameters["weight"], norm._parameters["bias"], norm._buffers["running_mean"],
+                     norm._buffers["running_var"])
+            sources += tuple(t for t in stats if t is not None)
+        key = DerivedCache.key(sources)
+        if key is None:
+            return None
+        return self._packed.get_keyed("weight", key, lambda: self._pack(x))
 
-    def _packable(self, x: torch.Tensor, norm: nn.BatchNorm2d | None, sources: tuple[torch.Tensor, ...]) -> bool:
-        if x.ndim != 4 or self.padding_mode != "zeros" or isinstance(self.padding, str):
-            return False
-        if not onednn_takes(x, self.weight):
-            return False
-        if norm is not None and (norm.training or norm.running_var is None):
-            return False
-        return DerivedCache.cacheable(*sources)
-
-    def _conv_args(self) -> tuple:
-        return list(self.padding), list(self.stride), list(self.dilation), self.groups
-
-    def _pack(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _pack(self, x: torch.Tensor) -> tuple:
         weight, bias = self.weight.detach(), self.bias
         norm = self.folded_norm
         if norm is not None:
@@ -116,8 +117,9 @@ class PackedConv2d(nn.Conv2d):
                 shift = shift + norm.bias.double()
             weight = (weight.double() * scale.reshape(-1, 1, 1, 1)).to(weight.dtype)
             bias = shift.to(weight.dtype)
-        packed = _mkldnn._reorder_convolution_weight(weight, *self._conv_args(), list(x.shape))
-        return packed, None if bias is None else bias.detach()
+        args = (list(self.padding), list(self.stride), list(self.dilation), self.groups)
+        packed = _mkldnn._reorder_convolution_weight(weight, *args, list(x.shape))
+        return packed, None if bias is None else bias.detach(), args
 
 
 class PackedLinear(nn.Linear):
@@ -133,11 +135,12 @@ class PackedLinear(nn.Linear):
         return linear
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not onednn_takes(x, self.weight):
-            return F.linear(x, self.weight, self.bias)
-        packed = self._packed.get("weight", (self.weight,),
-                                  lambda: _mkldnn._reorder_linear_weight(self.weight.detach(), None))
-        return _mkldnn._linear_pointwise(x, packed, self.bias, "none", [], "")
+        weight, bias = self._parameters["weight"], self._parameters["bias"]
+        key = DerivedCache.key((weight,)) if onednn_takes(x) and x.dtype is weight.dtype else None
+        if key is None:
+            return F.linear(x, weight, bias)
+        packed = self._packed.get_keyed("weight", key, lambda: _mkldnn._reorder_linear_weight(weight.detach(), None))
+        return _mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
 
 
 def pack_for_cpu(model: nn.Module) -> nn.Module:

@@ -10,8 +10,8 @@ from torch import nn
 
 from poster import PosterV2, load_checkpoint
 from poster.models import pack_for_cpu
-from poster.models.packed import FoldedBatchNorm2d, PackedConv2d, PackedLinear
-from poster.models.pairing import conv_norm_pairs
+from poster.models.packed import FoldedBatchNorm2d, FusedActivation, PackedConv2d, PackedLinear
+from poster.models.pairing import POST_OPS, fusion_chains
 from tests.recipe import reference_input
 
 DTYPES = [torch.float32, torch.bfloat16]
@@ -105,7 +105,7 @@ def test_batch_norm_after_a_convolution_is_folded(dtype):
 def test_a_norm_before_a_convolution_is_not_folded():
     # Zero padding makes BN -> conv unfoldable: the padded border would not be normalised.
     model = nn.Sequential(nn.BatchNorm2d(32), nn.Conv2d(32, 32, 3, padding=1))
-    assert conv_norm_pairs(model) == []
+    assert fusion_chains(model) == []
     plain, packed = _packed_pair(model)
     x = _input(torch.float32)
     with torch.inference_mode():
@@ -114,7 +114,7 @@ def test_a_norm_before_a_convolution_is_not_folded():
 
 @pytest.mark.parametrize("model", [_ResidualUse(), _SharedNorm()], ids=["residual", "shared-norm"])
 def test_norms_that_see_more_than_one_convolution_output_stay(model):
-    assert conv_norm_pairs(model) == []
+    assert fusion_chains(model) == []
     plain, packed = _packed_pair(model)
     x = _input(torch.float32)
     with torch.inference_mode():
@@ -122,21 +122,41 @@ def test_norms_that_see_more_than_one_convolution_output_stay(model):
 
 
 def test_untraceable_sequential_still_pairs_its_neighbours():
-    model = nn.Sequential(nn.Conv2d(32, 32, 1), nn.BatchNorm2d(32), _DataDependent())
-    [(conv, norm)] = conv_norm_pairs(model)
-    assert conv is model[0] and norm is model[1]
+    model = nn.Sequential(nn.Conv2d(32, 32, 1), nn.BatchNorm2d(32), nn.ReLU(), _DataDependent())
+    [chain] = fusion_chains(model)
+    assert chain.layer is model[0] and chain.norm is model[1] and chain.activation is model[2]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", list(POST_OPS) + [lambda: nn.GELU(approximate="tanh")],
+                         ids=[a.__name__ for a in POST_OPS] + ["GELU-tanh"])
+def test_activations_run_as_post_ops(dtype, activation):
+    plain, packed = _packed_pair(nn.Sequential(nn.Conv2d(32, 48, 3, padding=1), nn.BatchNorm2d(48), activation(),
+                                               nn.Flatten(2), nn.Linear(196, 64), activation()).to(dtype))
+    assert isinstance(packed[2], FusedActivation) and isinstance(packed[5], FusedActivation)
+    x = _input(dtype)
+    with torch.inference_mode():
+        torch.testing.assert_close(packed(x).float(), plain(x).float(), rtol=0, atol=TOLERANCE[dtype])
+    assert packed[0]._packed._entries and packed[4]._packed._entries
+    with torch.inference_mode():
+        expected = plain(x).float()
+    # With gradients on, the plain path applies them (and the norm) itself.
+    torch.testing.assert_close(packed(x).detach().float(), expected, rtol=0, atol=TOLERANCE[dtype])
 
 
 def test_poster_pairs_are_the_conv_then_norm_ones():
     model = PosterV2(7)
-    pairs = conv_norm_pairs(model)
+    chains = fusion_chains(model)
     names = {id(m): n for n, m in model.named_modules()}
+    pairs = [(names[id(c.layer)], names[id(c.norm)]) for c in chains if c.norm is not None]
     # Every conv -> BN of IR-50 (stem, shortcuts, second conv of each unit) and MobileFaceNet, none other.
     assert len(pairs) == 1 + 2 + 21 + 48 + 1
-    for conv, norm in pairs:
-        conv_name, norm_name = names[id(conv)], names[id(norm)]
+    for conv_name, norm_name in pairs:
         assert conv_name.rsplit(".", 1)[0] == norm_name.rsplit(".", 1)[0]
         assert (conv_name.rsplit(".", 1)[1], norm_name.rsplit(".", 1)[1]) in {("conv", "bn"), ("conv2", "bn2")}
+    # PReLU is no oneDNN post-op; the GELU of each MLP (three fusion blocks, two ViT blocks) is.
+    assert sorted(names[id(c.activation)] for c in chains if c.activation is not None) == sorted(
+        [f"fusion.{i}.mlp.act" for i in range(3)] + [f"transformer.blocks.{i}.mlp.act" for i in range(2)])
 
 
 def test_torchvision_resnet18_packs_and_agrees():
@@ -145,6 +165,9 @@ def test_torchvision_resnet18_packs_and_agrees():
     torch.manual_seed(0)
     plain, packed = _packed_pair(resnet18(num_classes=7))
     assert sum(isinstance(m, FoldedBatchNorm2d) for m in packed.modules()) == 20  # every BN in ResNet-18
+    # The stem's ReLU is fused; each block calls its one ReLU twice (after bn1, after the sum): not fused.
+    assert isinstance(packed.relu, FusedActivation)
+    assert not any(isinstance(block.relu, FusedActivation) for block in packed.layer1)
     assert isinstance(packed.fc, PackedLinear)
     assert packed.state_dict().keys() == plain.state_dict().keys()
     x = torch.randn(2, 3, 112, 112)

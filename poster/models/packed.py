@@ -6,13 +6,14 @@ blocked layout before computing. For one face that reorder is a large share of t
 convolution alone runs 3.5x faster packed). ``pack_for_cpu`` turns a model's ``nn.Conv2d`` and
 ``nn.Linear`` layers into the packed kinds below, which reorder once and reuse the packed copy for
 as long as the weight is unchanged; a batch norm that only ever sees a convolution's output is
-folded into that convolution's packed weight and bias, saving a pass over the feature map.
+folded into that convolution's packed weight and bias, and an activation that only ever sees the
+result runs as a oneDNN post-op, each saving a pass over the feature map.
 
 The swap changes the class of each module in place (as ``torch.nn.utils.parametrize`` does), so
 parameters, buffers, state-dict keys, hooks and module identity stay what they were. Whenever
 gradients are on, the input is not a float32 or bfloat16 CPU tensor, a folded norm is in training
 mode, or oneDNN cannot take it, the layers run the ordinary ``nn.Conv2d`` / ``nn.BatchNorm2d`` /
-``nn.Linear`` arithmetic.
+``nn.Linear`` / activation arithmetic.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cache import DerivedCache
-from .pairing import conv_norm_pairs
+from .pairing import POST_OPS, fusion_chains
 
 _mkldnn = torch.ops.mkldnn
 _CHANNELS_LAST = torch.channels_last
@@ -56,6 +57,59 @@ class FoldedBatchNorm2d(nn.BatchNorm2d):
         return x
 
 
+class FusedActivation(nn.Module):
+    """Mixed into an activation that the layer before it applies as a post-op; it passes its input on."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class FusedReLU(FusedActivation, nn.ReLU):
+    pass
+
+
+class FusedGELU(FusedActivation, nn.GELU):
+    pass
+
+
+class FusedSiLU(FusedActivation, nn.SiLU):
+    pass
+
+
+class FusedSigmoid(FusedActivation, nn.Sigmoid):
+    pass
+
+
+class FusedTanh(FusedActivation, nn.Tanh):
+    pass
+
+
+class FusedHardswish(FusedActivation, nn.Hardswish):
+    pass
+
+
+_FUSED_CLASSES: dict[type[nn.Module], type[nn.Module]] = {
+    nn.ReLU: FusedReLU, nn.GELU: FusedGELU, nn.SiLU: FusedSiLU, nn.Sigmoid: FusedSigmoid, nn.Tanh: FusedTanh,
+    nn.Hardswish: FusedHardswish,
+}
+
+
+class _Activation:
+    """What a packed layer needs to apply an absorbed activation either way."""
+
+    def __init__(self, module: nn.Module | None) -> None:
+        self.module = module
+        self.plain = type(module).forward if module is not None else None
+        name = POST_OPS[type(module)] if module is not None else "none"
+        self.algorithm = getattr(module, "approximate", "") if name == "gelu" else ""
+        self.name = name
+        if module is not None:
+            module.__class__ = _FUSED_CLASSES[type(module)]
+
+    def __call__(self, y: torch.Tensor) -> torch.Tensor:
+        return y if self.module is None else self.plain(self.module, y)
+
+
 class PackedConv2d(nn.Conv2d):
     """``nn.Conv2d`` that packs its weight once for oneDNN, with the batch norm after it folded in."""
 
@@ -63,24 +117,28 @@ class PackedConv2d(nn.Conv2d):
     folded_norm: FoldedBatchNorm2d | None
 
     @classmethod
-    def adopt(cls, conv: nn.Conv2d, norm: nn.BatchNorm2d | None = None) -> "PackedConv2d":
-        """Turn ``conv`` (and ``norm``, the batch norm its output feeds) into packed modules in place."""
+    def adopt(cls, conv: nn.Conv2d, norm: nn.BatchNorm2d | None = None,
+              activation: nn.Module | None = None) -> "PackedConv2d":
+        """Turn ``conv``, the batch norm its output feeds and the activation after them into packed
+        modules in place."""
         conv.__class__ = cls
         conv.__dict__["_packed"] = DerivedCache()
         if norm is not None:
             norm.__class__ = FoldedBatchNorm2d
-        # Kept out of ``_modules``: the norm is registered where it was, not a second time here.
+        # Kept out of ``_modules``: norm and activation stay registered where they were, only there.
         conv.__dict__["folded_norm"] = norm
+        conv.__dict__["_activation"] = _Activation(activation)
         return conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        act = self._activation
         packed = self._current_pack(x)
         if packed is None:
             y = super().forward(x)
-            return y if self.folded_norm is None else nn.BatchNorm2d.forward(self.folded_norm, y)
+            return act(y if self.folded_norm is None else nn.BatchNorm2d.forward(self.folded_norm, y))
         weight, bias, args = packed
         x = x.contiguous(memory_format=_CHANNELS_LAST)
-        return _mkldnn._convolution_pointwise(x, weight, bias, *args, "none", [], "")
+        return _mkldnn._convolution_pointwise(x, weight, bias, *args, act.name, [], act.algorithm)
 
     def _current_pack(self, x: torch.Tensor) -> tuple | None:
         """(packed weight, folded bias, conv arguments) for this call, or None for the plain path."""
@@ -128,32 +186,36 @@ class PackedLinear(nn.Linear):
     _packed: DerivedCache
 
     @classmethod
-    def adopt(cls, linear: nn.Linear) -> "PackedLinear":
-        """Turn ``linear`` into a packed module in place."""
+    def adopt(cls, linear: nn.Linear, activation: nn.Module | None = None) -> "PackedLinear":
+        """Turn ``linear`` and the activation its output feeds into packed modules in place."""
         linear.__class__ = cls
         linear.__dict__["_packed"] = DerivedCache()
+        linear.__dict__["_activation"] = _Activation(activation)
         return linear
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        act = self._activation
         weight, bias = self._parameters["weight"], self._parameters["bias"]
         key = DerivedCache.key((weight,)) if onednn_takes(x) and x.dtype is weight.dtype else None
         if key is None:
-            return F.linear(x, weight, bias)
+            return act(F.linear(x, weight, bias))
         packed = self._packed.get_keyed("weight", key, lambda: _mkldnn._reorder_linear_weight(weight.detach(), None))
-        return _mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+        return _mkldnn._linear_pointwise(x, packed, bias, act.name, [], act.algorithm)
 
 
 def pack_for_cpu(model: nn.Module) -> nn.Module:
     """Swap packed layers into ``model`` in place and return it.
 
-    Every ``nn.Conv2d`` and ``nn.Linear`` becomes packed, and every batch norm that only ever sees
-    one convolution's output (found by ``conv_norm_pairs``) is folded into it. Works on any model
-    built from these modules; run it once, after the weights are loaded or before, either is fine.
+    Every ``nn.Conv2d`` and ``nn.Linear`` becomes packed; every batch norm that only ever sees one
+    convolution's output is folded into it, and an activation only they feed becomes its post-op
+    (see ``fusion_chains``). Works on any model built from these modules; run it once, after the
+    weights are loaded or before, either is fine.
     """
-    pairs = {id(conv): norm for conv, norm in conv_norm_pairs(model)}
+    chains = {id(chain.layer): chain for chain in fusion_chains(model)}
     for module in list(model.modules()):
+        chain = chains.get(id(module))
         if type(module) is nn.Conv2d:
-            PackedConv2d.adopt(module, pairs.get(id(module)))
+            PackedConv2d.adopt(module, chain and chain.norm, chain and chain.activation)
         elif type(module) is nn.Linear:
-            PackedLinear.adopt(module)
+            PackedLinear.adopt(module, chain and chain.activation)
     return model

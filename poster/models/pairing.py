@@ -1,66 +1,107 @@
-"""Which batch norms can be folded into the convolution before them, read from a model's structure.
+"""Which batch norms and activations a convolution or linear layer can absorb, read from the model.
 
 A batch norm in eval mode is an affine map per channel, so when it is the only consumer of a
-convolution's output it can be folded into that convolution's weight and bias. The pairs are
-found from the data flow of each module's ``forward``, traced with ``torch.fx``: a convolution
-node whose only user is a batch-norm node taking nothing else, each module called once. Where a
-module cannot be traced (data-dependent checks, Python control flow on tensors) its children are
-looked at instead, and inside an ``nn.Sequential`` a ``Conv2d`` directly followed by a
-``BatchNorm2d`` is a pair by construction. Modules a traced ``forward`` never calls (a head used
-by another method) are looked at on their own.
+convolution's output it can be folded into that convolution's weight and bias; an element-wise
+activation that is the only consumer after that can run as a oneDNN post-op. The chains are found
+from the data flow of each module's ``forward``, traced with ``torch.fx``: a layer node whose only
+user is a batch-norm node taking nothing else, whose only user in turn is an activation node, each
+module called once. Where a module cannot be traced (data-dependent checks, Python control flow on
+tensors) its children are looked at instead, and inside an ``nn.Sequential`` neighbouring children
+form a chain by construction. Modules a traced ``forward`` never calls (a head used by another
+method) are looked at on their own.
 
-The one assumption: a paired convolution is not also called outside its parent's ``forward``.
+The one assumption: a chained module is not also called outside its parent's ``forward``.
 """
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 import torch.fx as fx
 from torch import nn
 
+# Activations oneDNN applies as a post-op, with the post-op's name.
+POST_OPS: dict[type[nn.Module], str] = {
+    nn.ReLU: "relu", nn.GELU: "gelu", nn.SiLU: "swish", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh",
+    nn.Hardswish: "hardswish",
+}
 
-def conv_norm_pairs(model: nn.Module) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
-    """(convolution, batch norm) pairs in ``model`` where the norm only ever sees that convolution's output."""
-    found: dict[int, tuple[nn.Conv2d, nn.BatchNorm2d]] = {}
+
+@dataclass(frozen=True)
+class Chain:
+    """A layer, the batch norm only it feeds (convolutions only), the activation only they feed."""
+
+    layer: nn.Conv2d | nn.Linear
+    norm: nn.BatchNorm2d | None = None
+    activation: nn.Module | None = None
+
+
+def fusion_chains(model: nn.Module) -> list[Chain]:
+    """Every convolution or linear layer in ``model`` with a norm or activation it can absorb."""
+    found: dict[int, Chain] = {}
     _collect(model, found)
     return list(found.values())
 
 
-def _is_conv(module: nn.Module) -> bool:
-    return type(module) is nn.Conv2d
+def _is_layer(module: nn.Module) -> bool:
+    return type(module) in (nn.Conv2d, nn.Linear)
 
 
-def _is_norm(module: nn.Module) -> bool:
-    return type(module) is nn.BatchNorm2d
+def _is_norm_after(layer: nn.Module, module: nn.Module) -> bool:
+    return type(layer) is nn.Conv2d and type(module) is nn.BatchNorm2d
 
 
-def _collect(module: nn.Module, found: dict[int, tuple[nn.Conv2d, nn.BatchNorm2d]]) -> None:
+def _is_activation(module: nn.Module) -> bool:
+    return type(module) in POST_OPS
+
+
+def _add(found: dict[int, Chain], chain: Chain) -> None:
+    if chain.norm is not None or chain.activation is not None:
+        found[id(chain.layer)] = chain
+
+
+def _collect(module: nn.Module, found: dict[int, Chain]) -> None:
     graph = _trace(module)
     if graph is None:
         if isinstance(module, nn.Sequential):
-            children = list(module.children())
-            for conv, norm in zip(children, children[1:]):
-                if _is_conv(conv) and _is_norm(norm):
-                    found[id(conv)] = (conv, norm)
+            _collect_neighbours(list(module.children()), found)
         for child in module.children():
             _collect(child, found)
         return
     calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
+
+    def sole_user(node: fx.Node, accept) -> fx.Node | None:
+        if len(node.users) != 1:
+            return None
+        user = next(iter(node.users))
+        if (user.op == "call_module" and calls[user.target] == 1 and user.args == (node,) and not user.kwargs
+                and accept(module.get_submodule(user.target))):
+            return user
+        return None
+
     for node in graph.nodes:
-        if node.op != "call_module" or not _is_norm(module.get_submodule(node.target)):
+        if node.op != "call_module" or calls[node.target] != 1 or not _is_layer(module.get_submodule(node.target)):
             continue
-        if calls[node.target] != 1 or len(node.args) != 1 or node.kwargs:
-            continue
-        source = node.args[0]
-        if (isinstance(source, fx.Node) and source.op == "call_module" and calls[source.target] == 1
-                and len(source.users) == 1 and _is_conv(module.get_submodule(source.target))):
-            found[id(module.get_submodule(source.target))] = (module.get_submodule(source.target),
-                                                              module.get_submodule(node.target))
+        layer = module.get_submodule(node.target)
+        norm_node = sole_user(node, lambda m: _is_norm_after(layer, m))
+        act_node = sole_user(norm_node or node, _is_activation)
+        _add(found, Chain(layer, norm_node and module.get_submodule(norm_node.target),
+                          act_node and module.get_submodule(act_node.target)))
     _collect_uncalled(module, "", set(calls), found)
 
 
-def _collect_uncalled(module: nn.Module, prefix: str, called: set[str],
-                      found: dict[int, tuple[nn.Conv2d, nn.BatchNorm2d]]) -> None:
+def _collect_neighbours(children: list[nn.Module], found: dict[int, Chain]) -> None:
+    for i, layer in enumerate(children):
+        if not _is_layer(layer):
+            continue
+        rest = children[i + 1:i + 3]
+        norm = rest[0] if rest and _is_norm_after(layer, rest[0]) else None
+        after = rest[1:] if norm is not None else rest[:1]
+        activation = after[0] if after and _is_activation(after[0]) else None
+        _add(found, Chain(layer, norm, activation))
+
+
+def _collect_uncalled(module: nn.Module, prefix: str, called: set[str], found: dict[int, Chain]) -> None:
     """Look on their own at the descendants of a traced module that its ``forward`` never called."""
     for name, child in module.named_children():
         path = prefix + name

@@ -102,14 +102,27 @@ def test_batch_norm_after_a_convolution_is_folded(dtype):
         torch.testing.assert_close(packed(x).float(), plain(x).float(), rtol=0, atol=TOLERANCE[dtype])
 
 
-def test_a_norm_before_a_convolution_is_not_folded():
-    # Zero padding makes BN -> conv unfoldable: the padded border would not be normalised.
-    model = nn.Sequential(nn.BatchNorm2d(32), nn.Conv2d(32, 32, 3, padding=1))
-    assert fusion_chains(model) == []
-    plain, packed = _packed_pair(model)
-    x = _input(torch.float32)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kwargs", [{"padding": 1}, {"stride": 2, "padding": 1}, {"padding": 1, "groups": 32},
+                                    {"padding": 2, "dilation": 2, "groups": 4}])
+def test_a_norm_before_a_convolution_folds_with_a_bias_map(dtype, kwargs):
+    # Zero padding is not normalised, so the norm's shift becomes a bias that differs at the border.
+    model = nn.Sequential(nn.BatchNorm2d(32), nn.Conv2d(32, 64, 3, **kwargs), nn.PReLU(64))
+    [chain] = fusion_chains(model)
+    assert chain.input_norm is model[0] and chain.norm is None
+    plain, packed = _packed_pair(model.to(dtype))
+    x = _input(dtype)
     with torch.inference_mode():
-        torch.testing.assert_close(packed(x), plain(x), rtol=0, atol=1e-4)
+        torch.testing.assert_close(packed(x).float(), plain(x).float(), rtol=0, atol=TOLERANCE[dtype] * 10)
+        torch.testing.assert_close(packed(x[:1, :, :9, :11]).float(), plain(x[:1, :, :9, :11]).float(), rtol=0,
+                                   atol=TOLERANCE[dtype] * 10)  # another size: its own bias map
+    assert len(packed[1]._packed._entries) == 2
+
+
+def test_a_norm_between_two_convolutions_folds_into_the_first():
+    model = nn.Sequential(nn.Conv2d(32, 32, 1), nn.BatchNorm2d(32), nn.Conv2d(32, 32, 3, padding=1))
+    chains = fusion_chains(model)
+    assert [(c.layer, c.norm, c.input_norm) for c in chains] == [(model[0], model[1], None)]
 
 
 @pytest.mark.parametrize("model", [_ResidualUse(), _SharedNorm()], ids=["residual", "shared-norm"])

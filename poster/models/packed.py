@@ -110,23 +110,51 @@ class _Activation:
         return y if self.module is None else self.plain(self.module, y)
 
 
+def _affine(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """An eval-mode batch norm as y = scale * x + shift per channel, in float64."""
+    scale = norm.running_var.double().add(norm.eps).rsqrt()
+    if norm.weight is not None:
+        scale = scale * norm.weight.double()
+    shift = -norm.running_mean.double() * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias.double()
+    return scale, shift
+
+
+def _norm_sources(norm: nn.BatchNorm2d) -> tuple[torch.Tensor, ...] | None:
+    """The tensors a folded eval-mode norm reads; None when it must run itself (training)."""
+    if norm.training or norm._buffers.get("running_var") is None:
+        return None
+    stats = (norm._parameters["weight"], norm._parameters["bias"], norm._buffers["running_mean"],
+             norm._buffers["running_var"])
+    return tuple(t for t in stats if t is not None)
+
+
 class PackedConv2d(nn.Conv2d):
-    """``nn.Conv2d`` that packs its weight once for oneDNN, with the batch norm after it folded in."""
+    """``nn.Conv2d`` that packs its weight once for oneDNN, with the batch norms around it folded in.
+
+    A norm after the convolution scales its output channels. A norm before it scales its input
+    channels, and its shift becomes a per-position bias map (zero padding does not shift the
+    border, so the map differs there from a plain bias), added by oneDNN as a binary post-op.
+    """
 
     _packed: DerivedCache
     folded_norm: FoldedBatchNorm2d | None
+    input_norm: FoldedBatchNorm2d | None
 
     @classmethod
-    def adopt(cls, conv: nn.Conv2d, norm: nn.BatchNorm2d | None = None,
-              activation: nn.Module | None = None) -> "PackedConv2d":
-        """Turn ``conv``, the batch norm its output feeds and the activation after them into packed
-        modules in place."""
+    def adopt(cls, conv: nn.Conv2d, norm: nn.BatchNorm2d | None = None, activation: nn.Module | None = None,
+              input_norm: nn.BatchNorm2d | None = None) -> "PackedConv2d":
+        """Turn ``conv``, the batch norms after and before it and the activation after them into
+        packed modules in place."""
         conv.__class__ = cls
         conv.__dict__["_packed"] = DerivedCache()
-        if norm is not None:
-            norm.__class__ = FoldedBatchNorm2d
-        # Kept out of ``_modules``: norm and activation stay registered where they were, only there.
+        for bn in (norm, input_norm):
+            if bn is not None:
+                bn.__class__ = FoldedBatchNorm2d
+        # Kept out of ``_modules``: norms and activation stay registered where they were, only there.
         conv.__dict__["folded_norm"] = norm
+        conv.__dict__["input_norm"] = input_norm
         conv.__dict__["_activation"] = _Activation(activation)
         return conv
 
@@ -134,14 +162,19 @@ class PackedConv2d(nn.Conv2d):
         act = self._activation
         packed = self._current_pack(x)
         if packed is None:
+            if self.input_norm is not None:
+                x = nn.BatchNorm2d.forward(self.input_norm, x)
             y = super().forward(x)
             return act(y if self.folded_norm is None else nn.BatchNorm2d.forward(self.folded_norm, y))
-        weight, bias, args = packed
+        weight, bias, bias_map, args = packed
         x = x.contiguous(memory_format=_CHANNELS_LAST)
-        return _mkldnn._convolution_pointwise(x, weight, bias, *args, act.name, [], act.algorithm)
+        if bias_map is None:
+            return _mkldnn._convolution_pointwise(x, weight, bias, *args, act.name, [], act.algorithm)
+        return _mkldnn._convolution_pointwise.binary(x, bias_map, weight, None, *args, "add", 1.0,
+                                                     act.module and act.name, [], act.module and act.algorithm)
 
     def _current_pack(self, x: torch.Tensor) -> tuple | None:
-        """(packed weight, folded bias, conv arguments) for this call, or None for the plain path."""
+        """(packed weight, bias, bias map, conv arguments) for this call, or None for the plain path."""
         if x.ndim != 4 or self.padding_mode != "zeros" or isinstance(self.padding, str) or not onednn_takes(x):
             return None
         params = self._parameters
@@ -149,35 +182,51 @@ class PackedConv2d(nn.Conv2d):
         if x.dtype is not weight.dtype:
             return None
         sources = (weight,) if bias is None else (weight, bias)
-        norm = self.folded_norm
-        if norm is not None:
-            if norm.training or norm._buffers.get("running_var") is None:
-                return None
-            stats = (norm._parameters["weight"], norm._parameters["bias"], norm._buffers["running_mean"],
-                     norm._buffers["running_var"])
-            sources += tuple(t for t in stats if t is not None)
+        for norm in (self.folded_norm, self.input_norm):
+            if norm is not None:
+                stats = _norm_sources(norm)
+                if stats is None:
+                    return None
+                sources += stats
         key = DerivedCache.key(sources)
         if key is None:
             return None
-        return self._packed.get_keyed("weight", key, lambda: self._pack(x))
+        # The bias map depends on the input's height and width.
+        name = "weight" if self.input_norm is None else tuple(x.shape[2:])
+        return self._packed.get_keyed(name, key, lambda: self._pack(x))
 
     def _pack(self, x: torch.Tensor) -> tuple:
-        weight, bias = self.weight.detach(), self.bias
-        norm = self.folded_norm
-        if norm is not None:
-            scale = norm.running_var.double().add(norm.eps).rsqrt()
-            if norm.weight is not None:
-                scale = scale * norm.weight.double()
-            shift = -norm.running_mean.double() * scale
-            if bias is not None:
-                shift = shift + bias.double() * scale
-            if norm.bias is not None:
-                shift = shift + norm.bias.double()
-            weight = (weight.double() * scale.reshape(-1, 1, 1, 1)).to(weight.dtype)
-            bias = shift.to(weight.dtype)
+        weight = self.weight.detach().double()
+        bias = self.bias.detach().double() if self.bias is not None else None
+        bias_map = None
         args = (list(self.padding), list(self.stride), list(self.dilation), self.groups)
-        packed = _mkldnn._reorder_convolution_weight(weight, *args, list(x.shape))
-        return packed, None if bias is None else bias.detach(), args
+        if self.input_norm is not None:
+            scale, shift = _affine(self.input_norm)
+            plane = shift.reshape(1, -1, 1, 1).expand(1, -1, *x.shape[2:])
+            bias_map = F.conv2d(plane, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+            weight = weight * _per_input_channel(scale, weight.shape, self.groups)
+            bias = None
+        if self.folded_norm is not None:
+            scale, shift = _affine(self.folded_norm)
+            weight = weight * scale.reshape(-1, 1, 1, 1)
+            if bias_map is not None:
+                bias_map = bias_map * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)
+            else:
+                bias = shift if bias is None else bias * scale + shift
+        dtype = self.weight.dtype
+        packed = _mkldnn._reorder_convolution_weight(weight.to(dtype), *args, list(x.shape))
+        if bias_map is not None:
+            bias_map = bias_map.to(dtype).contiguous(memory_format=_CHANNELS_LAST)
+        return packed, None if bias is None else bias.to(dtype), bias_map, args
+
+
+def _per_input_channel(scale: torch.Tensor, weight_shape: torch.Size, groups: int) -> torch.Tensor:
+    """``scale`` over input channels laid out as a multiplier for a grouped (out, in/groups, kh, kw) weight."""
+    out_channels, per_group = weight_shape[0], weight_shape[1]
+    # Output channel o reads input channels g*per_group ... (g+1)*per_group-1, g = o // (out/groups).
+    group_of = torch.arange(out_channels) // (out_channels // groups)
+    index = group_of[:, None] * per_group + torch.arange(per_group)[None, :]
+    return scale[index][:, :, None, None]
 
 
 class PackedLinear(nn.Linear):
@@ -215,7 +264,7 @@ def pack_for_cpu(model: nn.Module) -> nn.Module:
     for module in list(model.modules()):
         chain = chains.get(id(module))
         if type(module) is nn.Conv2d:
-            PackedConv2d.adopt(module, chain and chain.norm, chain and chain.activation)
+            PackedConv2d.adopt(module, chain and chain.norm, chain and chain.activation, chain and chain.input_norm)
         elif type(module) is nn.Linear:
             PackedLinear.adopt(module, chain and chain.activation)
     return model

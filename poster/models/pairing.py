@@ -1,11 +1,12 @@
 """Which batch norms and activations a convolution or linear layer can absorb, read from the model.
 
 A batch norm in eval mode is an affine map per channel, so when it is the only consumer of a
-convolution's output it can be folded into that convolution's weight and bias; an element-wise
-activation that is the only consumer after that can run as a oneDNN post-op. The chains are found
-from the data flow of each module's ``forward``, traced with ``torch.fx``: a layer node whose only
-user is a batch-norm node taking nothing else, whose only user in turn is an activation node, each
-module called once. Where a module cannot be traced (data-dependent checks, Python control flow on
+convolution's output it can be folded into that convolution's weight and bias, and when a
+convolution is its only consumer it can be folded into that convolution's weight and a bias map;
+an element-wise activation that is the only consumer after that can run as a oneDNN post-op. The
+chains are found from the data flow of each module's ``forward``, traced with ``torch.fx``: a layer
+node whose only user is a batch-norm node taking nothing else, whose only user in turn is an
+activation node (and a batch-norm node whose only user is the layer), each module called once. Where a module cannot be traced (data-dependent checks, Python control flow on
 tensors) its children are looked at instead, and inside an ``nn.Sequential`` neighbouring children
 form a chain by construction. Modules a traced ``forward`` never calls (a head used by another
 method) are looked at on their own.
@@ -15,7 +16,7 @@ The one assumption: a chained module is not also called outside its parent's ``f
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch.fx as fx
 from torch import nn
@@ -29,18 +30,23 @@ POST_OPS: dict[type[nn.Module], str] = {
 
 @dataclass(frozen=True)
 class Chain:
-    """A layer, the batch norm only it feeds (convolutions only), the activation only they feed."""
+    """A layer, the batch norm only it feeds, the activation only they feed, and the batch norm
+    that feeds only the layer (norms: convolutions only)."""
 
     layer: nn.Conv2d | nn.Linear
     norm: nn.BatchNorm2d | None = None
     activation: nn.Module | None = None
+    input_norm: nn.BatchNorm2d | None = None
 
 
 def fusion_chains(model: nn.Module) -> list[Chain]:
     """Every convolution or linear layer in ``model`` with a norm or activation it can absorb."""
     found: dict[int, Chain] = {}
     _collect(model, found)
-    return list(found.values())
+    # A norm between two convolutions folds into the first (exactly, without a bias map).
+    claimed = {id(chain.norm) for chain in found.values() if chain.norm is not None}
+    chains = [replace(c, input_norm=None) if id(c.input_norm) in claimed else c for c in found.values()]
+    return [c for c in chains if c.norm is not None or c.activation is not None or c.input_norm is not None]
 
 
 def _is_layer(module: nn.Module) -> bool:
@@ -56,7 +62,7 @@ def _is_activation(module: nn.Module) -> bool:
 
 
 def _add(found: dict[int, Chain], chain: Chain) -> None:
-    if chain.norm is not None or chain.activation is not None:
+    if chain.norm is not None or chain.activation is not None or chain.input_norm is not None:
         found[id(chain.layer)] = chain
 
 
@@ -85,8 +91,13 @@ def _collect(module: nn.Module, found: dict[int, Chain]) -> None:
         layer = module.get_submodule(node.target)
         norm_node = sole_user(node, lambda m: _is_norm_after(layer, m))
         act_node = sole_user(norm_node or node, _is_activation)
+        source = node.args[0] if len(node.args) == 1 and not node.kwargs else None
+        input_norm = None
+        if (isinstance(source, fx.Node) and source.op == "call_module" and calls[source.target] == 1
+                and len(source.users) == 1 and _is_norm_after(layer, module.get_submodule(source.target))):
+            input_norm = module.get_submodule(source.target)
         _add(found, Chain(layer, norm_node and module.get_submodule(norm_node.target),
-                          act_node and module.get_submodule(act_node.target)))
+                          act_node and module.get_submodule(act_node.target), input_norm))
     _collect_uncalled(module, "", set(calls), found)
 
 
@@ -98,7 +109,9 @@ def _collect_neighbours(children: list[nn.Module], found: dict[int, Chain]) -> N
         norm = rest[0] if rest and _is_norm_after(layer, rest[0]) else None
         after = rest[1:] if norm is not None else rest[:1]
         activation = after[0] if after and _is_activation(after[0]) else None
-        _add(found, Chain(layer, norm, activation))
+        before = children[i - 1] if i > 0 else None
+        input_norm = before if before is not None and _is_norm_after(layer, before) else None
+        _add(found, Chain(layer, norm, activation, input_norm))
 
 
 def _collect_uncalled(module: nn.Module, prefix: str, called: set[str], found: dict[int, Chain]) -> None:

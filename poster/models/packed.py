@@ -5,9 +5,10 @@ blocked layout before computing. For one face that reorder is a large share of t
 (on a 2-core CPU: about a fifth in float32, more in bfloat16, where the 768-channel token
 convolution alone runs 3.5x faster packed). ``pack_for_cpu`` turns a model's ``nn.Conv2d`` and
 ``nn.Linear`` layers into the packed kinds below, which reorder once and reuse the packed copy for
-as long as the weight is unchanged; a batch norm that only ever sees a convolution's output is
-folded into that convolution's packed weight and bias, and an activation that only ever sees the
-result runs as a oneDNN post-op, each saving a pass over the feature map.
+as long as the weight is unchanged. A batch norm that only ever sees a convolution's output, or
+whose output only a convolution sees, is folded into that convolution's packed weight and bias
+(or bias map), and an activation that only ever sees the result runs as a oneDNN post-op: each
+saves a pass over the feature map and a call.
 
 The swap changes the class of each module in place (as ``torch.nn.utils.parametrize`` does), so
 parameters, buffers, state-dict keys, hooks and module identity stay what they were. Whenever
@@ -48,7 +49,7 @@ def onednn_takes(x: torch.Tensor) -> bool:
 
 
 class FoldedBatchNorm2d(nn.BatchNorm2d):
-    """A batch norm whose arithmetic the convolution before it performs; it passes its input on.
+    """A batch norm whose arithmetic the convolution next to it performs; it passes its input on.
 
     Its parameters and statistics stay here (and in the state dict); the convolution reads them.
     """
@@ -256,8 +257,8 @@ def pack_for_cpu(model: nn.Module) -> nn.Module:
     """Swap packed layers into ``model`` in place and return it.
 
     Every ``nn.Conv2d`` and ``nn.Linear`` becomes packed; every batch norm that only ever sees one
-    convolution's output is folded into it, and an activation only they feed becomes its post-op
-    (see ``fusion_chains``). Works on any model built from these modules; run it once, after the
+    convolution's output, or only feeds one convolution, is folded into it, and an activation only
+    they feed becomes its post-op (see ``fusion_chains``). Works on any model built from these modules; run it once, after the
     weights are loaded or before, either is fine.
     """
     chains = {id(chain.layer): chain for chain in fusion_chains(model)}

@@ -40,7 +40,7 @@ class Chain:
 
 
 def fusion_chains(model: nn.Module) -> list[Chain]:
-    """Every convolution or linear layer in ``model`` with a norm or activation it can absorb."""
+    """Every convolution or linear layer in ``model`` with norms or an activation it can absorb."""
     found: dict[int, Chain] = {}
     _collect(model, found)
     # A norm between two convolutions folds into the first (exactly, without a bias map).
@@ -53,7 +53,7 @@ def _is_layer(module: nn.Module) -> bool:
     return type(module) in (nn.Conv2d, nn.Linear)
 
 
-def _is_norm_after(layer: nn.Module, module: nn.Module) -> bool:
+def _conv_and_norm(layer: nn.Module, module: nn.Module) -> bool:
     return type(layer) is nn.Conv2d and type(module) is nn.BatchNorm2d
 
 
@@ -89,12 +89,12 @@ def _collect(module: nn.Module, found: dict[int, Chain]) -> None:
         if node.op != "call_module" or calls[node.target] != 1 or not _is_layer(module.get_submodule(node.target)):
             continue
         layer = module.get_submodule(node.target)
-        norm_node = sole_user(node, lambda m: _is_norm_after(layer, m))
+        norm_node = sole_user(node, lambda m: _conv_and_norm(layer, m))
         act_node = sole_user(norm_node or node, _is_activation)
         source = node.args[0] if len(node.args) == 1 and not node.kwargs else None
         input_norm = None
         if (isinstance(source, fx.Node) and source.op == "call_module" and calls[source.target] == 1
-                and len(source.users) == 1 and _is_norm_after(layer, module.get_submodule(source.target))):
+                and len(source.users) == 1 and _conv_and_norm(layer, module.get_submodule(source.target))):
             input_norm = module.get_submodule(source.target)
         _add(found, Chain(layer, norm_node and module.get_submodule(norm_node.target),
                           act_node and module.get_submodule(act_node.target), input_norm))
@@ -106,11 +106,11 @@ def _collect_neighbours(children: list[nn.Module], found: dict[int, Chain]) -> N
         if not _is_layer(layer):
             continue
         rest = children[i + 1:i + 3]
-        norm = rest[0] if rest and _is_norm_after(layer, rest[0]) else None
+        norm = rest[0] if rest and _conv_and_norm(layer, rest[0]) else None
         after = rest[1:] if norm is not None else rest[:1]
         activation = after[0] if after and _is_activation(after[0]) else None
         before = children[i - 1] if i > 0 else None
-        input_norm = before if before is not None and _is_norm_after(layer, before) else None
+        input_norm = before if before is not None and _conv_and_norm(layer, before) else None
         _add(found, Chain(layer, norm, activation, input_norm))
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from _common import machine, recipe_checkpoint, time_interleaved, time_ms
-from original_forward import original_forward, plain_layers
+from original_forward import original_forward, plain_copy
 from poster import load_checkpoint
 
 TITLES = {"poster-v2": "POSTER++", "poster-v1": "POSTER", "arm": "ARM"}
@@ -113,7 +113,7 @@ def main() -> None:
     print("\nPOSTER++")
     path = recipe_checkpoint()
 
-    baseline = plain_layers(load_checkpoint(path, channels_last=False))
+    baseline = plain_copy(load_checkpoint(path))
     fp32 = load_checkpoint(path)
     bf16 = load_checkpoint(path, dtype=torch.bfloat16)
     rows = []
@@ -150,7 +150,7 @@ def gpu_bench(path) -> None:
     device = torch.device("cuda")
     print(f"\nGPU: {torch.cuda.get_device_name(0)}, batch 64")
     x = torch.randn(64, 3, 224, 224, device=device)
-    baseline = plain_layers(load_checkpoint(path, device=device, channels_last=False))
+    baseline = plain_copy(load_checkpoint(path, device=device))
     model = load_checkpoint(path, device=device)
     sync = torch.cuda.synchronize
     with torch.inference_mode():

@@ -15,22 +15,13 @@ from torch import nn
 
 from poster.models import PosterV2
 from poster.models.ir50 import IRBlock, Subsample
-from poster.models.packed import PackedConv2d, PackedLinear
 
 
-class _PlainConv2d(nn.Conv2d):
-    def forward_folded(self, x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
-        return bn(self(x))
-
-
-def plain_layers(model: PosterV2) -> PosterV2:
-    """The model with every packed layer turned back into a plain ``nn.Conv2d`` / ``nn.Linear``."""
-    for module in model.modules():
-        if isinstance(module, PackedConv2d):
-            module.__class__ = _PlainConv2d
-        elif isinstance(module, PackedLinear):
-            module.__class__ = nn.Linear
-    return model
+def plain_copy(model: nn.Module) -> PosterV2:
+    """The same weights in a fresh, unpacked ``PosterV2`` (plain layers, contiguous memory), eval mode."""
+    plain = PosterV2(model.num_classes).to(next(model.parameters()).dtype)
+    plain.load_state_dict(model.state_dict(), strict=True)
+    return plain.to(next(model.parameters()).device).eval()
 
 
 def _ir_block(block: IRBlock, x: torch.Tensor) -> torch.Tensor:

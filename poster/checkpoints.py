@@ -18,6 +18,7 @@ from . import locate
 from .errors import CheckpointError
 from .models import PosterV2
 from .models.convert import checkpoint_filter_fn as poster_v2_filter_fn
+from .models.packed import pack_for_cpu
 from .registry import (ARCHITECTURES, DATASET_KEYS, Preprocessing, PosterV2Weights, Weights, architecture,
                        create_model, dataset_weights, find_weights, list_weights, weights_for)
 from .backbones import load_pretrained_backbones, verify_backbone
@@ -113,6 +114,8 @@ def load_checkpoint(source: str | Path, device: str | torch.device = "cpu", dtyp
     model = model.to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if torch.device(device).type == "cpu":
+        model = pack_for_cpu(model)
     return model
 
 

@@ -72,7 +72,7 @@ def test_float32_logits_match_reference(recipe_model):
 
 def test_plain_forward_records_nothing(recipe_model):
     with torch.inference_mode():
-        out = recipe_model._forward(reference_input(torch.float32), None)
+        out = recipe_model._forward(reference_input(torch.float32), intermediates=False)
     assert out.cross_attention == [] and out.vit_attention == [] and out.landmarks is None
 
 

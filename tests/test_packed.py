@@ -1,115 +1,269 @@
-"""Packed layers: the same numbers as nn.Conv2d / nn.Linear, packed only where it is safe."""
+"""pack_for_cpu: the same numbers as the plain nn.Conv2d / nn.BatchNorm2d / nn.Linear model, packed
+and folded only where it is safe, on POSTER++ and on other models built from the same modules."""
 from __future__ import annotations
 
 import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from poster import load_checkpoint
-from poster.models.packed import PackedConv2d, PackedLinear
+from poster import PosterV2, load_checkpoint
+from poster.models import pack_for_cpu
+from poster.models.packed import FoldedBatchNorm2d, FusedActivation, PackedConv2d, PackedLinear
+from poster.models.pairing import POST_OPS, fusion_chains
 from tests.recipe import reference_input
 
 DTYPES = [torch.float32, torch.bfloat16]
 TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 0.1}
 
 
-def _conv(dtype: torch.dtype, **kwargs) -> PackedConv2d:
+def _randomize_norms(model: nn.Module) -> nn.Module:
+    """Batch norms with statistics far from the identity, so a missed or doubled fold shows."""
     torch.manual_seed(0)
-    return PackedConv2d(32, 48, 3, **kwargs).to(dtype).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-1, 1)
+    return model
 
 
-def _input(dtype: torch.dtype, channels: int = 32) -> torch.Tensor:
+def _input(dtype: torch.dtype, channels: int = 32, size: int = 14) -> torch.Tensor:
     torch.manual_seed(1)
-    return torch.randn(2, channels, 14, 14).to(dtype).contiguous(memory_format=torch.channels_last)
+    return torch.randn(2, channels, size, size).to(dtype).contiguous(memory_format=torch.channels_last)
+
+
+def _packed_pair(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """(plain copy, packed model), both in eval mode."""
+    model = _randomize_norms(model).eval()
+    return copy.deepcopy(model), pack_for_cpu(model)
+
+
+class _ResidualUse(nn.Module):
+    """The convolution's output feeds the norm and the residual sum: folding would change the sum."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(32, 32, 3, padding=1)
+        self.bn = nn.BatchNorm2d(32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.bn(y) + y
+
+
+class _SharedNorm(nn.Module):
+    """One batch norm after two convolutions: it cannot be folded into both."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(32, 32, 1)
+        self.b = nn.Conv2d(32, 32, 1)
+        self.bn = nn.BatchNorm2d(32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.a(x)) + self.bn(self.b(x))
+
+
+class _DataDependent(nn.Module):
+    """Python control flow on a tensor value: torch.fx cannot trace it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if x.sum() > 0 else -x
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("kwargs", [{"padding": 1}, {"stride": 2, "padding": 1}, {"padding": 1, "groups": 32,
-                                                                                 "bias": False}])
+@pytest.mark.parametrize("kwargs", [{"padding": 1}, {"stride": 2, "padding": 1},
+                                    {"padding": 1, "groups": 32, "bias": False}])
 def test_packed_conv_matches_conv2d(dtype, kwargs):
-    if kwargs.get("groups"):
-        torch.manual_seed(0)
-        conv = PackedConv2d(32, 32, 3, **kwargs).to(dtype).eval()
-    else:
-        conv = _conv(dtype, **kwargs)
-    x = _input(dtype)
-    with torch.no_grad():
-        packed = conv(x)
-        plain = F.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
-    assert conv._packed._entries, "the packed path did not run"
-    torch.testing.assert_close(packed.float(), plain.float(), rtol=0, atol=TOLERANCE[dtype])
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_folded_batch_norm_matches_conv_then_norm(dtype):
-    conv = _conv(dtype, padding=1, bias=False)
-    bn = nn.BatchNorm2d(48).to(dtype).eval()
-    with torch.no_grad():
-        bn.running_mean.uniform_(-1, 1)
-        bn.running_var.uniform_(0.5, 2)
-        bn.weight.uniform_(0.5, 1.5)
-        bn.bias.uniform_(-1, 1)
-    x = _input(dtype)
-    with torch.no_grad():
-        folded = conv.forward_folded(x, bn)
-        plain = bn(F.conv2d(x, conv.weight, None, 1, 1))
-    assert "folded" in conv._packed._entries
-    torch.testing.assert_close(folded.float(), plain.float(), rtol=0, atol=TOLERANCE[dtype])
-
-
-def test_folding_waits_for_eval_mode():
-    conv = _conv(torch.float32, padding=1, bias=False)
-    bn = nn.BatchNorm2d(48).train()
-    x = _input(torch.float32)
-    with torch.no_grad():
-        out = conv.forward_folded(x, bn)
-    # Training-mode batch norm normalises with the batch's own statistics: zero mean per channel.
-    assert out.mean(dim=(0, 2, 3)).abs().max() < 1e-5
-    assert not conv._packed._entries
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_packed_linear_and_row_subsets_match_linear(dtype):
     torch.manual_seed(0)
-    linear = PackedLinear(64, 96).to(dtype)
-    x = torch.randn(3, 5, 64).to(dtype)
+    conv = nn.Conv2d(32, 32 if kwargs.get("groups") else 48, 3, **kwargs).to(dtype).eval()
+    plain = copy.deepcopy(conv)
+    pack_for_cpu(conv)
+    x = _input(dtype)
     with torch.no_grad():
-        torch.testing.assert_close(linear(x).float(), F.linear(x, linear.weight, linear.bias).float(),
-                                   rtol=0, atol=TOLERANCE[dtype])
-        rows = linear.forward_rows(x[:, :1], slice(32, None))
-        torch.testing.assert_close(rows.float(), linear(x[:, :1])[..., 32:].float(), rtol=0, atol=TOLERANCE[dtype])
-    assert len(linear._packed._entries) == 2
+        packed_out = conv(x)
+        plain_out = plain(x)
+    assert isinstance(conv, PackedConv2d) and conv._packed._entries, "the packed path did not run"
+    torch.testing.assert_close(packed_out.float(), plain_out.float(), rtol=0, atol=TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_norm_after_a_convolution_is_folded(dtype):
+    plain, packed = _packed_pair(nn.Sequential(nn.Conv2d(32, 48, 3, padding=1, bias=False), nn.BatchNorm2d(48),
+                                               nn.PReLU(48)).to(dtype))
+    assert isinstance(packed[0], PackedConv2d) and packed[0].folded_norm is packed[1]
+    assert isinstance(packed[1], FoldedBatchNorm2d)
+    x = _input(dtype)
+    with torch.inference_mode():
+        torch.testing.assert_close(packed(x).float(), plain(x).float(), rtol=0, atol=TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kwargs", [{"padding": 1}, {"stride": 2, "padding": 1}, {"padding": 1, "groups": 32},
+                                    {"padding": 2, "dilation": 2, "groups": 4}])
+def test_a_norm_before_a_convolution_folds_with_a_bias_map(dtype, kwargs):
+    # Zero padding is not normalised, so the norm's shift becomes a bias that differs at the border.
+    model = nn.Sequential(nn.BatchNorm2d(32), nn.Conv2d(32, 64, 3, **kwargs), nn.PReLU(64))
+    [chain] = fusion_chains(model)
+    assert chain.input_norm is model[0] and chain.norm is None
+    plain, packed = _packed_pair(model.to(dtype))
+    x = _input(dtype)
+    with torch.inference_mode():
+        torch.testing.assert_close(packed(x).float(), plain(x).float(), rtol=0, atol=TOLERANCE[dtype] * 10)
+        torch.testing.assert_close(packed(x[:1, :, :9, :11]).float(), plain(x[:1, :, :9, :11]).float(), rtol=0,
+                                   atol=TOLERANCE[dtype] * 10)  # another size: its own bias map
+    assert len(packed[1]._packed._entries) == 2
+
+
+def test_a_norm_between_two_convolutions_folds_into_the_first():
+    model = nn.Sequential(nn.Conv2d(32, 32, 1), nn.BatchNorm2d(32), nn.Conv2d(32, 32, 3, padding=1))
+    chains = fusion_chains(model)
+    assert [(c.layer, c.norm, c.input_norm) for c in chains] == [(model[0], model[1], None)]
+
+
+@pytest.mark.parametrize("model", [_ResidualUse(), _SharedNorm()], ids=["residual", "shared-norm"])
+def test_norms_that_see_more_than_one_convolution_output_stay(model):
+    assert fusion_chains(model) == []
+    plain, packed = _packed_pair(model)
+    x = _input(torch.float32)
+    with torch.inference_mode():
+        torch.testing.assert_close(packed(x), plain(x), rtol=0, atol=1e-4)
+
+
+def test_untraceable_sequential_still_pairs_its_neighbours():
+    model = nn.Sequential(nn.Conv2d(32, 32, 1), nn.BatchNorm2d(32), nn.ReLU(), _DataDependent())
+    [chain] = fusion_chains(model)
+    assert chain.layer is model[0] and chain.norm is model[1] and chain.activation is model[2]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", list(POST_OPS) + [lambda: nn.GELU(approximate="tanh")],
+                         ids=[a.__name__ for a in POST_OPS] + ["GELU-tanh"])
+def test_activations_run_as_post_ops(dtype, activation):
+    plain, packed = _packed_pair(nn.Sequential(nn.Conv2d(32, 48, 3, padding=1), nn.BatchNorm2d(48), activation(),
+                                               nn.Flatten(2), nn.Linear(196, 64), activation()).to(dtype))
+    assert isinstance(packed[2], FusedActivation) and isinstance(packed[5], FusedActivation)
+    x = _input(dtype)
+    with torch.inference_mode():
+        torch.testing.assert_close(packed(x).float(), plain(x).float(), rtol=0, atol=TOLERANCE[dtype])
+    assert packed[0]._packed._entries and packed[4]._packed._entries
+    with torch.inference_mode():
+        expected = plain(x).float()
+    # With gradients on, the plain path applies them (and the norm) itself.
+    torch.testing.assert_close(packed(x).detach().float(), expected, rtol=0, atol=TOLERANCE[dtype])
+
+
+def test_poster_pairs_are_the_conv_then_norm_ones():
+    model = PosterV2(7)
+    chains = fusion_chains(model)
+    names = {id(m): n for n, m in model.named_modules()}
+    pairs = [(names[id(c.layer)], names[id(c.norm)]) for c in chains if c.norm is not None]
+    # Every conv -> BN of IR-50 (stem, shortcuts, second conv of each unit) and MobileFaceNet, none other.
+    assert len(pairs) == 1 + 2 + 21 + 48 + 1
+    for conv_name, norm_name in pairs:
+        assert conv_name.rsplit(".", 1)[0] == norm_name.rsplit(".", 1)[0]
+        assert (conv_name.rsplit(".", 1)[1], norm_name.rsplit(".", 1)[1]) in {("conv", "bn"), ("conv2", "bn2")}
+    # PReLU is no oneDNN post-op; the GELU of each MLP (three fusion blocks, two ViT blocks) is.
+    assert sorted(names[id(c.activation)] for c in chains if c.activation is not None) == sorted(
+        [f"fusion.{i}.mlp.act" for i in range(3)] + [f"transformer.blocks.{i}.mlp.act" for i in range(2)])
+
+
+def test_torchvision_resnet18_packs_and_agrees():
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    plain, packed = _packed_pair(resnet18(num_classes=7))
+    assert sum(isinstance(m, FoldedBatchNorm2d) for m in packed.modules()) == 20  # every BN in ResNet-18
+    # The stem's ReLU is fused; each block calls its one ReLU twice (after bn1, after the sum): not fused.
+    assert isinstance(packed.relu, FusedActivation)
+    assert not any(isinstance(block.relu, FusedActivation) for block in packed.layer1)
+    assert isinstance(packed.fc, PackedLinear)
+    assert packed.state_dict().keys() == plain.state_dict().keys()
+    x = torch.randn(2, 3, 112, 112)
+    with torch.inference_mode():
+        torch.testing.assert_close(packed(x), plain(x), rtol=0, atol=1e-4)
+
+
+def test_training_mode_norms_normalise_with_batch_statistics():
+    plain, packed = _packed_pair(nn.Sequential(nn.Conv2d(32, 48, 3, padding=1, bias=False), nn.BatchNorm2d(48)))
+    packed.train()
+    before = packed[1].running_mean.clone()
+    with torch.no_grad():
+        out = packed(_input(torch.float32))
+    # Training-mode batch norm normalises with the batch's own statistics (mean = its bias) and
+    # updates its running ones.
+    torch.testing.assert_close(out.mean(dim=(0, 2, 3)), packed[1].bias.detach(), rtol=0, atol=1e-5)
+    assert not torch.equal(packed[1].running_mean, before)
+    assert not packed[0]._packed._entries
+
+
+def test_packed_linear_matches_linear():
+    for dtype in DTYPES:
+        torch.manual_seed(0)
+        linear = nn.Linear(64, 96).to(dtype)
+        plain = copy.deepcopy(linear)
+        pack_for_cpu(linear)
+        x = torch.randn(3, 5, 64).to(dtype)
+        with torch.no_grad():
+            torch.testing.assert_close(linear(x).float(), plain(x).float(), rtol=0, atol=TOLERANCE[dtype])
+        assert linear._packed._entries
 
 
 def test_gradients_take_the_plain_path():
-    conv = _conv(torch.float32, padding=1)
-    x = _input(torch.float32).requires_grad_()
-    conv(x).square().sum().backward()
-    assert x.grad is not None and conv.weight.grad is not None
-    assert not conv._packed._entries
+    plain, packed = _packed_pair(nn.Sequential(nn.Conv2d(32, 48, 3, padding=1), nn.BatchNorm2d(48), nn.PReLU(48),
+                                               nn.Flatten(), nn.Linear(48 * 14 * 14, 5)))
+    grads = []
+    for model in (plain, packed):
+        x = _input(torch.float32).requires_grad_()
+        model(x).square().sum().backward()
+        grads.append((x.grad, model[0].weight.grad, model[1].weight.grad, model[4].weight.grad))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert not packed[0]._packed._entries and not packed[4]._packed._entries
+
+
+def test_float64_keeps_the_plain_arithmetic():
+    plain, packed = _packed_pair(nn.Sequential(nn.Conv2d(32, 48, 3, padding=1), nn.BatchNorm2d(48)).double())
+    x = _input(torch.float64)
+    with torch.inference_mode():
+        assert torch.equal(packed(x), plain(x))
+    assert not packed[0]._packed._entries
 
 
 def test_pack_follows_in_place_weight_updates():
-    linear = PackedLinear(16, 8)
-    conv = _conv(torch.float32, padding=1)
-    x, image = torch.randn(4, 16), _input(torch.float32)
+    plain, packed = _packed_pair(nn.Sequential(nn.Conv2d(32, 48, 3, padding=1), nn.BatchNorm2d(48),
+                                               nn.Flatten(), nn.Linear(48 * 14 * 14, 5)))
+    x = _input(torch.float32)
     with torch.no_grad():
-        before, before_conv = linear(x), conv(image)
-        linear.weight.mul_(2.0)  # an optimizer step or load_state_dict writes in place
-        conv.weight.mul_(2.0)
-        conv.bias.mul_(2.0)
-        torch.testing.assert_close(linear(x) - linear.bias, 2.0 * (before - linear.bias), rtol=0, atol=1e-5)
-        torch.testing.assert_close(conv(image), 2.0 * before_conv, rtol=0, atol=1e-4)
+        packed(x)  # packs the weights
+        for model in (plain, packed):  # an optimizer step or load_state_dict writes in place
+            model[0].weight.mul_(2.0)
+            model[1].running_var.mul_(4.0)
+            model[3].bias.add_(1.0)
+        assert not torch.allclose(packed(x), plain(x).mul(0.0))
+        torch.testing.assert_close(packed(x), plain(x), rtol=0, atol=1e-4)
 
 
 def test_weights_made_under_inference_mode_stay_unpacked():
     with torch.inference_mode():
-        linear = PackedLinear(16, 8)
+        linear = pack_for_cpu(nn.Linear(16, 8))
         linear(torch.randn(2, 16))
     assert not linear._packed._entries
+
+
+def test_loader_packs_cpu_models_and_keeps_the_state_dict(recipe_model):
+    assert isinstance(recipe_model.image_backbone.stem.conv, PackedConv2d)
+    assert isinstance(recipe_model.image_backbone.stem.bn, FoldedBatchNorm2d)
+    assert isinstance(recipe_model.transformer.head, PackedLinear)
+    plain = PosterV2(recipe_model.num_classes)
+    plain.load_state_dict(recipe_model.state_dict(), strict=True)
+    x = reference_input(torch.float32)
+    with torch.inference_mode():
+        torch.testing.assert_close(recipe_model(x), plain.eval()(x), rtol=0, atol=1e-4)
 
 
 def test_copies_rebuild_their_own_packs(recipe_checkpoint):
@@ -119,8 +273,20 @@ def test_copies_rebuild_their_own_packs(recipe_checkpoint):
         expected = model(x)
     clone = copy.deepcopy(model)
     assert not clone.transformer.head._packed._entries
+    assert clone.image_backbone.stem.conv.folded_norm is clone.image_backbone.stem.bn
     with torch.no_grad():
         clone.transformer.head.weight.mul_(0.0)
         clone.transformer.head.bias.fill_(1.0)
         torch.testing.assert_close(clone(x), torch.ones_like(expected))
         torch.testing.assert_close(model(x), expected)  # the original's packs are untouched
+
+
+def test_unbatched_input_takes_the_plain_path():
+    torch.manual_seed(0)
+    plain = nn.Conv2d(3, 4, 3)
+    conv = pack_for_cpu(copy.deepcopy(plain))
+    x = torch.randn(3, 8, 8)
+    with torch.inference_mode():
+        out = conv(x)
+        assert out.shape == (4, 6, 6)
+        torch.testing.assert_close(out, plain(x), rtol=0, atol=0)

@@ -5,10 +5,10 @@ the embedding head of the face-recognition network are not part of the model.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
-
-from .packed import PackedConv2d
 
 
 class Subsample(nn.Module):
@@ -22,32 +22,27 @@ class Subsample(nn.Module):
         return x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
 
 
-class ProjectionShortcut(nn.Module):
+class ProjectionShortcut(nn.Sequential):
     """1x1 convolution + batch norm where the channel count changes."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
-        super().__init__()
-        self.conv = PackedConv2d(in_channels, out_channels, 1, stride, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv.forward_folded(x, self.bn)
+        super().__init__(OrderedDict(
+            conv=nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+            bn=nn.BatchNorm2d(out_channels),
+        ))
 
 
-class ResidualBranch(nn.Module):
+class ResidualBranch(nn.Sequential):
     """BN -> 3x3 conv -> PReLU -> strided 3x3 conv -> BN (pre-activation "IR" unit)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_channels)
-        self.conv1 = PackedConv2d(in_channels, out_channels, 3, 1, 1, bias=False)
-        self.act = nn.PReLU(out_channels)
-        self.conv2 = PackedConv2d(out_channels, out_channels, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # bn1 precedes a zero-padded convolution, so it cannot be folded into conv1.
-        return self.conv2.forward_folded(self.act(self.conv1(self.bn1(x))), self.bn2)
+        super().__init__(OrderedDict(
+            bn1=nn.BatchNorm2d(in_channels),
+            conv1=nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=False),
+            act=nn.PReLU(out_channels),
+            conv2=nn.Conv2d(out_channels, out_channels, 3, stride, 1, bias=False),
+            bn2=nn.BatchNorm2d(out_channels),
+        ))
 
 
 class IRBlock(nn.Module):
@@ -72,15 +67,15 @@ def make_stage(in_channels: int, out_channels: int, depth: int) -> nn.Sequential
     return nn.Sequential(*blocks)
 
 
-class Stem(nn.Module):
-    def __init__(self, out_channels: int = 64) -> None:
-        super().__init__()
-        self.conv = PackedConv2d(3, out_channels, 3, 1, 1, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
-        self.act = nn.PReLU(out_channels)
+class Stem(nn.Sequential):
+    """3x3 convolution -> BN -> PReLU at full resolution."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv.forward_folded(x, self.bn))
+    def __init__(self, out_channels: int = 64) -> None:
+        super().__init__(OrderedDict(
+            conv=nn.Conv2d(3, out_channels, 3, 1, 1, bias=False),
+            bn=nn.BatchNorm2d(out_channels),
+            act=nn.PReLU(out_channels),
+        ))
 
 
 class IR50(nn.Module):

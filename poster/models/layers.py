@@ -6,15 +6,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cache import DerivedCache
-from .packed import PackedLinear
 
 
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.fc1 = PackedLinear(dim, hidden)
+        self.fc1 = nn.Linear(dim, hidden)
         self.act = nn.GELU()
-        self.fc2 = PackedLinear(hidden, dim)
+        self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
@@ -51,8 +50,8 @@ class WindowCrossAttention(nn.Module):
         self.scale = (dim // num_heads) ** -0.5
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, num_heads))
         self.register_buffer("relative_position_index", relative_position_index(window), persistent=False)
-        self.kv = PackedLinear(dim, 2 * dim)
-        self.proj = PackedLinear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
         self._bias_cache = DerivedCache()
 
     def position_bias(self) -> torch.Tensor:
@@ -116,8 +115,8 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.scale = (dim // num_heads) ** -0.5
-        self.qkv = PackedLinear(dim, 3 * dim)
-        self.proj = PackedLinear(dim, dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, return_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         b, n, c = x.shape
@@ -150,15 +149,13 @@ class TransformerBlock(nn.Module):
         """The block's output for token 0 only, (B, 1, C): what a last block feeding a CLS head needs.
 
         Token 0 still attends to every token, so this equals ``forward(x)[0][:, :1]``; skipping the
-        other 147 queries and their MLP saves about a tenth of the network's arithmetic.
+        other 147 queries, their projection and their MLP saves about a tenth of the network's
+        arithmetic.
         """
-        y = self.norm1(x)
-        b, n, c = y.shape
+        b, n, c = x.shape
         heads = self.attn.num_heads
-        qkv = self.attn.qkv
-        q = qkv.forward_rows(y[:, :1], slice(0, c)).reshape(b, 1, heads, c // heads).transpose(1, 2)
-        k, v = qkv.forward_rows(y, slice(c, None)).reshape(b, n, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v, scale=self.attn.scale)
+        q, k, v = self.attn.qkv(self.norm1(x)).reshape(b, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q[:, :, :1], k, v, scale=self.attn.scale)
         x = x[:, :1] + self.attn.proj(out.transpose(1, 2).reshape(b, 1, c))
         return x + self.mlp(self.norm2(x))
 
@@ -168,8 +165,8 @@ class SqueezeExcite(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.fc1 = PackedLinear(dim, dim)
-        self.fc2 = PackedLinear(dim, dim)
+        self.fc1 = nn.Linear(dim, dim)
+        self.fc2 = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.sigmoid(self.fc2(F.relu(self.fc1(x))))

@@ -7,24 +7,24 @@ points are not meaningful landmarks there.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
-from .packed import PackedConv2d, PackedLinear
 
-
-class ConvBN(nn.Module):
+class ConvBN(nn.Sequential):
     """Convolution + batch norm, optionally followed by PReLU."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int = 1, stride: int = 1,
                  padding: int = 0, groups: int = 1, act: bool = True) -> None:
-        super().__init__()
-        self.conv = PackedConv2d(in_channels, out_channels, kernel, stride, padding, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
-        self.act = nn.PReLU(out_channels) if act else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv.forward_folded(x, self.bn))
+        layers = OrderedDict(
+            conv=nn.Conv2d(in_channels, out_channels, kernel, stride, padding, groups=groups, bias=False),
+            bn=nn.BatchNorm2d(out_channels),
+        )
+        if act:
+            layers["act"] = nn.PReLU(out_channels)
+        super().__init__(layers)
 
 
 class InvertedBottleneck(nn.Module):
@@ -52,7 +52,7 @@ class LandmarkHead(nn.Module):
     def __init__(self, channels: int = 512, outputs: int = 136) -> None:
         super().__init__()
         self.pool = ConvBN(channels, channels, 7, groups=channels, act=False)
-        self.fc = PackedLinear(channels, outputs, bias=False)
+        self.fc = nn.Linear(channels, outputs, bias=False)
         self.bn = nn.BatchNorm1d(outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

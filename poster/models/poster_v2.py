@@ -16,7 +16,6 @@ from torch import nn
 from .ir50 import IR50
 from .layers import CrossFusionBlock, SqueezeExcite, TransformerBlock
 from .mobilefacenet import MobileFaceNet
-from .packed import PackedConv2d, PackedLinear
 
 INPUT_SIZE = 224
 BACKBONE_SIZE = 112
@@ -43,9 +42,9 @@ class TokenEmbedding(nn.Module):
     def __init__(self, dims: tuple[int, ...] = FUSION_DIMS, embed_dim: int = 768) -> None:
         super().__init__()
         self.levels = nn.ModuleList([
-            nn.Sequential(PackedConv2d(dims[0], embed_dim, 3, 2, 1), PackedConv2d(embed_dim, embed_dim, 3, 2, 1)),
-            nn.Sequential(PackedConv2d(dims[1], embed_dim, 3, 2, 1)),
-            nn.Sequential(PackedConv2d(dims[2], embed_dim, 1)),
+            nn.Sequential(nn.Conv2d(dims[0], embed_dim, 3, 2, 1), nn.Conv2d(embed_dim, embed_dim, 3, 2, 1)),
+            nn.Sequential(nn.Conv2d(dims[1], embed_dim, 3, 2, 1)),
+            nn.Sequential(nn.Conv2d(dims[2], embed_dim, 1)),
         ])
 
     def forward(self, maps: list[torch.Tensor]) -> torch.Tensor:
@@ -63,22 +62,23 @@ class FusionTransformer(nn.Module):
         self.blocks = nn.ModuleList([TransformerBlock(embed_dim, num_heads) for _ in range(depth)])
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.se = SqueezeExcite(embed_dim)
-        self.head = PackedLinear(embed_dim, num_classes)
+        self.head = nn.Linear(embed_dim, num_classes)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
-    def forward(self, tokens: torch.Tensor, attention: list | None = None) -> torch.Tensor:
-        """Logits; with ``attention`` (a list) every block's full attention is appended to it."""
+    def forward(self, tokens: torch.Tensor, return_attention: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits and, if asked, every block's full softmax attention (else an empty list)."""
         x = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1) + self.pos_embed
-        if attention is None:
-            for block in self.blocks[:-1]:
-                x, _ = block(x)
-            x = self.blocks[-1].forward_first_token(x)  # only the CLS token reaches the head
-        else:
+        attention = []
+        if return_attention:
             for block in self.blocks:
                 x, attn = block(x, True)
                 attention.append(attn)
-        return self.head(self.se(self.norm(x)[:, 0]))
+        else:
+            for block in self.blocks[:-1]:
+                x, _ = block(x)
+            x = self.blocks[-1].forward_first_token(x)  # only the CLS token reaches the head
+        return self.head(self.se(self.norm(x)[:, 0])), attention
 
 
 class PosterV2(nn.Module):
@@ -91,8 +91,8 @@ class PosterV2(nn.Module):
         self.landmark_backbone = MobileFaceNet()
         self.landmark_backbone.requires_grad_(False)
         # The last landmark map has 512 channels; the image stream's has 256.
-        self.landmark_proj = PackedConv2d(MobileFaceNet.channels[2], FUSION_DIMS[2], 3, padding=1)
-        self.image_proj = nn.ModuleList([PackedConv2d(d, d, 3, 2, 1) for d in FUSION_DIMS])
+        self.landmark_proj = nn.Conv2d(MobileFaceNet.channels[2], FUSION_DIMS[2], 3, padding=1)
+        self.image_proj = nn.ModuleList([nn.Conv2d(d, d, 3, 2, 1) for d in FUSION_DIMS])
         self.fusion = nn.ModuleList([
             CrossFusionBlock(d, h, w) for d, h, w in zip(FUSION_DIMS, FUSION_HEADS, FUSION_WINDOWS)
         ])
@@ -110,44 +110,30 @@ class PosterV2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 224, 224) normalized images -> (B, num_classes) logits."""
-        return self._forward(x, None).logits
+        return self._forward(x, intermediates=False).logits
 
     def forward_intermediates(self, x: torch.Tensor, landmarks: bool = False) -> PosterOutput:
         """Forward pass that also returns the feature maps and attention the explanations need."""
-        return self._forward(x, PosterOutput(logits=x.new_empty(0)), landmarks)
+        return self._forward(x, intermediates=True, landmarks=landmarks)
 
-    def _forward(self, x: torch.Tensor, record: PosterOutput | None, landmarks: bool = False) -> PosterOutput:
+    def _forward(self, x: torch.Tensor, intermediates: bool, landmarks: bool = False) -> PosterOutput:
         if x.ndim != 4 or tuple(x.shape[1:]) != (3, INPUT_SIZE, INPUT_SIZE):
             raise ValueError(f"PosterV2 expects a (B, 3, {INPUT_SIZE}, {INPUT_SIZE}) batch, got {tuple(x.shape)}")
-        x = x.to(self.dtype)
-        if self.transformer.head.weight.device.type != "cpu" or _is_channels_last(self):
-            x = x.contiguous(memory_format=torch.channels_last)
         # Both streams see the crop through nearest-neighbour resizing to 112x112.
-        small = F.interpolate(x, size=BACKBONE_SIZE, mode="nearest")
+        small = F.interpolate(x.to(self.dtype), size=BACKBONE_SIZE, mode="nearest")
 
         lm = list(self.landmark_backbone(small))
-        if record is not None and landmarks:
-            record.landmarks = self.landmark_backbone.landmarks(lm[2])
+        head = self.landmark_backbone.landmarks(lm[2]) if landmarks else None
         lm[2] = self.landmark_proj(lm[2])
         img = [proj(f) for proj, f in zip(self.image_proj, self.image_backbone(small))]
 
-        want_attention = record is not None
-        fused = []
+        fused, cross_attention = [], []
         for block, i, q in zip(self.fusion, img, lm):
-            out, attn = block(i, q, want_attention)
+            out, attn = block(i, q, intermediates)
             fused.append(out)
-            if record is not None:
-                record.cross_attention.append(attn)
-        logits = self.transformer(self.token_embed(fused), record.vit_attention if record is not None else None)
-
-        if record is None:
+            cross_attention.append(attn)
+        logits, vit_attention = self.transformer(self.token_embed(fused), intermediates)
+        if not intermediates:
             return PosterOutput(logits=logits)
-        record.logits = logits
-        record.image_features = img
-        record.landmark_features = lm
-        return record
-
-
-def _is_channels_last(model: nn.Module) -> bool:
-    weight = model.image_backbone.stem.conv.weight
-    return weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+        return PosterOutput(logits=logits, image_features=img, landmark_features=lm,
+                            cross_attention=cross_attention, vit_attention=vit_attention, landmarks=head)

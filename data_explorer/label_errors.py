@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from data_explorer.analysis import probabilities
-from poster.label_errors import Engine, label_issue_mask
+from poster.data.label_errors import Engine, label_issue_mask
 
 __all__ = ["suspected_label_errors", "label_issue_mask", "Engine"]
 

@@ -10,7 +10,7 @@ from html import escape
 from pathlib import Path
 import pandas as pd
 
-from poster.compare import Comparison, compare_tables, paired_table
+from poster.evaluation.compare import Comparison, compare_tables, paired_table
 
 from . import render
 from .explorer import gallery_items, get_run

@@ -21,9 +21,9 @@ import gradio as gr
 import numpy as np
 
 from poster.errors import ImageError, PosterError
-from poster.faces import FaceCrop, align_face, template, too_small_for_faces
-from poster.images import load_image
-from poster.registry import PosterV2Weights, canonical_class
+from poster.inference.faces import FaceCrop, align_face, template, too_small_for_faces
+from poster.inference.images import load_image
+from poster.weights.registry import PosterV2Weights, canonical_class
 
 from . import render
 from .files import discard_upload, example_photos, uploaded_path
@@ -463,7 +463,7 @@ def _attention_map(model: Any, crop: np.ndarray) -> np.ndarray:
     from explain import attention as explain_attention
     from explain import maps
     from explain import render as explain_render
-    from poster.transforms import to_batch
+    from poster.inference.transforms import to_batch
 
     batch = to_batch([crop]).to(next(model.parameters()).device)
     level = explain_attention.cross_attention_maps(model, batch)[0][0].float().cpu().numpy()

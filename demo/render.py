@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from poster.draw import PALETTE, draw_faces
+from poster.inference.draw import PALETTE, draw_faces
 
 
 def face_color(index: int) -> str:

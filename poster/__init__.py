@@ -1,8 +1,8 @@
 """POSTER++ facial expression recognition: the model, its checkpoints, faces and predictions."""
-from .checkpoints import CheckpointInfo, count_parameters, load_checkpoint
+from .weights.checkpoints import CheckpointInfo, count_parameters, load_checkpoint
 from .errors import CheckpointError, DatasetError, DownloadError, ImageError, PosterError
 from .models import PosterOutput, PosterV2
-from .registry import BackboneWeights, PosterV2Weights
+from .weights.registry import BackboneWeights, PosterV2Weights
 
 __all__ = [
     "PosterV2", "PosterOutput", "load_checkpoint", "CheckpointInfo", "count_parameters",

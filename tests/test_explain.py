@@ -15,9 +15,9 @@ from captum.attr import LayerGradCam
 
 import explain
 from explain import attention
-from poster.checkpoints import load_checkpoint
-from poster.faces import FaceCrop, align_face
-from poster.transforms import to_batch
+from poster.weights.checkpoints import load_checkpoint
+from poster.inference.faces import FaceCrop, align_face
+from poster.inference.transforms import to_batch
 from tests.recipe import reference, reference_input, write_recipe_checkpoint
 
 LEVEL_SIDES = (28, 14, 7)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from poster import metrics
+from poster.data import metrics
 
 K = 7
 

@@ -14,8 +14,8 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from .datasets import ImageDataset
-from .evaluate import predictions_table
+from ..data.datasets import ImageDataset
+from .run import predictions_table
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import PosterError
-from .evaluate import PREDICTIONS, RUN_JSON, THUMBNAILS
+from ..errors import PosterError
+from .run import PREDICTIONS, RUN_JSON, THUMBNAILS
 from .run_files import read_run
 
 LICENCE_WARNING = (

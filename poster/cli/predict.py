@@ -6,11 +6,11 @@ import json
 import sys
 from pathlib import Path
 
-from .draw import draw_predictions
-from .errors import PosterError
-from .images import load_image
-from .locate import default_checkpoint
-from .registry import ARCHITECTURES, DATASET_KEYS, checkpoint_weights
+from ..inference.draw import draw_predictions
+from ..errors import PosterError
+from ..inference.images import load_image
+from ..weights.locate import default_checkpoint
+from ..weights.registry import ARCHITECTURES, DATASET_KEYS, checkpoint_weights
 
 
 def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
@@ -36,9 +36,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .checkpoints import describe_dataset
-    from .faces import DetectorConfig
-    from .predictor import Predictor
+    from ..weights.checkpoints import describe_dataset
+    from ..inference.faces import DetectorConfig
+    from ..inference.predictor import Predictor
 
     predictor = Predictor.from_checkpoint(args.checkpoint or default_checkpoint(), device=args.device,
                                           detector_config=DetectorConfig(max_faces=args.max_faces),

@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import PosterError
+from ..errors import PosterError
 
 COMMANDS = {
     "predict": "poster.predict_cli",

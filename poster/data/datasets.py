@@ -25,9 +25,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from poster.errors import DatasetError
-from poster.registry import PosterV2Weights, canonical_class
-from poster.transforms import INPUT_SIZE, eval_transform
+from ..errors import DatasetError
+from ..weights.registry import PosterV2Weights, canonical_class
+from ..inference.transforms import INPUT_SIZE, eval_transform
 
 LAYOUTS = ("imagefolder", "rafdb", "csv")
 SPLITS = ("test", "train")

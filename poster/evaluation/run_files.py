@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import PosterError
-from .evaluate import PREDICTIONS, RUN_JSON
+from ..errors import PosterError
+from .run import PREDICTIONS, RUN_JSON
 
 NEEDED_COLUMNS = ("path", "label", "pred")
 

@@ -15,7 +15,7 @@ from facenet_pytorch import MTCNN
 from facenet_pytorch.models.utils.detect_face import detect_face
 from PIL import Image
 
-from poster.errors import ImageError
+from ..errors import ImageError
 
 # ArcFace's 5-point template for 112x112 crops: left eye, right eye, nose, mouth left, mouth right.
 ARCFACE_TEMPLATE = np.array([

@@ -15,9 +15,9 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from . import metrics
-from .label_errors import label_issue_mask
-from .label_order import diagnose
+from ..data import metrics
+from ..data.label_errors import label_issue_mask
+from ..data.label_order import diagnose
 from .run_files import read_run
 
 TOP_CONFUSIONS = 5

@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from .atomic import atomic_path
-from .errors import CheckpointError
+from ..atomic import atomic_path
+from ..errors import CheckpointError
 from .registry import ARCHITECTURES, Preprocessing
 
 FORMAT = "poster-v2"  # the project's safetensors format (for every architecture; "arch" says which)

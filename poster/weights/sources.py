@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
-from .errors import DownloadError
+from ..errors import DownloadError
 from .locate import ENV_DIR, ENV_HUB_REPO
 from .registry import Weights
 

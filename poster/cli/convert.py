@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .checkpoints import convert_checkpoint, read_weights
-from .locate import resolve
-from .predict_cli import add_checkpoint_flags
+from ..weights.checkpoints import convert_checkpoint, read_weights
+from ..weights.locate import resolve
+from .predict import add_checkpoint_flags
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

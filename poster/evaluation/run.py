@@ -27,17 +27,17 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from . import metrics
-from .checkpoints import CheckpointInfo, describe_dataset, load_checkpoint, with_dataset
-from .datasets import LAYOUTS, SPLITS, ImageDataset, list_images
-from .devices import pick_device
-from .errors import PosterError
-from .evaluation_setup import (ARM_PROTOCOL_BATCH, DEFAULT_BATCH, PROTOCOLS, choose_protocol, describe_protocol,
+from ..data import metrics
+from ..weights.checkpoints import CheckpointInfo, describe_dataset, load_checkpoint, with_dataset
+from ..data.datasets import LAYOUTS, SPLITS, ImageDataset, list_images
+from ..devices import pick_device
+from ..errors import PosterError
+from .protocol import (ARM_PROTOCOL_BATCH, DEFAULT_BATCH, PROTOCOLS, choose_protocol, describe_protocol,
                                infer_dataset)
-from .locate import default_checkpoint
-from .predict_cli import add_checkpoint_flags
-from .registry import checkpoint_weights, dataset_weights
-from .transforms import eval_transform
+from ..weights.locate import default_checkpoint
+from ..cli.predict import add_checkpoint_flags
+from ..weights.registry import checkpoint_weights, dataset_weights
+from ..inference.transforms import eval_transform
 
 
 PREDICTIONS = "predictions.parquet"

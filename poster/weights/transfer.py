@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import requests
 from tqdm.auto import tqdm
 
-from .errors import DownloadError
+from ..errors import DownloadError
 from .sources import confirmation_url
 
 ProgressFn = Callable[[int, "int | None"], None]  # (bytes done, bytes in all or None when unknown)

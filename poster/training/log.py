@@ -8,7 +8,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 
 class RunLog:

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import PosterError
-from .metrics import mcnemar_exact, wilson_interval
+from ..errors import PosterError
+from ..data.metrics import mcnemar_exact, wilson_interval
 from .run_files import read_run
 
 BOOTSTRAP_SAMPLES = 10_000

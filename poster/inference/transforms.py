@@ -12,7 +12,7 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms as T
 
-from .registry import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE, Preprocessing
+from ..weights.registry import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE, Preprocessing
 
 RGB = Preprocessing()
 

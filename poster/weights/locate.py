@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 from .registry import Weights, all_weights, find_weights
 
 ENV_DIR = "POSTER_CHECKPOINT_DIR"      # folder(s) with weight files, os.pathsep-separated

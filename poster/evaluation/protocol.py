@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import DATASET_CHOICES
-from .datasets import _SPLIT_FOLDERS as SPLIT_FOLDERS
-from .datasets import RAFDB_LABEL_FILE, detect_layout
-from .errors import DatasetError
-from .registry import checkpoint_weights, dataset_weights
+from ..weights.checkpoints import DATASET_CHOICES
+from ..data.datasets import _SPLIT_FOLDERS as SPLIT_FOLDERS
+from ..data.datasets import RAFDB_LABEL_FILE, detect_layout
+from ..errors import DatasetError
+from ..weights.registry import checkpoint_weights, dataset_weights
 
 DEFAULT_BATCH = 32
 ARM_PROTOCOL_BATCH = 64

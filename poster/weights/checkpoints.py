@@ -15,14 +15,14 @@ import torch
 from torch import nn
 
 from . import locate
-from .errors import CheckpointError
-from .models import PosterV2
-from .models.convert import checkpoint_filter_fn as poster_v2_filter_fn
+from ..errors import CheckpointError
+from ..models import PosterV2
+from ..models.convert import checkpoint_filter_fn as poster_v2_filter_fn
 from .registry import (ARCHITECTURES, DATASET_KEYS, Preprocessing, PosterV2Weights, Weights, architecture,
                        create_model, dataset_weights, find_weights, list_weights, weights_for)
 from .backbones import load_pretrained_backbones, verify_backbone
 from .safe_pickle import safe_torch_load
-from .weight_files import (FORMAT, FORMAT_VERSION, MANIFEST_NAME, check_manifest, fit_problems, is_safetensors,
+from .files import (FORMAT, FORMAT_VERSION, MANIFEST_NAME, check_manifest, fit_problems, is_safetensors,
                            read_safetensors, save_safetensors, sha256_file)
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_NAME", "CheckpointInfo", "convert_checkpoint", "count_parameters",

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import locate
 from .checkpoints import MANIFEST_NAME, sha256_file, verify_backbone, verify_checkpoint
-from .errors import CheckpointError, DownloadError
+from ..errors import CheckpointError, DownloadError
 from .registry import ARCHITECTURES, Weights, all_weights, find_weights, list_weights
 from . import sources
 from .sources import (SOURCE_CHOICES, ENV_URL_TEMPLATE, Source, describe_html, drive_link,

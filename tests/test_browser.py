@@ -25,7 +25,7 @@ if not Path(CHROMIUM).exists():
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 BASE_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
              "--disable-dev-shm-usage"]
-BOX_COLOR = np.array([0x4E, 0x79, 0xA7])  # poster.draw.PALETTE[0]: the first face's box and label
+BOX_COLOR = np.array([0x4E, 0x79, 0xA7])  # poster.inference.draw.PALETTE[0]: the first face's box and label
 TIMEOUT_MS = 90_000
 
 

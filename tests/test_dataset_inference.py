@@ -11,10 +11,10 @@ import torch
 
 from poster import load_checkpoint
 from poster import cli
-from poster.evaluation import run as evaluate_module
+from poster.cli import evaluate as evaluate_module
 from poster.weights.checkpoints import read_weights
 from poster.errors import DatasetError
-from poster.evaluation.run import infer_dataset
+from poster.evaluation.protocol import infer_dataset
 from poster.weights.registry import PosterV2Weights
 from tests._data import face, write_csv, write_imagefolder, write_rafdb
 from poster.weights.registry import ARCHITECTURES

@@ -1,4 +1,4 @@
-"""`poster.download` against a small HTTP server on 127.0.0.1 (offline, bounded in time).
+"""`poster.weights.download` against a small HTTP server on 127.0.0.1 (offline, bounded in time).
 
 The server serves a released-style recipe checkpoint and backbone files, plus the ways a real
 download goes wrong: a truncated file, Google Drive's quota and virus-scan pages, a connection

@@ -1,7 +1,7 @@
 """Explanations: attention maps against the reference, Grad-CAM sanity checks, rendering, warping.
 
 A float64 recipe model runs the reference batch once (float64 convolutions are slow on CPU); a
-float32 copy explains real faces (the astronaut and Grace Hopper, cropped by ``poster.faces``).
+float32 copy explains real faces (the astronaut and Grace Hopper, cropped by ``poster.inference.faces``).
 Every expensive pass runs once per module.
 """
 from __future__ import annotations

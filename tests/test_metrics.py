@@ -1,4 +1,4 @@
-"""poster.metrics gives scikit-learn's numbers without importing it."""
+"""poster.data.metrics gives scikit-learn's numbers without importing it."""
 from __future__ import annotations
 
 import re

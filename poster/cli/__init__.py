@@ -12,14 +12,14 @@ import sys
 from ..errors import PosterError
 
 COMMANDS = {
-    "predict": "poster.predict_cli",
-    "evaluate": "poster.evaluate",
-    "convert": "poster.convert",
-    "download": "poster.download",
-    "train": "poster.train",
-    "report": "poster.report",
-    "compare": "poster.compare",
-    "publish": "poster.publish",
+    "predict": "poster.cli.predict",
+    "evaluate": "poster.cli.evaluate",
+    "convert": "poster.cli.convert",
+    "download": "poster.cli.download",
+    "train": "poster.cli.train",
+    "report": "poster.cli.report",
+    "compare": "poster.cli.compare",
+    "publish": "poster.cli.publish",
 }
 
 SUMMARIES = {

@@ -1,4 +1,4 @@
-"""`python -m poster publish RUN_DIR --repo user/poster-runs`: put a run on a Hub dataset repository.
+"""Put a run on a Hub dataset repository.
 
 The app lists the runs of ``POSTER_RUNS_REPO`` beside its local ones. Face images are licensed
 (RAF-DB and AffectNet are for research only), so a run goes without its thumbnails unless
@@ -8,11 +8,9 @@ probabilities).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Protocol
@@ -93,22 +91,3 @@ def publish_run(run_dir: str | Path, repo: str, *, images: bool = False, name: s
         except Exception as exc:  # noqa: BLE001 - network and authorisation errors come in many types
             raise PosterError(f"could not upload to {repo}: {' '.join(str(exc).split())[:200]}") from None
     return name
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder written by evaluate")
-    parser.add_argument("--repo", required=True, help="Hub dataset repository, e.g. user/poster-runs")
-    parser.add_argument("--name", help="the run's folder in the repository (default: RUN_DIR's name)")
-    parser.add_argument("--images", action="store_true",
-                        help="also publish the run's thumbnails (mind the dataset's licence)")
-    parser.add_argument("--private", action="store_true", help="create the repository as private")
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.images:
-        print(LICENCE_WARNING, file=sys.stderr)
-    name = publish_run(args.run_dir, args.repo, images=args.images, name=args.name,
-                       private=True if args.private else None)
-    what = "with thumbnails" if args.images else "without images or local paths"
-    print(f"published {args.run_dir} to https://huggingface.co/datasets/{args.repo}/tree/main/{name} ({what})")
-    return 0

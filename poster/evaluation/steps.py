@@ -2,7 +2,7 @@
 
 The app evaluates uploaded sets with this: between two batches it reports how far it got, and a
 visitor who cancels stops it there (closing the generator stops its loader too). The predictions
-are the same as ``poster.evaluate.evaluate``'s, batch for batch.
+are the same as ``poster.evaluation.run.evaluate``'s, batch for batch.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 The recipe: SAM (rho 0.05) around Adam, exponential learning-rate decay 0.98 per epoch, batch 144,
 200 epochs, cross-entropy; resize 224, horizontal flip, normalize, random erasing; class-balanced
-sampling for AffectNet; the landmark branch frozen (values in ``poster.recipe``). A run folder holds:
+sampling for AffectNet; the landmark branch frozen (values in ``poster.training.recipe``). A run folder holds:
 
     train.json        the resolved settings (what ``--resume`` reads back)
     train.log         one line per epoch, and notes
@@ -130,7 +130,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> tuple[SAM, torch.op
     """SAM around Adam over the trainable weights, and the per-epoch exponential decay."""
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = SAM(trainable, torch.optim.Adam, rho=config.rho, lr=config.lr, weight_decay=config.weight_decay)
-    # The scheduler drives the base optimizer, whose step() is the one that runs (see poster.sam).
+    # The scheduler drives the base optimizer, whose step() is the one that runs (see poster.training.sharpness_aware).
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer.base_optimizer, gamma=config.gamma)
     return optimizer, scheduler
 
@@ -208,7 +208,7 @@ def sam_step(model: nn.Module, optimizer: SAM, images: torch.Tensor, labels: tor
 def predict_test(model: PosterV2, dataset: ImageDataset, info: DistInfo, *, batch_size: int, workers: int,
                  device: torch.device) -> tuple[pd.DataFrame, torch.Tensor] | None:
     """Float32 predictions on every test image, sharded over processes: on rank 0 the predictions
-    table (``poster.evaluate.predictions_table``) and the logits in the same order, None elsewhere.
+    table (``poster.evaluation.run.predictions_table``) and the logits in the same order, None elsewhere.
 
     Float32 on purpose: the run written for the best epoch then shows exactly what
     ``load_checkpoint`` of the saved file gives.

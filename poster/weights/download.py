@@ -1,4 +1,4 @@
-"""`python -m poster download raf-db ir50 ...`: released weight files into a folder, verified.
+"""Released weight files into a folder, verified.
 
 A file is fetched into ``NAME.partial`` next to where it belongs and renamed into place only when
 it is complete and verified, so an interrupted or refused download never leaves a file where the
@@ -9,10 +9,8 @@ is called after every chunk (``total_bytes`` is None when the server does not sa
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
@@ -22,10 +20,9 @@ from typing import Any
 from . import locate
 from .checkpoints import MANIFEST_NAME, sha256_file, verify_backbone, verify_checkpoint
 from ..errors import CheckpointError, DownloadError
-from .registry import ARCHITECTURES, Weights, all_weights, find_weights, list_weights
+from .registry import Weights, find_weights
 from . import sources
-from .sources import (SOURCE_CHOICES, ENV_URL_TEMPLATE, Source, describe_html, drive_link,
-                      folder_file_id, manual_route, other_sources, sources_for)
+from .sources import Source, describe_html, drive_link, folder_file_id, other_sources, sources_for
 from .transfer import HtmlAnswer, ProgressFn, Unreachable, fetch
 
 PARTIAL_SUFFIX = ".partial"
@@ -54,7 +51,7 @@ def download(name: str, dest_dir: str | Path | None = None, source: str | Source
     ``status`` receives one-line messages (which source, verifying, done); ``quiet`` hides the
     progress bar. Raises ``DownloadError`` (``OfflineError`` when nothing could be reached).
     """
-    weights = _weights(name)
+    weights = downloadable(name)
     candidates = sources_for(weights, source, hub_repo=hub_repo, url_template=url_template)
     dest = Path(dest_dir) if dest_dir is not None else default_dir()
     dest.mkdir(parents=True, exist_ok=True)
@@ -224,69 +221,9 @@ def _lock_for(path: Path) -> threading.Lock:
         return _LOCKS.setdefault(path.resolve(), threading.Lock())
 
 
-def _weights(name: str) -> Weights:
+def downloadable(name: str) -> Weights:
+    """The registry record named ``name``, or a DownloadError that says which names exist."""
     try:
         return find_weights(name)
     except KeyError as exc:
         raise DownloadError(str(exc).strip("'\"")) from None
-
-
-# --- command line -------------------------------------------------------------------------------
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    keys = ", ".join(w.key for w in all_weights())
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"what to download: {keys}")
-    parser.add_argument("--all", action="store_true", help="every file above")
-    parser.add_argument("--dir", type=Path, help=f"target folder (default: the first folder of "
-                                                  f"{locate.ENV_DIR}, else {locate.DEFAULT_DIR}/)")
-    parser.add_argument("--source", choices=SOURCE_CHOICES, default="auto",
-                        help="auto (default): a configured mirror or Hub repository first, then Google Drive")
-    parser.add_argument("--hub-repo", help=f"Hugging Face Hub repository holding the files under their "
-                                           f"registry names (default: ${locate.ENV_HUB_REPO})")
-    parser.add_argument("--url-template", help="a mirror, e.g. https://host/poster/{file_name} "
-                                               f"(default: ${ENV_URL_TEMPLATE})")
-    parser.add_argument("--force", action="store_true", help="download again even if a verified file is there")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or status lines")
-
-
-def run(args: argparse.Namespace) -> int:
-    names = [w.key for w in all_weights()] if args.all else list(args.names)
-    dest = args.dir or default_dir()
-    if not names:
-        print(_listing(dest))
-        return 2
-    wanted = [_weights(name) for name in names]  # unknown names fail before anything is fetched
-    say = (lambda _message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
-    failed: list[Weights] = []
-    for i, weights in enumerate(wanted):
-        try:
-            print(download(weights.key, dest, args.source, hub_repo=args.hub_repo, url_template=args.url_template,
-                           status=say, quiet=args.quiet, force=args.force))
-        except OfflineError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            print(manual_route(failed + wanted[i:], dest), file=sys.stderr)
-            return 1
-        except DownloadError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            failed.append(weights)
-    if failed:
-        print(manual_route(failed, dest), file=sys.stderr)
-        return 1
-    if Path(dest).resolve() not in {d.resolve() for d in locate.search_dirs()}:
-        print(f"note: the loader does not look in {dest}/; set {locate.ENV_DIR}={dest} to use these files",
-              file=sys.stderr)
-    return 0
-
-
-def _listing(dest: Path) -> str:
-    lines = ["weight files (pass names or --all):"]
-    groups = {ARCHITECTURES[arch].title: files for arch, files in list_weights().items()}
-    groups["pretrained backbones"] = [w for w in all_weights() if w.kind == "backbone"]
-    for title, files in groups.items():
-        lines.append(f" {title}:")
-        for w in files:
-            found = locate.find_local(w, [dest])
-            where = f"found: {found}" if found else "not downloaded"
-            accuracy = f" {w.published_accuracy:.2f}%" if w.published_accuracy else ""
-            lines.append(f"  {w.key:<17} {locate.relative_path(w):<32} {w.title}{accuracy}  [{where}]")
-    return "\n".join(lines)

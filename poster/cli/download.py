@@ -5,11 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import DownloadError
 from ..weights import locate
 from ..weights.download import OfflineError, default_dir, download, downloadable
 from ..weights.registry import ARCHITECTURES, Weights, all_weights, list_weights
 from ..weights.sources import ENV_URL_TEMPLATE, SOURCE_CHOICES, manual_route
-from ..errors import DownloadError
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

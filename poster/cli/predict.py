@@ -6,8 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..inference.draw import draw_predictions
 from ..errors import PosterError
+from ..inference.draw import draw_predictions
 from ..inference.images import load_image
 from ..weights.locate import default_checkpoint
 from ..weights.registry import ARCHITECTURES, DATASET_KEYS, checkpoint_weights

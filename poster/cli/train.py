@@ -14,13 +14,13 @@ import sys
 import time
 from pathlib import Path
 
-from ..training import distributed
 from ..data.datasets import LAYOUTS
 from ..devices import pick_device
 from ..errors import PosterError
-from ..weights.registry import DATASET_KEYS
-from ..training.recipe import PRECISIONS, RECIPES, TrainConfig, resume_config
+from ..training import distributed
 from ..training.loop import run_training
+from ..training.recipe import PRECISIONS, RECIPES, TrainConfig, resume_config
+from ..weights.registry import DATASET_KEYS
 
 
 DEFAULT_RUNS = Path("runs") / "train"

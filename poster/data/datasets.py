@@ -26,8 +26,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import DatasetError
-from ..weights.registry import PosterV2Weights, canonical_class
 from ..inference.transforms import INPUT_SIZE, eval_transform
+from ..weights.registry import PosterV2Weights, canonical_class
 
 LAYOUTS = ("imagefolder", "rafdb", "csv")
 SPLITS = ("test", "train")

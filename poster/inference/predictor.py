@@ -15,8 +15,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..weights.checkpoints import load_checkpoint
 from ..devices import pick_device
+from ..weights.checkpoints import load_checkpoint
 from .faces import DetectorConfig, Face, FaceCrop, FaceDetector, align_face
 from .images import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from .transforms import model_batch

@@ -34,22 +34,22 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from . import distributed
-from ..weights import locate
-from ..data import metrics
 from ..atomic import atomic_path, write_json_atomic
-from ..weights.checkpoints import CheckpointInfo, load_pretrained_backbones, read_weights, save_safetensors, sha256_file
+from ..data import metrics
 from ..data.datasets import ImageDataset, list_images
 from ..devices import pick_device
-from .distributed import BalancedSampler, DistInfo
 from ..errors import CheckpointError, PosterError
 from ..evaluation.run import predictions_table, run_summary, staged_run_dir, write_run
-from ..models import PosterV2
-from .recipe import CONFIG_FILE, TrainConfig, class_setup, train_transform
-from ..weights.registry import canonical_class
-from .sharpness_aware import SAM
-from .log import RunLog, plot_curves
 from ..inference.transforms import eval_transform
+from ..models import PosterV2
+from ..weights import locate
+from ..weights.checkpoints import CheckpointInfo, load_pretrained_backbones, read_weights, save_safetensors, sha256_file
+from ..weights.registry import canonical_class
+from . import distributed
+from .distributed import BalancedSampler, DistInfo
+from .log import RunLog, plot_curves
+from .recipe import CONFIG_FILE, TrainConfig, class_setup, train_transform
+from .sharpness_aware import SAM
 
 LOG_FILE = "train.log"
 HISTORY_FILE = "history.json"

@@ -14,8 +14,8 @@ from typing import Any
 from torchvision import transforms as T
 
 from ..errors import PosterError
-from ..weights.registry import PosterV2Weights
 from ..inference.transforms import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE
+from ..weights.registry import PosterV2Weights
 
 CONFIG_FILE = "train.json"  # a run's resolved settings, in its folder
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

@@ -7,13 +7,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import locate
 from ..errors import CheckpointError
 from ..models import PosterV2
 from ..models.convert import rename
+from . import locate
+from .files import fit_problems, few
 from .registry import create_model
 from .safe_pickle import safe_torch_load
-from .files import fit_problems, few
 
 
 def load_pretrained_backbones(model: PosterV2, ir50: str | Path | None = None,

@@ -14,10 +14,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import locate
 from ..errors import CheckpointError
 from ..models import PosterV2
 from ..models.convert import checkpoint_filter_fn as poster_v2_filter_fn
+from . import locate
 from .registry import (ARCHITECTURES, DATASET_KEYS, Preprocessing, PosterV2Weights, Weights, architecture,
                        create_model, dataset_weights, find_weights, list_weights, weights_for)
 from .backbones import load_pretrained_backbones, verify_backbone

@@ -17,11 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import locate
-from .checkpoints import MANIFEST_NAME, sha256_file, verify_backbone, verify_checkpoint
 from ..errors import CheckpointError, DownloadError
-from .registry import Weights, find_weights
+from . import locate
 from . import sources
+from .checkpoints import MANIFEST_NAME, sha256_file, verify_backbone, verify_checkpoint
+from .registry import Weights, find_weights
 from .sources import Source, describe_html, drive_link, folder_file_id, other_sources, sources_for
 from .transfer import HtmlAnswer, ProgressFn, Unreachable, fetch
 

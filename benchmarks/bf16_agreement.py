@@ -17,8 +17,8 @@ from PIL import Image, ImageEnhance
 
 from _common import machine, recipe_checkpoint
 from poster import load_checkpoint
-from poster.faces import FaceDetector, align_face
-from poster.transforms import to_batch
+from poster.inference.faces import FaceDetector, align_face
+from poster.inference.transforms import to_batch
 
 
 def photos() -> list[np.ndarray]:

@@ -20,7 +20,7 @@ from PIL import Image
 from skimage import data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-from poster.faces import DetectorConfig, FaceDetector, align_face  # noqa: E402
+from poster.inference.faces import DetectorConfig, FaceDetector, align_face  # noqa: E402
 
 
 def frame(width: int, height: int) -> np.ndarray:

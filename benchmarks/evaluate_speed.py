@@ -18,9 +18,9 @@ import torch
 from _common import machine, recipe_checkpoint  # also puts the project on sys.path
 
 from poster import load_checkpoint  # noqa: E402
-from poster.datasets import ImageDataset, list_images  # noqa: E402
-from poster.evaluate import default_workers, evaluate  # noqa: E402
-from poster.registry import PosterV2Weights  # noqa: E402
+from poster.data.datasets import ImageDataset, list_images  # noqa: E402
+from poster.evaluation.run import default_workers, evaluate  # noqa: E402
+from poster.weights.registry import PosterV2Weights  # noqa: E402
 from tests._data import write_imagefolder  # noqa: E402
 
 RAFDB_TEST_IMAGES = 3068

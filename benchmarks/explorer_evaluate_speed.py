@@ -26,7 +26,7 @@ from _common import machine, recipe_checkpoint  # also puts the project on sys.p
 from demo.evaluate_upload import evaluate_archive, fast_dtype  # noqa: E402
 from demo.state import ModelStore  # noqa: E402
 from poster.cli import main as cli  # noqa: E402
-from poster.registry import PosterV2Weights  # noqa: E402
+from poster.weights.registry import PosterV2Weights  # noqa: E402
 from tests._data import write_imagefolder  # noqa: E402
 
 GOAL_RATIO = 1.2

@@ -73,8 +73,8 @@ def face_crops(count: int = 240) -> torch.Tensor:
     from PIL import Image, ImageEnhance
     from skimage import data
 
-    from poster.faces import FaceDetector, align_face
-    from poster.transforms import to_batch
+    from poster.inference.faces import FaceDetector, align_face
+    from poster.inference.transforms import to_batch
 
     with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as im:
         photos = [data.astronaut(), np.asarray(im.convert("RGB"))]

@@ -17,8 +17,8 @@ from PIL import Image
 
 from _common import machine, recipe_checkpoint
 from poster import load_checkpoint
-from poster.faces import VIDEO_MAX_SIDE, FaceDetector, align_face
-from poster.transforms import to_batch
+from poster.inference.faces import VIDEO_MAX_SIDE, FaceDetector, align_face
+from poster.inference.transforms import to_batch
 
 
 def webcam_frame() -> np.ndarray:

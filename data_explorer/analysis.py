@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from poster import metrics
+from poster.data import metrics
 
 SortKey = Literal["loss", "confidence", "margin"]
 SORT_KEYS = ("loss", "confidence", "margin")

@@ -1,6 +1,6 @@
 """Test images whose given label looks wrong, ranked for a person to look at.
 
-The rule (confident learning, Northcutt et al., 2021) lives in ``poster.label_errors``; suspects
+The rule (confident learning, Northcutt et al., 2021) lives in ``poster.data.label_errors``; suspects
 are ranked by self-confidence, the probability of the given label, lowest first.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from data_explorer.analysis import probabilities
-from poster.label_errors import Engine, label_issue_mask
+from poster.data.label_errors import Engine, label_issue_mask
 
 __all__ = ["suspected_label_errors", "label_issue_mask", "Engine"]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from poster.datasets import thumbnail_name
+from poster.data.datasets import thumbnail_name
 
 DEFAULT_RUNS_DIR = Path("runs")
 RUN_JSON = "run.json"

@@ -1,6 +1,6 @@
 """Two runs compared in the Explorer tab: intervals, McNemar's test, a clickable 2x2 table.
 
-The statistics are ``poster.compare``'s (the same as ``python -m poster compare``); this module
+The statistics are ``poster.evaluation.compare``'s (the same as ``python -m poster compare``); this module
 turns them into cards and tables, and a clicked cell of the 2x2 table into its images with
 both predictions side by side.
 """
@@ -10,7 +10,7 @@ from html import escape
 from pathlib import Path
 import pandas as pd
 
-from poster.compare import Comparison, compare_tables, paired_table
+from poster.evaluation.compare import Comparison, compare_tables, paired_table
 
 from . import render
 from .explorer import gallery_items, get_run

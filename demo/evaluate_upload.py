@@ -27,14 +27,14 @@ import torch
 from gradio.utils import get_upload_folder
 
 from data_explorer.archive import ArchiveCaps, Unpacked, unpack_zip
-from poster import metrics
-from poster.checkpoints import load_checkpoint
-from poster.datasets import ImageDataset, Listing, Skipped, list_images
+from poster.data import metrics
+from poster.weights.checkpoints import load_checkpoint
+from poster.data.datasets import ImageDataset, Listing, Skipped, list_images
 from poster.errors import PosterError
-from poster.evaluate import THUMBNAIL_SIZE, run_summary, staged_run_dir, write_run
-from poster.evaluate_steps import evaluate_in_steps
-from poster.label_order import diagnose
-from poster.registry import PosterV2Weights
+from poster.evaluation.run import THUMBNAIL_SIZE, run_summary, staged_run_dir, write_run
+from poster.evaluation.steps import evaluate_in_steps
+from poster.data.label_order import diagnose
+from poster.weights.registry import PosterV2Weights
 
 from . import render
 from .explorer_runs import SESSION_PREFIX

@@ -17,9 +17,9 @@ from PIL import Image
 from data_explorer import analysis
 from data_explorer.label_errors import suspected_label_errors
 from data_explorer.runs import Run
-from poster import metrics
-from poster.label_order import diagnose
-from poster.registry import PosterV2Weights
+from poster.data import metrics
+from poster.data.label_order import diagnose
+from poster.weights.registry import PosterV2Weights
 
 from . import render
 from .handlers import Subject, friendly

@@ -21,10 +21,10 @@ import gradio as gr
 import numpy as np
 
 from poster.errors import ImageError, PosterError
-from poster.faces import FaceCrop, align_face, template, too_small_for_faces
-from poster.images import load_image
-from poster.registry import canonical_class, checkpoint_weights
-from poster.transforms import model_batch
+from poster.inference.faces import FaceCrop, align_face, template, too_small_for_faces
+from poster.inference.images import load_image
+from poster.weights.registry import canonical_class, checkpoint_weights
+from poster.inference.transforms import model_batch
 
 from . import render
 from .explanation_views import POSTER_V2_TITLES, gradcam_strip, is_model_explanation, panel_view
@@ -36,7 +36,7 @@ log = logging.getLogger("demo")
 PREDICTED = "Predicted class"
 QUOTE_CHARS = 200  # user input is quoted at most this long in messages and logs
 MESSAGE_CHARS = 600
-# Order of classes in the side-by-side comparison (canonical names, see poster.registry).
+# Order of classes in the side-by-side comparison (canonical names, see poster.weights.registry).
 CANONICAL_ORDER = ("Neutral", "Happiness", "Sadness", "Surprise", "Fear", "Disgust", "Anger", "Contempt")
 
 

@@ -1,11 +1,11 @@
 """The Model tab's cards: one per architecture (paper, size, cost, published figures, colour order,
 caveats), the released checkpoints, and the limits every visitor should read.
 
-Every figure comes from ``poster.registry``; nothing here restates a number.
+Every figure comes from ``poster.weights.registry``; nothing here restates a number.
 """
 from __future__ import annotations
 
-from poster.registry import ARCHITECTURES, Architecture, Weights, dataset_weights, list_weights
+from poster.weights.registry import ARCHITECTURES, Architecture, Weights, dataset_weights, list_weights
 
 from .state import checkpoint_label
 

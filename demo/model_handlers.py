@@ -13,9 +13,9 @@ from typing import Any, Callable, Sequence
 
 import gradio as gr
 
-from poster.checkpoints import count_parameters
+from poster.weights.checkpoints import count_parameters
 from poster.errors import CheckpointError, DownloadError
-from poster.registry import ARCHITECTURES, checkpoint_weights, dataset_weights
+from poster.weights.registry import ARCHITECTURES, checkpoint_weights, dataset_weights
 
 from . import render
 from .files import discard_upload, uploaded_path
@@ -142,7 +142,7 @@ def download_checkpoint(dataset_key: str | None, model_key: str | None,
     if not dataset_key:
         return model_key, render.notice("Pick a dataset checkpoint to download.", "info")
     if downloader is None:
-        from poster.download import download as downloader
+        from poster.weights.download import download as downloader
     weights = registry_weights(dataset_key)
     if weights is None:
         return model_key, render.notice(f"{quote(dataset_key, 80)} is not a released checkpoint", "error")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from poster.registry import PosterV2Weights, checkpoint_weights
+from poster.weights.registry import PosterV2Weights, checkpoint_weights
 
 from .model_handlers import download_checkpoint, model_card, switch_checkpoint, upload_checkpoint
 from .limits import Limits

@@ -13,7 +13,7 @@ import weakref
 
 import torch
 
-from poster.predictor import Predictor
+from poster.inference.predictor import Predictor
 
 from .state import ModelStore
 

@@ -8,11 +8,11 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from poster.draw import PALETTE, draw_faces
+from poster.inference.draw import PALETTE, draw_faces
 
 
 def face_color(index: int) -> str:
-    """The color a face's box is drawn in (``poster.draw``'s palette), for matching legends."""
+    """The color a face's box is drawn in (``poster.inference.draw``'s palette), for matching legends."""
     return PALETTE[index % len(PALETTE)]
 
 

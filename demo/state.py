@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from poster import locate
-from poster.checkpoints import load_checkpoint
+from poster.weights import locate
+from poster.weights.checkpoints import load_checkpoint
 from poster.errors import CheckpointError
-from poster.faces import DetectorConfig, FaceDetector
+from poster.inference.faces import DetectorConfig, FaceDetector
 from poster.devices import pick_device
-from poster.predictor import Predictor
-from poster.registry import ARCHITECTURES, PosterV2Weights, Weights, checkpoint_weights, find_weights
+from poster.inference.predictor import Predictor
+from poster.weights.registry import ARCHITECTURES, PosterV2Weights, Weights, checkpoint_weights, find_weights
 
 from .uploads import UPLOAD_PREFIX, UploadShelf
 

@@ -22,8 +22,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from poster.errors import ImageError
-from poster.faces import VIDEO_MAX_SIDE, Face, FaceDetector, align_face
-from poster.images import load_image
+from poster.inference.faces import VIDEO_MAX_SIDE, Face, FaceDetector, align_face
+from poster.inference.images import load_image
 
 from . import precision as precisions
 from . import render

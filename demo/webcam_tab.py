@@ -7,7 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from poster.draw import PALETTE
+from poster.inference.draw import PALETTE
 
 from . import precision as precisions
 from .camera_slots import CameraSlots

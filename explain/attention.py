@@ -52,7 +52,7 @@ def cross_attention_maps(model: PosterV2, batch: torch.Tensor, per_head: bool = 
 def query_index(point: tuple[float, float], side: int, crop_size: int = INPUT_SIZE) -> int:
     """Row-major index of the grid cell holding ``point`` = (x, y) in crop pixels.
 
-    Pixel centres sit on integers (as in ``poster.faces``), so the crop spans [-0.5, size - 0.5];
+    Pixel centres sit on integers (as in ``poster.inference.faces``), so the crop spans [-0.5, size - 0.5];
     points outside are clamped to the border cell.
     """
     x, y = (float(v) for v in point)

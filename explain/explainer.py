@@ -12,9 +12,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from poster.faces import FaceCrop
+from poster.inference.faces import FaceCrop
 from poster.models.poster_v2 import INPUT_SIZE, PosterV2
-from poster.transforms import denormalize, to_batch
+from poster.inference.transforms import denormalize, to_batch
 
 from .maps import upsample
 from .attention import attention_rollout, query_index, received_attention

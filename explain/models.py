@@ -16,8 +16,8 @@ import torch
 from captum._utils.gradient import compute_layer_gradients_and_eval
 from torch import nn
 
-from poster.faces import FaceCrop
-from poster.transforms import denormalize, model_batch, preprocessing_of
+from poster.inference.faces import FaceCrop
+from poster.inference.transforms import denormalize, model_batch, preprocessing_of
 
 from .gradcam import Target, gradcam_map, resolve_target
 from .maps import upsample

@@ -1,11 +1,24 @@
 """POSTER++ facial expression recognition: the model, its checkpoints, faces and predictions."""
-from .checkpoints import CheckpointInfo, count_parameters, load_checkpoint
+from __future__ import annotations
+
+from typing import Any
+
 from .errors import CheckpointError, DatasetError, DownloadError, ImageError, PosterError
 from .models import PosterOutput, PosterV2
-from .registry import BackboneWeights, PosterV2Weights
+from .weights.checkpoints import CheckpointInfo, count_parameters, load_checkpoint
+from .weights.registry import BackboneWeights, PosterV2Weights
 
 __all__ = [
-    "PosterV2", "PosterOutput", "load_checkpoint", "CheckpointInfo", "count_parameters",
+    "PosterV2", "PosterOutput", "Predictor", "load_checkpoint", "CheckpointInfo", "count_parameters",
     "PosterV2Weights", "BackboneWeights", "PosterError", "CheckpointError", "ImageError",
     "DatasetError", "DownloadError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The predictor brings in the face detector; loading it only when asked keeps `import poster`
+    # and `python -m poster --help` as quick as the model and weights alone.
+    if name == "Predictor":
+        from .inference.predictor import Predictor
+        return Predictor
+    raise AttributeError(f"module 'poster' has no attribute {name!r}")

@@ -57,7 +57,7 @@ def app_store(checkpoint_dir: Path):
 def empty_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A store that finds no checkpoint anywhere (and has no Hub repository)."""
     from demo.state import ModelStore
-    from poster import locate
+    from poster.weights import locate
 
     monkeypatch.delenv(locate.ENV_HUB_REPO, raising=False)
     monkeypatch.delenv(locate.ENV_CHECKPOINT, raising=False)
@@ -80,8 +80,8 @@ def write_run(root: Path, name: str = "raf-db-test", labels: list[int] = RUN_LAB
     Logits are deterministic; the images are real face crops (tests/_data), with thumbnails.
     """
     from data_explorer.runs import THUMBNAILS
-    from poster.datasets import thumbnail_name
-    from poster.evaluate import predictions_table, write_run as write_run_files
+    from poster.data.datasets import thumbnail_name
+    from poster.evaluation.run import predictions_table, write_run as write_run_files
 
     dataset = root.parent / f"{name}-dataset"
     items = _data.write_imagefolder(dataset, labels, RAF_FOLDERS)

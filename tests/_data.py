@@ -1,4 +1,4 @@
-"""Small labeled datasets in every layout `poster.datasets` reads, built from real photos.
+"""Small labeled datasets in every layout `poster.data.datasets` reads, built from real photos.
 
 Faces come from skimage's astronaut and matplotlib's Grace Hopper, with mirrors and crops so
 that each item is a different image; labels are whatever the test assigns.

@@ -50,7 +50,7 @@ def photo_path(tmp_path: Path, astronaut: np.ndarray) -> Path:
 @pytest.fixture(scope="session")
 def face_detector():
     """One MTCNN detector with default settings for the whole session (weights ship in the package)."""
-    from poster.faces import FaceDetector
+    from poster.inference.faces import FaceDetector
 
     return FaceDetector()
 

@@ -21,9 +21,9 @@ from demo.model_tab import dataset_choices
 from demo.state import ModelStore
 from explain import Explainer, ModelExplainer
 from poster import load_checkpoint
-from poster.faces import Face, align_face
-from poster.predictor import Predictor
-from poster.transforms import to_batch
+from poster.inference.faces import Face, align_face
+from poster.inference.predictor import Predictor
+from poster.inference.transforms import to_batch
 from tests._app import architectures_dir, astronaut_path  # noqa: F401
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")

@@ -272,7 +272,7 @@ def test_header_and_banner(app_store):  # noqa: F811
 # --- the shared store ---------------------------------------------------------------------
 
 def test_store_loads_each_checkpoint_once_under_concurrency(checkpoint_dir):  # noqa: F811
-    from poster.checkpoints import load_checkpoint
+    from poster.weights.checkpoints import load_checkpoint
 
     calls = []
 

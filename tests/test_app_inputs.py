@@ -18,7 +18,7 @@ from demo.explain_panel import on_face_click
 from demo.camera_slots import CameraSlots
 from demo.files import UPLOAD_REFUSED, SessionFiles, UploadRefused, upload_cache, uploaded_path
 from demo.webcam import LiveSession, live_frame
-from poster.faces import FaceDetector
+from poster.inference.faces import FaceDetector
 from tests._app import app_store, astronaut_path, checkpoint_dir, write_run  # noqa: F401
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")

@@ -10,7 +10,7 @@ import torch
 
 from poster import CheckpointError, count_parameters, load_checkpoint
 from poster.models.arm import ARM
-from poster.safe_pickle import safe_torch_load
+from poster.weights.safe_pickle import safe_torch_load
 from tests.recipe import recipe_state_dict, reference, reference_input, write_arm_checkpoint
 
 REF = reference("arm")

@@ -25,7 +25,7 @@ if not Path(CHROMIUM).exists():
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 BASE_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
              "--disable-dev-shm-usage"]
-BOX_COLOR = np.array([0x4E, 0x79, 0xA7])  # poster.draw.PALETTE[0]: the first face's box and label
+BOX_COLOR = np.array([0x4E, 0x79, 0xA7])  # poster.inference.draw.PALETTE[0]: the first face's box and label
 TIMEOUT_MS = 90_000
 
 
@@ -299,7 +299,7 @@ def test_model_tab_shows_the_active_checkpoint(page, app_store):  # noqa: F811
 
 def test_poster_v1_explanation_shows_what_the_model_has(browser, architectures_dir, monkeypatch):
     from demo.state import ModelStore
-    from poster import locate
+    from poster.weights import locate
 
     monkeypatch.setenv(locate.ENV_CHECKPOINT, "poster-v1-raf-db")
     store = ModelStore(device="cpu", checkpoint_dirs=[architectures_dir])

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from poster import CheckpointError, load_checkpoint
-from poster.checkpoints import convert_checkpoint, read_weights, sha256_file
-from poster.safe_pickle import OpaqueObject, safe_torch_load
+from poster.weights.checkpoints import convert_checkpoint, read_weights, sha256_file
+from poster.weights.safe_pickle import OpaqueObject, safe_torch_load
 from tests.recipe import recipe_state_dict, reference, reference_input
 
 
@@ -142,7 +142,7 @@ def test_unknown_main_function_becomes_inert(tmp_path):
     data = (b"\x80\x02c__main__\nlaunch\nq\x00X\x03\x00\x00\x00abcq\x01\x85q\x02Rq\x03.")
     (tmp_path / "x.pkl").write_bytes(data)
     with open(tmp_path / "x.pkl", "rb") as fh:
-        from poster.safe_pickle import RestrictedUnpickler
+        from poster.weights.safe_pickle import RestrictedUnpickler
 
         obj = RestrictedUnpickler(fh).load()
     assert isinstance(obj, OpaqueObject) and obj.args == ("abc",)

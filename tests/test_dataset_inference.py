@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from poster import cli, load_checkpoint
-from poster import evaluate as evaluate_module
-from poster.checkpoints import read_weights
+from poster import load_checkpoint
+from poster import cli
+from poster.cli import evaluate as evaluate_module
+from poster.weights.checkpoints import read_weights
 from poster.errors import DatasetError
-from poster.evaluate import infer_dataset
-from poster.registry import PosterV2Weights
+from poster.evaluation.protocol import infer_dataset
+from poster.weights.registry import PosterV2Weights
 from tests._data import face, write_csv, write_imagefolder, write_rafdb
-from poster.registry import ARCHITECTURES
+from poster.weights.registry import ARCHITECTURES
 from tests.recipe import write_recipe_checkpoint
 
 RAF = PosterV2Weights.RAF_DB.value
@@ -105,7 +106,7 @@ def cached_unknown(monkeypatch: pytest.MonkeyPatch, unknown_model: torch.nn.Modu
     """The command reuses the module's model (dataset unknown) instead of loading the file again."""
     def load(*args, dataset=None, **kwargs):
         if dataset is not None:
-            from poster.checkpoints import with_dataset
+            from poster.weights.checkpoints import with_dataset
             unknown_model.info = with_dataset(original, dataset, "given")
         else:
             unknown_model.info = original
@@ -170,8 +171,8 @@ def test_convert_reports_what_it_inferred(unnamed_8: Path, tmp_path: Path, capsy
 
 
 def test_train_init_reports_the_init_dataset(unnamed_7: Path, tmp_path: Path) -> None:
-    from poster.recipe import TrainConfig
-    from poster.training import build_model
+    from poster.training.recipe import TrainConfig
+    from poster.training.loop import build_model
 
     said: list[str] = []
     config = TrainConfig.from_recipe("raf-db", tmp_path, tmp_path / "run", init=str(unnamed_7),
@@ -189,8 +190,8 @@ def test_train_init_reports_the_init_dataset(unnamed_7: Path, tmp_path: Path) ->
 
 
 def test_model_card_facts_live_in_the_registry() -> None:
-    from poster.checkpoints import count_parameters
-    from poster.registry import create_model
+    from poster.weights.checkpoints import count_parameters
+    from poster.weights.registry import create_model
 
     for arch, spec in ARCHITECTURES.items():
         assert count_parameters(create_model(arch, 7)) == spec.facts["parameters_used"], arch

@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from poster.datasets import ImageDataset, Item, Skipped, detect_layout, list_images, thumbnail_name
+from poster.data.datasets import ImageDataset, Item, Skipped, detect_layout, list_images, thumbnail_name
 from poster.errors import DatasetError
-from poster.registry import PosterV2Weights
-from poster.transforms import eval_transform
+from poster.weights.registry import PosterV2Weights
+from poster.inference.transforms import eval_transform
 from tests._data import face, write_csv, write_imagefolder, write_rafdb, write_unreadable
 
 RAF = PosterV2Weights.RAF_DB.value

@@ -1,4 +1,4 @@
-"""`poster.download` against a small HTTP server on 127.0.0.1 (offline, bounded in time).
+"""`poster.weights.download` against a small HTTP server on 127.0.0.1 (offline, bounded in time).
 
 The server serves a released-style recipe checkpoint and backbone files, plus the ways a real
 download goes wrong: a truncated file, Google Drive's quota and virus-scan pages, a connection
@@ -20,13 +20,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import torch
 
-from poster import locate, transfer
-from poster.checkpoints import MANIFEST_NAME, load_checkpoint, sha256_file
+from poster.weights import locate
+from poster.weights import transfer
+from poster.weights.checkpoints import MANIFEST_NAME, load_checkpoint, sha256_file
 from poster.cli import main
-from poster.download import OfflineError, download, download_many
+from poster.weights.download import OfflineError, download, download_many
 from poster.errors import DownloadError
-from poster.registry import find_weights
-from poster.sources import ENV_URL_TEMPLATE, confirmation_url, sources_for
+from poster.weights.registry import find_weights
+from poster.weights.sources import ENV_URL_TEMPLATE, confirmation_url, sources_for
 
 from .recipe import recipe_value, reference, write_arm_checkpoint, write_poster_v1_checkpoint, write_recipe_checkpoint
 
@@ -454,7 +455,7 @@ def test_poster_v1_and_arm_download_apart_from_poster_v2(url, tmp_path, download
 
 
 def test_poster_v1_comes_from_its_google_drive_folder(url, tmp_path, server, monkeypatch):
-    from poster import sources
+    from poster.weights import sources
 
     base = f"http://127.0.0.1:{server.server_port}"
     monkeypatch.setattr(sources, "GDRIVE_FOLDER_LIST_URL", base + "/folder/{folder}")
@@ -467,7 +468,7 @@ def test_poster_v1_comes_from_its_google_drive_folder(url, tmp_path, server, mon
 
 
 def test_file_drive_no_longer_serves_lists_the_other_sources(url, tmp_path, server, monkeypatch):
-    from poster import sources
+    from poster.weights import sources
 
     base = f"http://127.0.0.1:{server.server_port}"
     monkeypatch.setattr(sources, "GDRIVE_URL", base + "/gone/{gdrive_id}")

@@ -1,4 +1,4 @@
-"""`python -m poster evaluate` and `poster.evaluate.evaluate` on tiny datasets in every layout.
+"""`python -m poster evaluate` and `poster.evaluation.run.evaluate` on tiny datasets in every layout.
 
 The checkpoint is the reference recipe (deterministic weights saved like a released file), built
 once per module; datasets hold a handful of real face photos, as a forward pass costs ~0.1 s.
@@ -15,13 +15,14 @@ import pytest
 import torch
 from sklearn import metrics as sk
 
-from poster import cli, load_checkpoint
-from poster import evaluate as evaluate_module
-from poster.datasets import ImageDataset, list_images
+from poster import load_checkpoint
+from poster import cli
+from poster.cli import evaluate as evaluate_module
+from poster.data.datasets import ImageDataset, list_images
 from poster.devices import pick_device
 from poster.errors import PosterError
-from poster.evaluate import evaluate
-from poster.registry import PosterV2Weights
+from poster.evaluation.run import evaluate
+from poster.weights.registry import PosterV2Weights
 from tests._data import write_csv, write_imagefolder, write_rafdb, write_unreadable
 from tests.recipe import write_recipe_checkpoint
 

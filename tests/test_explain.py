@@ -1,7 +1,7 @@
 """Explanations: attention maps against the reference, Grad-CAM sanity checks, rendering, warping.
 
 A float64 recipe model runs the reference batch once (float64 convolutions are slow on CPU); a
-float32 copy explains real faces (the astronaut and Grace Hopper, cropped by ``poster.faces``).
+float32 copy explains real faces (the astronaut and Grace Hopper, cropped by ``poster.inference.faces``).
 Every expensive pass runs once per module.
 """
 from __future__ import annotations
@@ -15,9 +15,9 @@ from captum.attr import LayerGradCam
 
 import explain
 from explain import attention
-from poster.checkpoints import load_checkpoint
-from poster.faces import FaceCrop, align_face
-from poster.transforms import to_batch
+from poster.weights.checkpoints import load_checkpoint
+from poster.inference.faces import FaceCrop, align_face
+from poster.inference.transforms import to_batch
 from tests.recipe import reference, reference_input, write_recipe_checkpoint
 
 LEVEL_SIDES = (28, 14, 7)

@@ -12,7 +12,7 @@ import torch
 from explain import Explainer, ModelExplainer, explainer_for
 from explain.gradcam import gradcam_map
 from poster import load_checkpoint
-from poster.transforms import model_batch
+from poster.inference.transforms import model_batch
 from tests._data import face_crops
 from tests.recipe import write_arm_checkpoint, write_poster_v1_checkpoint
 

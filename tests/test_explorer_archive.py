@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from data_explorer.archive import ArchiveCaps, ArchiveError, unpack_zip
-from poster.datasets import list_images
+from poster.data.datasets import list_images
 from tests import _data
 from tests._app import RAF_CLASSES, RAF_FOLDERS
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from demo import compare_runs, explorer
-from poster import metrics
-from poster.compare import compare_tables
-from poster.evaluate import predictions_table, write_run as write_run_files
+from poster.data import metrics
+from poster.evaluation.compare import compare_tables
+from poster.evaluation.run import predictions_table, write_run as write_run_files
 from tests._app import RAF_CLASSES, write_run
 
 

@@ -11,7 +11,7 @@ from data_explorer.hub_runs import HubRuns, hub_runs, set_hub_runs
 from demo import explorer
 from poster.cli import main
 from poster.errors import PosterError
-from poster.publish import LICENCE_WARNING, publish_run
+from poster.evaluation.publish import LICENCE_WARNING, publish_run
 from tests._app import RAF_CLASSES, write_run
 from tests._hub import LocalHub
 

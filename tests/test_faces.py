@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from poster.errors import ImageError
-from poster.faces import (VIDEO_MAX_SIDE, DetectorConfig, Face, FaceCrop, FaceDetector, align_face,
+from poster.inference.faces import (VIDEO_MAX_SIDE, DetectorConfig, Face, FaceCrop, FaceDetector, align_face,
                           crop_faces, template)
 
 ASTRONAUT_BOX = (181, 62, 268, 172)

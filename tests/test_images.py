@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from poster.errors import ImageError
-from poster.images import load_image
+from poster.inference.images import load_image
 
 
 def _png_bytes(image: Image.Image) -> bytes:

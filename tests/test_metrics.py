@@ -1,4 +1,4 @@
-"""poster.metrics gives scikit-learn's numbers without importing it."""
+"""poster.data.metrics gives scikit-learn's numbers without importing it."""
 from __future__ import annotations
 
 import re
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from poster import metrics
+from poster.data import metrics
 
 K = 7
 

@@ -15,8 +15,8 @@ import torch
 
 from poster import CheckpointError, count_parameters, load_checkpoint
 from poster.models.poster_v1 import PosterV1, checkpoint_filter_fn, is_unused
-from poster.registry import create_model
-from poster.safe_pickle import safe_torch_load
+from poster.weights.registry import create_model
+from poster.weights.safe_pickle import safe_torch_load
 from tests.recipe import (recipe_state_dict, reference, reference_input, write_poster_v1_checkpoint,
                           write_recipe_checkpoint)
 

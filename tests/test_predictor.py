@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from poster import ImageError
-from poster.predictor import FaceList, Predictor
+from poster.inference.predictor import FaceList, Predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +48,7 @@ def test_one_face_with_probabilities(predictor, astronaut):
 def test_probabilities_equal_the_network_on_the_crop(predictor, recipe_model, astronaut):
     import torch
 
-    from poster.transforms import to_batch
+    from poster.inference.transforms import to_batch
 
     face = predictor.predict(astronaut)[0]
     with torch.inference_mode():

@@ -10,14 +10,14 @@ import pytest
 import torch
 from scipy import stats
 
-from poster import metrics
+from poster.data import metrics
 from poster.cli import main
-from poster.compare import compare_tables, paired_bootstrap
-from poster.metrics import mcnemar_exact
-from poster.evaluate import predictions_table, write_run
-from poster.label_order import best_assignment, diagnose, hungarian_max
-from poster.registry import PosterV2Weights
-from poster.report import run_report
+from poster.evaluation.compare import compare_tables, paired_bootstrap
+from poster.data.metrics import mcnemar_exact
+from poster.evaluation.run import predictions_table, write_run
+from poster.data.label_order import best_assignment, diagnose, hungarian_max
+from poster.weights.registry import PosterV2Weights
+from poster.evaluation.report import run_report
 
 NAMES = PosterV2Weights.RAF_DB.value.class_names
 

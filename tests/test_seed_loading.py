@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from poster import cli, load_checkpoint
-from poster.checkpoints import convert_checkpoint, read_weights
-from poster.predictor import Predictor
-from poster.registry import list_weights
-from poster.transforms import denormalize, model_batch, to_batch
+from poster import load_checkpoint
+from poster import cli
+from poster.weights.checkpoints import convert_checkpoint, read_weights
+from poster.inference.predictor import Predictor
+from poster.weights.registry import list_weights
+from poster.inference.transforms import denormalize, model_batch, to_batch
 from tests._data import face_crops, write_rafdb
 from tests.recipe import reference_input, write_arm_checkpoint, write_poster_v1_checkpoint
 
@@ -156,7 +157,7 @@ def test_project_named_pth_files_load_too(v1_model, arm_model, tmp_path: Path) -
 
 
 def test_missing_poster_v1_file_says_where_it_looked(monkeypatch, tmp_path: Path) -> None:
-    from poster import locate
+    from poster.weights import locate
 
     monkeypatch.setenv(locate.ENV_DIR, str(tmp_path))
     monkeypatch.delenv(locate.ENV_HUB_REPO, raising=False)

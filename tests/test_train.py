@@ -20,16 +20,16 @@ from PIL import Image
 from torch import nn
 
 from poster import cli
-from poster.checkpoints import load_checkpoint, read_weights, save_safetensors
-from poster.distributed import BalancedSampler
+from poster.weights.checkpoints import load_checkpoint, read_weights, save_safetensors
+from poster.training.distributed import BalancedSampler
 from poster.errors import PosterError
 from poster.models import PosterV2
-from poster.registry import PosterV2Weights
-from poster.sam import SAM
-from poster.recipe import RECIPES, TrainConfig, class_setup, resume_config, train_transform
-from poster.training import (BEST_FILE, BEST_RUN, CURVES_FILE, LOG_FILE, build_model, fit_head, load_training_state,
+from poster.weights.registry import PosterV2Weights
+from poster.training.sharpness_aware import SAM
+from poster.training.recipe import RECIPES, TrainConfig, class_setup, resume_config, train_transform
+from poster.training.loop import (BEST_FILE, BEST_RUN, CURVES_FILE, LOG_FILE, build_model, fit_head, load_training_state,
                              make_optimizer, masked_cross_entropy, run_training, sam_step)
-from poster.transforms import to_batch
+from poster.inference.transforms import to_batch
 from tests.recipe import write_recipe_checkpoint
 
 RAF = PosterV2Weights.RAF_DB.value
@@ -301,7 +301,7 @@ def _args(faces_dir: Path, init_file: Path, out: Path, epochs: int) -> list[str]
 @pytest.fixture(scope="module")
 def full_run(faces_dir: Path, init_file: Path, tmp_path_factory: pytest.TempPathFactory):
     """Two uninterrupted epochs (one SAM step each), through the Python API."""
-    from poster.train import config_from_args
+    from poster.cli.train import config_from_args
     from poster.cli import build_parser
 
     argv = _args(faces_dir, init_file, tmp_path_factory.mktemp("full") / "run", epochs=2)

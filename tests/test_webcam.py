@@ -17,7 +17,7 @@ from demo import webcam
 from demo.camera_slots import CameraSlots
 from demo.webcam_record import freeze_frame, results_csv, results_file
 from poster.errors import ImageError
-from poster.faces import Face
+from poster.inference.faces import Face
 from tests._app import RAF_CLASSES, app_store, astronaut_path, checkpoint_dir, empty_store  # noqa: F401
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")

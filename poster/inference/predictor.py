@@ -1,0 +1,138 @@
+"""Photos in, per-face expressions out: detection, alignment and a network in one object.
+
+Built once around a model (``Predictor.from_checkpoint``); ``predict(image)`` then returns plain
+data per face, in the checkpoint's class order. Crops are prepared as the checkpoint's weights
+record says (colour order included), and every face is classified on its own, also with ARM,
+whose published forward mixes the faces of a batch.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..devices import pick_device
+from ..weights.checkpoints import load_checkpoint
+from .faces import DetectorConfig, Face, FaceCrop, FaceDetector, align_face
+from .images import DEFAULT_MAX_PIXELS, ImageSource, load_image
+from .transforms import model_batch
+
+
+@dataclass(eq=False)
+class FacePrediction:
+    """One face: where it is, its aligned crop, and the expression probabilities."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray  # (5, 2) photo pixels
+    crop: FaceCrop
+    label: str
+    label_index: int
+    probabilities: np.ndarray  # (num_classes,) in class_names order
+    class_names: tuple[str, ...]
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probabilities[self.label_index])
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        order = np.argsort(-self.probabilities)[:k]
+        return [(self.class_names[i], float(self.probabilities[i])) for i in order]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no pixels)."""
+        return {
+            "box": [round(v, 1) for v in self.box],
+            "score": round(self.score, 4),
+            "landmarks": np.round(self.landmarks, 1).tolist(),
+            "aligned": self.crop.aligned,
+            "label": self.label,
+            "confidence": round(self.confidence, 4),
+            "probabilities": {n: round(float(p), 4) for n, p in zip(self.class_names, self.probabilities)},
+        }
+
+
+class FaceList(list):
+    """The faces of one image (largest first); ``dropped`` counts faces beyond the face limit."""
+
+    dropped: int = 0
+
+
+class Predictor:
+    """Detects faces, aligns them and classifies their expressions with POSTER++, POSTER or ARM."""
+
+    def __init__(self, model: torch.nn.Module, detector: FaceDetector | None = None, *, tta_flip: bool = False,
+                 autocast: bool | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        self.detector = detector or FaceDetector(DetectorConfig(device=str(self.device)
+                                                                if self.device.type == "cuda" else "cpu"))
+        self.tta_flip = tta_flip
+        # Half precision on GPUs keeps the top class on the reference tests; the CPU stays float32.
+        self.autocast = self.device.type == "cuda" if autocast is None else autocast
+        self.max_pixels = max_pixels
+
+    @classmethod
+    def from_checkpoint(cls, source: str | Path, device: str | torch.device | None = None,
+                        detector_config: DetectorConfig | None = None, dataset: str | None = None,
+                        arch: str | None = None, **kwargs: Any) -> "Predictor":
+        """``dataset`` / ``arch``: what the file does not say itself (see ``load_checkpoint``)."""
+        device = pick_device(device) if not isinstance(device, torch.device) else device
+        model = load_checkpoint(source, device=device, dataset=dataset, arch=arch)
+        detector = FaceDetector(detector_config or DetectorConfig(device="cuda" if device.type == "cuda" else "cpu"))
+        return cls(model, detector, **kwargs)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.model.info.class_names
+
+    def predict(self, image: ImageSource, *, bgr: bool = False) -> FaceList:
+        """Every face in one image. Raises ``ImageError`` for input that is not a usable image;
+        an image without a face gives an empty list."""
+        return self.predict_batch([image], bgr=bgr)[0]
+
+    def predict_batch(self, images: Sequence[ImageSource], *, bgr: bool = False) -> list[FaceList]:
+        """``predict`` for many images, with all their faces in one network batch."""
+        arrays = [load_image(img, bgr=bgr, max_pixels=self.max_pixels) for img in images]
+        detections = [self.detector.detect(a) for a in arrays]
+        crops = [[align_face(a, f) for f in det.faces] for a, det in zip(arrays, detections)]
+        probs = self.classify([c.image for group in crops for c in group])
+        results, row = [], 0
+        for det, group in zip(detections, crops):
+            faces = FaceList(self._face(f, c, probs[row + i]) for i, (f, c) in enumerate(zip(det.faces, group)))
+            faces.dropped = det.dropped
+            row += len(group)
+            results.append(faces)
+        return results
+
+    def predict_crop(self, crop: np.ndarray) -> np.ndarray:
+        """Probabilities for an image that already is a face crop (as the datasets' images are)."""
+        return self.classify([load_image(crop, max_pixels=self.max_pixels)])[0]
+
+    def classify(self, crops: list[np.ndarray]) -> np.ndarray:
+        """(N, num_classes) probabilities for face crops (HxWx3 uint8, resized to 224 if needed)."""
+        if not crops:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        batch = model_batch(crops, self.model)
+        # Each face alone: ARM's published forward adds a mean over the batch to every face.
+        forward = self.model.forward_alone if getattr(self.model, "faces_interact", False) else self.model
+        with torch.inference_mode(), self._autocast():
+            logits = forward(batch).float()
+            if self.tta_flip:
+                logits = (logits + forward(batch.flip(-1)).float()) / 2
+        return torch.softmax(logits, dim=1).cpu().numpy()
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast and self.device.type in ("cuda", "mps"):
+            return torch.autocast(self.device.type, dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def _face(self, face: Face, crop: FaceCrop, probs: np.ndarray) -> FacePrediction:
+        index = int(np.argmax(probs))
+        return FacePrediction(box=face.box, score=face.score, landmarks=face.landmarks, crop=crop,
+                              label=self.class_names[index], label_index=index, probabilities=probs,
+                              class_names=self.class_names)

@@ -1,0 +1,6 @@
+"""Training and fine-tuning with the published recipe: the loop, its log, the recipe, sharpness-aware minimization."""
+from .loop import TrainResult, run_training
+from .recipe import RECIPES, TrainConfig, resume_config
+from .sharpness_aware import SAM
+
+__all__ = ["run_training", "TrainResult", "TrainConfig", "RECIPES", "resume_config", "SAM"]

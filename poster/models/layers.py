@@ -110,6 +110,16 @@ class CrossFusionBlock(nn.Module):
         return x.reshape(b, hh, ww, c).permute(0, 3, 1, 2), attn
 
 
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+           return_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Scaled dot-product attention over (B, heads, N, d) tensors; the softmax weights are formed
+    explicitly only when asked for (explanations), else the fused kernel runs."""
+    if return_attention:
+        attn = torch.softmax((q @ k.transpose(-2, -1)) * scale, dim=-1)
+        return attn @ v, attn
+    return F.scaled_dot_product_attention(q, k, v, scale=scale), None
+
+
 class SelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
@@ -121,12 +131,7 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, return_attention: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         b, n, c = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        if return_attention:
-            attn = torch.softmax((q @ k.transpose(-2, -1)) * self.scale, dim=-1)
-            out = attn @ v
-        else:
-            attn = None
-            out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        out, attn = attend(q, k, v, self.scale, return_attention)
         return self.proj(out.transpose(1, 2).reshape(b, n, c)), attn
 
 

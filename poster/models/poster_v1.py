@@ -17,6 +17,7 @@ from torch import nn
 
 from .convert import rename
 from .ir50 import IR50
+from .layers import attend
 from .mobilefacenet import MobileFaceNet
 from .outputs import ModelOutput, NamedMap
 
@@ -69,12 +70,7 @@ class CrossAttention(nn.Module):
         h = self.num_heads
         k, v = self.kv(sources).reshape(b, n, 2, h, c // h).permute(2, 0, 3, 1, 4)
         q = queries.reshape(b, -1, h, c // h).transpose(1, 2)
-        if return_attention:
-            attn = torch.softmax((q @ k.transpose(-2, -1)) * self.scale, dim=-1)
-            out = attn @ v
-        else:
-            attn = None
-            out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        out, attn = attend(q, k, v, self.scale, return_attention)
         return self.proj(out.transpose(1, 2).reshape(b, n, c)), attn
 
 

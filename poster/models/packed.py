@@ -171,6 +171,11 @@ class PackedConv2d(nn.Conv2d):
         x = x.contiguous(memory_format=_CHANNELS_LAST)
         if bias_map is None:
             return _mkldnn._convolution_pointwise(x, weight, bias, *args, act.name, [], act.algorithm)
+        if x.shape[0] != 1:
+            # oneDNN's fused add does not broadcast the one-image map over a batch at speed
+            # (minutes for a batch of 8); the separate add costs one pass over the output.
+            y = _mkldnn._convolution_pointwise(x, weight, None, *args, "none", [], "")
+            return act(y.add_(bias_map))
         return _mkldnn._convolution_pointwise.binary(x, bias_map, weight, None, *args, "add", 1.0,
                                                      act.module and act.name, [], act.module and act.algorithm)
 

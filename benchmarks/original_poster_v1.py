@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from original_forward import _ir_block, plain_layers
+from original_forward import _ir_block, plain_copy
 from poster.models.poster_v1 import STREAM, PosterV1
 
 
@@ -31,7 +31,7 @@ class _LandmarkHead(nn.Module):
 
 def original_model(model: PosterV1) -> PosterV1:
     """``model`` with plain layers and the landmark head the original carries."""
-    model = plain_layers(model)
+    model = plain_copy(model)
     model.original_landmark_head = _LandmarkHead().to(model.dtype).eval()
     return model
 

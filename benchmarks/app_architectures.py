@@ -16,7 +16,7 @@ import torch
 from _common import time_interleaved
 
 from demo import handlers
-from demo.state import ModelStore
+from demo.store import ModelStore
 from tests._app import astronaut_path
 from tests.recipe import write_arm_checkpoint, write_poster_v1_checkpoint, write_recipe_checkpoint
 

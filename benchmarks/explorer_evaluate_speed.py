@@ -24,7 +24,7 @@ import torch
 from _common import machine, recipe_checkpoint  # also puts the project on sys.path
 
 from demo.evaluate_upload import evaluate_archive, fast_dtype  # noqa: E402
-from demo.state import ModelStore  # noqa: E402
+from demo.store import ModelStore# noqa: E402
 from poster.cli import main as cli  # noqa: E402
 from poster.weights.registry import PosterV2Weights  # noqa: E402
 from tests._data import write_imagefolder  # noqa: E402

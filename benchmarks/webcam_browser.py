@@ -71,7 +71,7 @@ def main() -> None:
     from playwright.sync_api import expect, sync_playwright
 
     from demo import precision as precisions
-    from demo.state import ModelStore
+    from demo.store import ModelStore
     from tests._app import served
 
     store = ModelStore(device=args.device, checkpoint_dirs=[recipe_checkpoint().parent])

@@ -15,7 +15,7 @@ from PIL import Image
 
 from _common import machine, recipe_checkpoint, time_interleaved
 from demo import webcam
-from demo.state import ModelStore
+from demo.store import ModelStore
 
 
 def frame() -> np.ndarray:

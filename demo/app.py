@@ -13,7 +13,8 @@ from .model_handlers import banner, checkpoint_dropdown, header_line, model_fact
 from .limits import Limits, limits_for
 from .model_tab import build_download_row, build_model_tab
 from .photo_tab import build_photo_tab
-from .state import ModelStore, get_store, max_image_bytes, max_upload_bytes
+from .limits import max_image_bytes, max_upload_bytes
+from .store import ModelStore, get_store
 from .webcam_tab import build_webcam_tab
 
 # Gradio deletes what it cached for the app (uploads, outputs) after an hour, checking every 10 minutes.
@@ -57,7 +58,7 @@ def _refresh_model_views(model_key, uploads):
 def build_demo(store: ModelStore | None = None, limits: Limits | None = None) -> gr.Blocks:
     """Build the app. ``store`` replaces the process-wide model store (tests pass their own)."""
     if store is not None:
-        from .state import set_store
+        from .store import set_store
 
         set_store(store)
     store = get_store()

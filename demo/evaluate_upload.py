@@ -39,7 +39,8 @@ from poster.weights.registry import PosterV2Weights
 from . import render
 from .explorer_runs import SESSION_PREFIX
 from .handlers import sentence
-from .state import ENV_RUNS_DIR, ModelStore, get_store
+from .limits import ENV_RUNS_DIR
+from .store import ModelStore, get_store
 
 log = logging.getLogger("demo")
 

@@ -25,7 +25,7 @@ from . import render
 from .handlers import Subject, friendly
 from .explorer_runs import (HUB_PREFIX, SESSION_PREFIX, all_run_choices, get_run, how_to_make_a_run,  # noqa: F401
                             list_runs, run_choices, run_source)
-from .state import ModelStore, get_store
+from .store import ModelStore, get_store
 
 
 GALLERY_LIMIT = 48

@@ -9,7 +9,7 @@ from .compare_runs import compare, select_pair_cell
 from .evaluate_upload import evaluate_archive, progress_html, storage_note
 from .files import files_out
 from .limits import Limits
-from .state import ModelStore
+from .store import ModelStore
 
 LAYOUTS_HELP = ("Any layout `python -m poster evaluate` reads: POSTER++ class folders (`test/1/…`, or class names), "
                 "RAF-DB's own release (`EmoLabel/list_patition_label.txt` with `Image/aligned/`), or a CSV of "

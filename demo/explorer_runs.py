@@ -15,7 +15,7 @@ from data_explorer.hub_runs import ENV_RUNS_REPO, hub_runs
 from data_explorer.runs import Run, find_runs
 
 from . import render
-from .state import runs_dir
+from .limits import runs_dir
 
 # Run names in the dropdown: a local run by its folder under the runs folder, a visitor's own
 # run and a Hub run by a prefix. A prefixed name is only ever looked up among the runs found in

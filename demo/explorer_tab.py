@@ -10,7 +10,7 @@ from .explorer import DEFAULT_SORT, SORTS, all_run_choices, open_run, run_choice
 from .explorer_panels import build_compare_panel, build_evaluate_panel
 from .files import files_out
 from .limits import Limits
-from .state import get_store
+from .store import get_store
 
 
 def _on_cell(name, sort, session, evt: gr.SelectData):

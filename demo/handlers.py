@@ -29,7 +29,8 @@ from poster.inference.transforms import model_batch
 from . import render
 from .explanation_views import POSTER_V2_TITLES, gradcam_strip, is_model_explanation, panel_view
 from .files import discard_upload, example_photos, uploaded_path
-from .state import MAX_IMAGE_PIXELS, ModelStore, checkpoint_label, get_store, max_image_bytes, missing_checkpoint_message
+from .limits import MAX_IMAGE_PIXELS, max_image_bytes
+from .store import ModelStore, checkpoint_label, get_store, missing_checkpoint_message
 
 log = logging.getLogger("demo")
 

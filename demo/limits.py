@@ -8,6 +8,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
+
+ENV_RUNS_DIR = "POSTER_RUNS_DIR"
+ENV_MAX_UPLOAD_MB = "POSTER_MAX_UPLOAD_MB"
+ENV_MAX_IMAGE_MB = "POSTER_MAX_IMAGE_MB"
+ENV_UPLOAD_MEMORY_MB = "POSTER_UPLOAD_MEMORY_MB"
+DEFAULT_MAX_UPLOAD_MB = 1024  # released checkpoints with optimizer state are ~0.5-0.7 GB
+DEFAULT_MAX_IMAGE_MB = 25
+DEFAULT_UPLOAD_MEMORY_MB = 1024  # a loaded POSTER++ is ~0.2 GB: about five uploads at once
+MAX_IMAGE_PIXELS = 40_000_000
 
 
 def _env(name: str, default: float) -> float:
@@ -53,3 +63,25 @@ def limits_for(on_gpu: bool) -> Limits:
         session_waiting=max(1, int(_env("POSTER_SESSION_WAITING", 3))),
         max_body_mb=_env("POSTER_MAX_BODY_MB", 2.0),
     )
+
+
+def _megabytes(name: str, default: float) -> int:
+    return int(_env(name, default) * 1024 * 1024)
+
+
+def max_upload_bytes() -> int:
+    """The largest checkpoint file accepted (and the upload route's limit)."""
+    return _megabytes(ENV_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_MB)
+
+
+def max_image_bytes() -> int:
+    """The largest photo file accepted: photos get a much smaller limit than checkpoints."""
+    return min(_megabytes(ENV_MAX_IMAGE_MB, DEFAULT_MAX_IMAGE_MB), max_upload_bytes())
+
+
+def upload_memory_bytes() -> int:
+    return _megabytes(ENV_UPLOAD_MEMORY_MB, DEFAULT_UPLOAD_MEMORY_MB)
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get(ENV_RUNS_DIR) or "runs")

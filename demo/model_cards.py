@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from poster.weights.registry import ARCHITECTURES, Architecture, Weights, dataset_weights, list_weights
 
-from .state import checkpoint_label
+from .store import checkpoint_label
 
 ABOUT = {
     "poster-v2": "Two streams read the same aligned face: an **IR-50** image backbone and a frozen "

@@ -21,8 +21,7 @@ from . import render
 from .files import discard_upload, uploaded_path
 from .handlers import friendly, quote, sentence
 from .model_cards import model_card
-from .state import (UPLOAD_PREFIX, ModelStore, checkpoint_label, get_store, missing_checkpoint_message,
-                    registry_weights)
+from .store import UPLOAD_PREFIX, ModelStore, checkpoint_label, get_store, missing_checkpoint_message, registry_weights
 
 log = logging.getLogger("demo")
 

@@ -7,7 +7,8 @@ from poster.weights.registry import PosterV2Weights, checkpoint_weights
 
 from .model_handlers import download_checkpoint, model_card, switch_checkpoint, upload_checkpoint
 from .limits import Limits
-from .state import checkpoint_label, max_upload_bytes
+from .limits import max_upload_bytes
+from .store import checkpoint_label
 
 UPLOAD_TYPES = [".pth", ".pt", ".tar", ".safetensors"]
 

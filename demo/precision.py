@@ -15,7 +15,7 @@ import torch
 
 from poster.inference.predictor import Predictor
 
-from .state import ModelStore
+from .store import ModelStore
 
 FLOAT32 = "float32"
 BFLOAT16 = "bfloat16"

@@ -29,7 +29,8 @@ from . import precision as precisions
 from . import render
 from .camera_slots import CameraSlots, Claim
 from .handlers import sentence
-from .state import MAX_IMAGE_PIXELS, ModelStore, missing_checkpoint_message
+from .limits import MAX_IMAGE_PIXELS
+from .store import ModelStore, missing_checkpoint_message
 
 log = logging.getLogger("demo")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import render
 from .handlers import analyze_photo, face_selector, friendly
-from .state import ModelStore
+from .store import ModelStore
 from .webcam import LiveSession
 
 CSV_KEEP_SECONDS = 10 * 60  # a download is fetched within seconds; older tables are removed

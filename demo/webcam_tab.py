@@ -16,7 +16,7 @@ from .files import files_out
 from .gpu import gpu
 from .handlers import select_face
 from .limits import Limits
-from .state import get_store
+from .store import get_store
 from .webcam import FRAME_MAX_SIDE, LiveSession, live_frame, stop_stream
 from .webcam_record import freeze_frame, results_file
 

@@ -47,7 +47,7 @@ def architectures_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def app_store(checkpoint_dir: Path):
     """One CPU model store for the session, finding checkpoints in ``checkpoint_dir`` only."""
-    from demo.state import ModelStore
+    from demo.store import ModelStore
 
     torch.manual_seed(0)
     return ModelStore(device="cpu", checkpoint_dirs=[checkpoint_dir])
@@ -56,7 +56,7 @@ def app_store(checkpoint_dir: Path):
 @pytest.fixture
 def empty_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A store that finds no checkpoint anywhere (and has no Hub repository)."""
-    from demo.state import ModelStore
+    from demo.store import ModelStore
     from poster.weights import locate
 
     monkeypatch.delenv(locate.ENV_HUB_REPO, raising=False)
@@ -118,7 +118,7 @@ def served(store, runs_root: Path | None = None) -> Iterator[str]:
 
     from demo import build_demo, launch_kwargs
     from demo import state
-    from demo.state import ENV_RUNS_DIR
+    from demo.limits import ENV_RUNS_DIR
 
     old = os.environ.get(ENV_RUNS_DIR)
     old_store = state._STORE

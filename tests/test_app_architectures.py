@@ -18,7 +18,7 @@ from demo.explain_panel import _with_body
 from demo.explanation_views import POSTER_V2_TITLES
 from demo.model_cards import model_card
 from demo.model_tab import dataset_choices
-from demo.state import ModelStore
+from demo.store import ModelStore
 from explain import Explainer, ModelExplainer
 from poster import load_checkpoint
 from poster.inference.faces import Face, align_face

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from demo import explorer, handlers, model_handlers
-from demo.state import ModelStore, ReadWriteLock
+from demo.locks import ReadWriteLock
+from demo.store import ModelStore
 from poster.errors import CheckpointError, DownloadError
 from tests._app import (RAF_CLASSES, app_store, astronaut_path, checkpoint_dir, empty_store,  # noqa: F401
                         write_run)
@@ -406,7 +407,7 @@ def test_build_demo_without_a_browser(app_store):  # noqa: F811
 
 def test_switching_checkpoints_reanalyzes_only_an_analyzed_photo(astronaut_result, app_store):  # noqa: F811
     from demo.app import _reanalyze
-    from demo.state import set_store
+    from demo.store import set_store
 
     set_store(app_store)
     result = astronaut_result[5]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from demo import model_handlers
-from demo.state import ModelStore
+from demo.store import ModelStore
 from poster.errors import CheckpointError
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")

@@ -298,7 +298,7 @@ def test_model_tab_shows_the_active_checkpoint(page, app_store):  # noqa: F811
 
 
 def test_poster_v1_explanation_shows_what_the_model_has(browser, architectures_dir, monkeypatch):
-    from demo.state import ModelStore
+    from demo.store import ModelStore
     from poster.weights import locate
 
     monkeypatch.setenv(locate.ENV_CHECKPOINT, "poster-v1-raf-db")

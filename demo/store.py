@@ -11,10 +11,9 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from poster.weights import locate
 from poster.weights.checkpoints import load_checkpoint
@@ -24,93 +23,17 @@ from poster.devices import pick_device
 from poster.inference.predictor import Predictor
 from poster.weights.registry import ARCHITECTURES, PosterV2Weights, Weights, checkpoint_weights, find_weights
 
+from .limits import ENV_MAX_UPLOAD_MB, max_upload_bytes, upload_memory_bytes
+from .locks import ReadWriteLock
 from .uploads import UPLOAD_PREFIX, UploadShelf
 
 FILE_PREFIX = "file:"
-ENV_RUNS_DIR = "POSTER_RUNS_DIR"
-ENV_MAX_UPLOAD_MB = "POSTER_MAX_UPLOAD_MB"
-ENV_MAX_IMAGE_MB = "POSTER_MAX_IMAGE_MB"
-ENV_UPLOAD_MEMORY_MB = "POSTER_UPLOAD_MEMORY_MB"
-DEFAULT_MAX_UPLOAD_MB = 1024  # released checkpoints with optimizer state are ~0.5-0.7 GB
-DEFAULT_MAX_IMAGE_MB = 25
-DEFAULT_UPLOAD_MEMORY_MB = 1024  # a loaded POSTER++ is ~0.2 GB: about five uploads at once
-MAX_IMAGE_PIXELS = 40_000_000
-
-
-def _megabytes(name: str, default: float) -> int:
-    try:
-        return int(float(os.environ.get(name, default)) * 1024 * 1024)
-    except ValueError:
-        return int(default * 1024 * 1024)
-
-
-def max_upload_bytes() -> int:
-    """The largest checkpoint file accepted (and the upload route's limit)."""
-    return _megabytes(ENV_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_MB)
-
-
-def max_image_bytes() -> int:
-    """The largest photo file accepted: photos get a much smaller limit than checkpoints."""
-    return min(_megabytes(ENV_MAX_IMAGE_MB, DEFAULT_MAX_IMAGE_MB), max_upload_bytes())
-
-
-def upload_memory_bytes() -> int:
-    return _megabytes(ENV_UPLOAD_MEMORY_MB, DEFAULT_UPLOAD_MEMORY_MB)
-
-
-def runs_dir() -> Path:
-    return Path(os.environ.get(ENV_RUNS_DIR) or "runs")
-
-
 def missing_checkpoint_message() -> str:
     """The one line every tab shows when there is no checkpoint to classify with."""
     w = PosterV2Weights.RAF_DB.value
     return (f"No POSTER++ checkpoint found, so faces are boxed but not classified. Provide one: "
             f"put `{w.file_name}` in `{locate.DEFAULT_DIR}/` (or run `python -m poster download {w.key}`), "
             f"set `{locate.ENV_DIR}` or `{locate.ENV_HUB_REPO}`, or upload or download one in the Model tab.")
-
-
-class ReadWriteLock:
-    """Many readers or one writer; a waiting writer keeps new readers out (no starvation).
-
-    Predictions only read the model and may run side by side; an explanation hooks into the
-    model's layers (Grad-CAM), so while it runs nobody else may use that model.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-        self._writers_waiting = 0
-
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        with self._cond:
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def write(self) -> Iterator[None]:
-        with self._cond:
-            self._writers_waiting += 1
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._writers_waiting -= 1
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
 
 
 @dataclass(frozen=True)

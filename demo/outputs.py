@@ -1,0 +1,57 @@
+"""Named outputs: a handler returns a small dataclass, and its fields name the components it fills.
+
+A tab declares its view once (``@dataclass class PhotoView: annotated: ...; summary: str``), its
+handlers return ``PhotoView(...)``, and the event is wired with ``outputs_of(PhotoView, ui)`` and
+``returning(PhotoView, handler)``: the field order is the output order, so no handler counts
+positions and a test reads ``view.summary`` instead of ``result[1]``.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import fields, is_dataclass
+from typing import Any, Callable, Mapping
+
+import gradio as gr
+
+
+def keep() -> dict:
+    """The value of an output that stays as it is (``gr.update()`` with nothing in it)."""
+    return gr.update()
+
+
+def values(view: Any) -> tuple:
+    """The view's field values in field order (shallow: arrays and states are passed as they are)."""
+    return tuple(getattr(view, f.name) for f in fields(view))
+
+
+def outputs_of(view_type: type, ui: Mapping[str, Any] | Any) -> list:
+    """The components a view fills, in field order, taken by field name from ``ui`` (a mapping
+    or an object with those attributes)."""
+    if not is_dataclass(view_type):
+        raise TypeError(f"{view_type!r} is not a dataclass")
+    pick = ui.__getitem__ if isinstance(ui, Mapping) else functools.partial(getattr, ui)
+    return [pick(f.name) for f in fields(view_type)]
+
+
+def unchanged(view_type: type) -> Any:
+    """A view that leaves every component as it is."""
+    return view_type(**{f.name: keep() for f in fields(view_type)})
+
+
+def returning(view_type: type, handler: Callable[..., Any]) -> Callable[..., Any]:
+    """``handler`` as Gradio calls it: its view becomes the tuple of output values.
+
+    The signature stays visible to Gradio (``functools.wraps``), so ``gr.Request`` and
+    ``gr.Progress`` parameters keep working.
+    """
+    single = len(fields(view_type)) == 1  # Gradio takes a lone output's value bare, not in a tuple
+
+    @functools.wraps(handler)
+    def event(*args: Any, **kwargs: Any) -> Any:
+        view = handler(*args, **kwargs)
+        if not isinstance(view, view_type):
+            raise TypeError(f"{handler.__name__} returned {type(view).__name__}, not {view_type.__name__}")
+        out = values(view)
+        return out[0] if single else out
+
+    return event

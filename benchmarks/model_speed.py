@@ -46,7 +46,7 @@ def seed_models(arch: str):
     else:
         import original_arm as original
 
-        baseline = load_checkpoint(path, channels_last=False)
+        baseline = plain_copy(load_checkpoint(path))
     return original.original_forward, baseline, load_checkpoint(path), load_checkpoint(path, dtype=torch.bfloat16)
 
 

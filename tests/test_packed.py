@@ -167,9 +167,11 @@ def test_poster_pairs_are_the_conv_then_norm_ones():
     for conv_name, norm_name in pairs:
         assert conv_name.rsplit(".", 1)[0] == norm_name.rsplit(".", 1)[0]
         assert (conv_name.rsplit(".", 1)[1], norm_name.rsplit(".", 1)[1]) in {("conv", "bn"), ("conv2", "bn2")}
-    # PReLU is no oneDNN post-op; the GELU of each MLP (three fusion blocks, two ViT blocks) is.
+    # PReLU is no oneDNN post-op; the GELU of each MLP (three fusion blocks, two ViT blocks) is, and
+    # so is the squeeze-excite gate's ReLU.
     assert sorted(names[id(c.activation)] for c in chains if c.activation is not None) == sorted(
-        [f"fusion.{i}.mlp.act" for i in range(3)] + [f"transformer.blocks.{i}.mlp.act" for i in range(2)])
+        [f"fusion.{i}.mlp.act" for i in range(3)] + [f"transformer.blocks.{i}.mlp.act" for i in range(2)]
+        + ["transformer.se.act"])
 
 
 def test_torchvision_resnet18_packs_and_agrees():

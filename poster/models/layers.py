@@ -1,4 +1,4 @@
-"""Attention building blocks of POSTER++: landmark-to-image cross-attention and the fusion ViT."""
+"""Building blocks of POSTER++ (cross-attention, the fusion ViT) and of POSTER (MLP, squeeze-excite gate)."""
 from __future__ import annotations
 
 import torch
@@ -171,7 +171,8 @@ class SqueezeExcite(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, dim)
+        self.act = nn.ReLU()
         self.fc2 = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(x))))
+        return x * torch.sigmoid(self.fc2(self.act(self.fc1(x))))

@@ -24,6 +24,7 @@ from torch import nn
 
 from .cache import DerivedCache
 from .pairing import POST_OPS, fusion_chains
+from .patch_conv1d import adopt_patch_conv1d
 
 _mkldnn = torch.ops.mkldnn
 _CHANNELS_LAST = torch.channels_last
@@ -263,8 +264,9 @@ def pack_for_cpu(model: nn.Module) -> nn.Module:
 
     Every ``nn.Conv2d`` and ``nn.Linear`` becomes packed; every batch norm that only ever sees one
     convolution's output, or only feeds one convolution, is folded into it, and an activation only
-    they feed becomes its post-op (see ``fusion_chains``). Works on any model built from these modules; run it once, after the
-    weights are loaded or before, either is fine.
+    they feed becomes its post-op (see ``fusion_chains``); a 1-D convolution whose windows do not
+    overlap becomes one matrix product (``patch_conv1d``). Works on any model built from these
+    modules; run it once, after the weights are loaded or before, either is fine.
     """
     chains = {id(chain.layer): chain for chain in fusion_chains(model)}
     for module in list(model.modules()):
@@ -273,4 +275,6 @@ def pack_for_cpu(model: nn.Module) -> nn.Module:
             PackedConv2d.adopt(module, chain and chain.norm, chain and chain.activation, chain and chain.input_norm)
         elif type(module) is nn.Linear:
             PackedLinear.adopt(module, chain and chain.activation)
+        else:
+            adopt_patch_conv1d(module)
     return model

@@ -17,7 +17,7 @@ from torch import nn
 
 from .convert import rename
 from .ir50 import IR50
-from .layers import attend
+from .layers import Mlp, SqueezeExcite, attend
 from .mobilefacenet import MobileFaceNet
 from .outputs import ModelOutput, NamedMap
 
@@ -42,16 +42,6 @@ _BLOCK = {"norm1": "norm_image_attn", "attn_img": "image_attn", "norm2": "norm_i
 _LEVEL = {"block_l": "large", "block_m": "medium", "block_s": "small",
           "upsample_m": "medium_to_large", "upsample_s": "small_to_medium"}
 _FUSION = {"pos_embed": "pos_embed", "downsample_m": "to_medium", "downsample_s": "to_small", "norm": "norm"}
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
 
 
 class CrossAttention(nn.Module):
@@ -146,16 +136,6 @@ class PyramidFusion(nn.Module):
         for block in self.blocks:
             levels = block(levels, attention)
         return self.norm(levels[0])[:, 0]
-
-
-class SqueezeExcite(nn.Module):
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, dim)
-        self.fc2 = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(x))))
 
 
 class PosterV1(nn.Module):

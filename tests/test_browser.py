@@ -349,3 +349,44 @@ def test_without_a_checkpoint_the_page_says_what_is_missing_and_still_boxes(brow
             page.get_by_role("tab", name=tab).click()
             playwright_api.expect(page.locator("#missing-banner")).to_be_visible()
         context.close()
+
+
+def pick(page, selector: str, option: str) -> None:
+    """Choose the option that starts with ``option`` in the Gradio dropdown at ``selector``."""
+    page.locator(f"{selector} input").click()
+    page.get_by_role("option", name=re.compile("^" + re.escape(option))).click()
+
+
+def test_photo_target_comparison_and_checkpoint_switch(browser, architectures_dir):  # noqa: F811
+    from demo.store import ModelStore
+
+    store = ModelStore(device="cpu", checkpoint_dirs=[architectures_dir])
+    store.predictor("raf-db")
+    with served(store) as url:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url, wait_until="load")
+        wait_for_text(page, "#active-checkpoint", r"Active checkpoint: POSTER\+\+ · RAF-DB")
+        page.locator("#photo-input input[type=file]").set_input_files(str(astronaut_path()))
+        wait_for_text(page, "#photo-summary", r"1 face found")
+        wait_for_text(page, "#photo-explain-status", r"explaining '")
+        # Grad-CAM of another class.
+        pick(page, "#photo-target", "Anger")
+        wait_for_text(page, "#photo-explain-status", r"explaining 'Anger'")
+        # Every architecture on the same face.
+        page.get_by_text("Compare every checkpoint on this face").click()
+        page.locator("#compare-button").click()
+        table = wait_for_text(page, "#compare-table", r"ARM · RAF-DB")
+        assert "POSTER++ · RAF-DB" in table and "POSTER · RAF-DB" in table
+        playwright_api.expect(page.locator("#compare-gallery img")).to_have_count(3, timeout=TIMEOUT_MS)
+        # Switching checkpoints analyzes and explains the photo again with the new one.
+        page.get_by_role("tab", name="Model").click()
+        pick(page, "#model-choice", "ARM · RAF-DB")
+        wait_for_text(page, "#active-checkpoint", r"ARM · RAF-DB")
+        page.get_by_role("tab", name="Photo").click()
+        wait_for_text(page, "#photo-summary", r"checkpoint ARM · RAF-DB")
+        wait_for_text(page, "#photo-explain-status", r"with ARM · RAF-DB")
+        wait_for_text(page, "#photo-gradcam_image-title", r"ResNet-18")
+        page.screenshot(path=str(ARTIFACTS / "photo-compare-switch.png"), full_page=True)
+        context.close()

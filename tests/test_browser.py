@@ -390,3 +390,31 @@ def test_photo_target_comparison_and_checkpoint_switch(browser, architectures_di
         wait_for_text(page, "#photo-gradcam_image-title", r"ResNet-18")
         page.screenshot(path=str(ARTIFACTS / "photo-compare-switch.png"), full_page=True)
         context.close()
+
+
+def test_picking_or_clicking_a_face_explains_it(page, app_store, tmp_path, astronaut, grace_hopper):  # noqa: F811
+    from demo.photo_tab import analyze_photo
+
+    left = np.asarray(Image.fromarray(astronaut).resize((400, 400)))
+    right = np.asarray(Image.fromarray(grace_hopper).resize((int(400 * grace_hopper.shape[1] / grace_hopper.shape[0]),
+                                                             400)))
+    path = tmp_path / "two.png"
+    Image.fromarray(np.concatenate([left, right], axis=1)).save(path)
+    faces = analyze_photo(str(path), "raf-db", store=app_store).result.faces
+    assert len(faces) == 2
+    page.locator("#photo-input input[type=file]").set_input_files(str(path))
+    wait_for_text(page, "#photo-summary", r"2 faces found")
+    wait_for_text(page, "#photo-explain-status", r"Face 1 · .* explaining '")
+    # The picker names both faces; picking the second explains it.
+    page.locator("#photo-faces label", has_text="2:").click()
+    wait_for_text(page, "#photo-explain-status", r"Face 2 · .* explaining '")
+    # A click on the first face's box in the photo selects and explains it again.
+    image = page.locator("#photo-output img").first
+    shown = image.bounding_box()
+    natural = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    scale = min(shown["width"] / natural[0], shown["height"] / natural[1])  # the picture is fit, centred
+    left, top = (shown["width"] - natural[0] * scale) / 2, (shown["height"] - natural[1] * scale) / 2
+    x1, y1, x2, y2 = faces[0].box
+    image.click(position={"x": left + (x1 + x2) / 2 * scale, "y": top + (y1 + y2) / 2 * scale})
+    wait_for_text(page, "#photo-explain-status", r"Face 1 · .* explaining '")
+    playwright_api.expect(page.locator("#photo-faces input[type=radio]").first).to_be_checked()

@@ -19,8 +19,8 @@ from poster.inference.faces import template
 from poster.inference.transforms import model_batch
 
 from . import render
-from .explanation_views import (PANEL_SLOTS, POINT_TITLE, POSTER_V2_TITLES, PanelView, is_model_explanation,
-                                notes_html, panel_view)
+from .explanation_views import (PANEL_SLOTS, POINT_TITLE, POSTER_V2_TITLES, SLOT_KEYS, PanelView,
+                                is_model_explanation, notes_html, panel_view)
 from .files import files_out
 from .gpu import gpu
 from .limits import Limits
@@ -30,7 +30,6 @@ from .photo_result import Subject, short_reason
 from .store import ModelStore, get_store
 
 PREDICTED = "Predicted class"
-SLOT_KEYS = ("gradcam_image", "gradcam_landmark", "cross_attention", "rollout")
 PANEL_TITLES = dict(zip(SLOT_KEYS, POSTER_V2_TITLES))
 HINT = render.notice("The explanation of the selected face appears here.")
 
@@ -148,8 +147,8 @@ def _view(images: list[np.ndarray | None], point: PointView, explanation: Any, s
     else:
         titles, slots, notes, clickable = [keep()] * PANEL_SLOTS, [keep()] * PANEL_SLOTS, "", True
     return ExplanationView(
-        *images, crop=point.crop, point=point.point, explanation=explanation, status=status, target=target,
-        body=gr.update(visible=images[0] is not None),
+        **dict(zip(SLOT_KEYS, images)), crop=point.crop, point=point.point, explanation=explanation, status=status,
+        target=target, body=gr.update(visible=images[0] is not None),
         **{f"{key}_title": title for key, title in zip(SLOT_KEYS, titles)},
         **{f"{key}_slot": slot for key, slot in zip(SLOT_KEYS, slots)},
         notes=gr.update(value=notes, visible=bool(notes)), point_row=gr.update(visible=clickable))

@@ -96,7 +96,8 @@ def test_poster_v1_panel_labels_its_maps_and_says_what_has_no_picture(store, ana
     assert "Grad-CAM · IR-50 stages and MobileFaceNet" in titles[0]
     assert "landmark positions (7x7 grid)" in titles[1]
     assert [s["visible"] for s in view.slots] == [True, True, False, False]
-    assert view.notes["visible"] and "no spatial picture" in view.notes["value"] and "image tokens" in view.notes["value"]
+    notes = view.notes
+    assert notes["visible"] and "no spatial picture" in notes["value"] and "image tokens" in notes["value"]
     assert view.point_row["visible"] is False  # no click-a-point view: that is POSTER++'s cross-attention
     # The crop is shown as the photo's colours, while the network saw BGR: same probabilities as the photo.
     explanation = view.explanation

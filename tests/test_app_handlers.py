@@ -95,7 +95,9 @@ def test_without_a_checkpoint_faces_are_still_boxed(empty_store, astronaut):  # 
     assert len(view.as_json) == 1 and view.as_json[0]["label"] is None
     assert not np.array_equal(view.annotated, astronaut)
     assert "1 face found, not classified" in view.summary and "not classified" in view.bars
-    assert view.result.faces[0].caption == "face" and view.subject.title == "Face 1"
+    face = view.result.faces[0]
+    assert face.caption == "face" and view.subject.title == "Face 1" and face.top() == []
+    assert face.to_dict()["label"] is None and face.to_dict()["probabilities"] is None and face.crop.aligned
     for words in ("No POSTER++ checkpoint", "checkpoints/", "POSTER_CHECKPOINT_DIR", "POSTER_HUB_REPO", "upload"):
         assert words in view.as_json[0]["note"]  # the three ways, for API clients
         assert words in model_handlers.banner(None)[1]  # and on top of every tab

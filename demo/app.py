@@ -7,7 +7,7 @@ the page's load chain; the end of a visitor's session.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import gradio as gr
 from starlette.middleware import Middleware
@@ -87,7 +87,7 @@ def _reanalyze(photo, result: PhotoResult | None, model_key: str | None, rerun: 
     if photo is None or result is None or result.model_key == model_key:
         return unchanged(Reanalysis)
     view = analyze_photo(photo, model_key)
-    return Reanalysis(**{f.name: getattr(view, f.name) for f in fields(view)}, rerun=rerun + 1)
+    return Reanalysis(**vars(view), rerun=rerun + 1)
 
 
 def build_demo(store: ModelStore | None = None, limits: Limits | None = None) -> gr.Blocks:

@@ -20,7 +20,7 @@ from demo import build_demo, launch_kwargs  # noqa: E402 - Gradio reads GRADIO_T
 from demo.files import register_temporary  # noqa: E402
 from demo.gpu import available as zero_gpu  # noqa: E402
 from demo.hosting import ShortLogRecords, remove_on_exit  # noqa: E402
-from demo.store import get_store# noqa: E402
+from demo.store import get_store  # noqa: E402
 
 logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logging.getLogger("demo").setLevel(logging.INFO)

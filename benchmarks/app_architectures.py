@@ -15,7 +15,9 @@ import _common  # noqa: F401  (puts the project on the path)
 import torch
 from _common import time_interleaved
 
-from demo import handlers
+from demo.compare_panel import compare_checkpoints
+from demo.explain_panel import PREDICTED, explain_subject
+from demo.photo_tab import analyze_photo
 from demo.store import ModelStore
 from tests._app import astronaut_path
 from tests.recipe import write_arm_checkpoint, write_poster_v1_checkpoint, write_recipe_checkpoint
@@ -44,16 +46,15 @@ def main() -> None:
     photo = str(astronaut_path())
     subjects = {}
     for name, key in KEYS.items():
-        subjects[name] = handlers.analyze_photo(photo, key, store=store)[6]
-    analyze = {f"analyze {n}": (lambda k=k: handlers.analyze_photo(photo, k, store=store)) for n, k in KEYS.items()}
-    explain = {f"explain {n}": (lambda s=s: handlers.explain_subject(s, handlers.PREDICTED, store=store))
+        subjects[name] = analyze_photo(photo, key, store=store).subject
+    analyze = {f"analyze {n}": (lambda k=k: analyze_photo(photo, k, store=store)) for n, k in KEYS.items()}
+    explain = {f"explain {n}": (lambda s=s: explain_subject(s, PREDICTED, store=store))
                for n, s in subjects.items()}
     print(f"threads {torch.get_num_threads()}, median of {args.repeats} (ms), timed in turn")
     for group in (analyze, explain):
         for label, ms in time_interleaved(group, repeats=args.repeats, warmup=1).items():
             print(f"  {label:<20} {ms:8.1f}")
-    compare = time_interleaved({"compare all three": lambda: handlers.compare_checkpoints(subjects["POSTER++"],
-                                                                                         store=store)},
+    compare = time_interleaved({"compare all three": lambda: compare_checkpoints(subjects["POSTER++"], store=store)},
                                repeats=max(1, args.repeats // 2), warmup=1)
     for label, ms in compare.items():
         print(f"  {label:<20} {ms:8.1f}")

@@ -1,5 +1,13 @@
-"""The whole app: one ``gr.Blocks`` from one builder per tab, plus the launch settings."""
+"""The whole app: one ``gr.Blocks`` from one builder per tab, the wiring between tabs, and the
+launch settings.
+
+Every tab builds its own events; what crosses tabs is wired here: a checkpoint switch updates the
+header, the missing-checkpoint banner, the Model tab's facts and picker and re-analyzes the photo;
+the page's load chain; the end of a visitor's session.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import gradio as gr
 from starlette.middleware import Middleware
@@ -9,11 +17,11 @@ from .explorer_tab import build_explorer_tab
 from .files import files_out
 from .gpu import gpu
 from .hosting import GuardedBlocks, RequestLimits, cap_waiting_per_session
-from .model_handlers import banner, checkpoint_dropdown, header_line, model_facts
-from .limits import Limits, limits_for
-from .model_tab import build_download_row, build_model_tab
-from .photo_tab import build_photo_tab
-from .limits import max_image_bytes, max_upload_bytes
+from .limits import Limits, limits_for, max_image_bytes, max_upload_bytes
+from .model_tab import banner, build_download_row, build_model_tab, checkpoint_dropdown, header_line, model_facts
+from .outputs import outputs_of, returning, unchanged
+from .photo_result import PhotoResult, PhotoView
+from .photo_tab import analyze_photo, build_photo_tab
 from .store import ModelStore, get_store
 from .webcam_tab import build_webcam_tab
 
@@ -48,11 +56,38 @@ def _on_load(model_key, store: ModelStore | None = None):
     return model_key or store.default_key()
 
 
-def _refresh_model_views(model_key, uploads):
+@dataclass
+class ModelViews:
+    """What shows the visitor's checkpoint outside the Model tab's own events."""
+
+    header: dict
+    missing_row: dict
+    missing_text: str
+    facts: str
+    choice: dict
+
+
+@dataclass
+class Reanalysis(PhotoView):
+    """The photo analyzed again with the new checkpoint, and the counter that tells the panel to explain it."""
+
+    rerun: int | dict
+
+
+def _refresh_model_views(model_key: str | None, uploads: list[str]) -> ModelViews:
     row, message = banner(model_key)
     header = header_line(model_key)
-    return (gr.update(value=header, visible=bool(header)), row, message, model_facts(model_key),
-            checkpoint_dropdown(model_key, uploads))
+    return ModelViews(header=gr.update(value=header, visible=bool(header)), missing_row=row, missing_text=message,
+                      facts=model_facts(model_key), choice=checkpoint_dropdown(model_key, uploads))
+
+
+def _reanalyze(photo, result: PhotoResult | None, model_key: str | None, rerun: int) -> Reanalysis:
+    """Run the visitor's photo again after they switch checkpoints (and only then: when the page
+    opens, the key is set while a first photo may already be on its way)."""
+    if photo is None or result is None or result.model_key == model_key:
+        return unchanged(Reanalysis)
+    view = analyze_photo(photo, model_key)
+    return Reanalysis(**vars(view), rerun=rerun + 1)
 
 
 def build_demo(store: ModelStore | None = None, limits: Limits | None = None) -> gr.Blocks:
@@ -85,21 +120,24 @@ def build_demo(store: ModelStore | None = None, limits: Limits | None = None) ->
         gr.HTML(FOOTER)
 
         light = limits.light_event()
-        model_views = [header, missing_row, missing_text, model["facts"], model["choice"]]
-        model_key.change(_refresh_model_views, [model_key, uploads], model_views, **limits.model_event())
+        model_views = outputs_of(ModelViews, {"header": header, "missing_row": missing_row,
+                                              "missing_text": missing_text, "facts": model["facts"],
+                                              "choice": model["choice"]})
+        refresh = returning(ModelViews, _refresh_model_views)
+        model_key.change(refresh, [model_key, uploads], model_views, **limits.model_event())
         load = demo.load(_on_load, [model_key], [model_key], **light)
         # The State's change event does not fire when a visitor starts without a checkpoint (None stays None).
-        load.then(_refresh_model_views, [model_key, uploads], model_views, **light)
+        load.then(refresh, [model_key, uploads], model_views, **light)
         # Explorer runs are listed when the page opens.
         run_fn, run_outputs = explorer["load"]
         load.then(run_fn, None, run_outputs, **light)
         # A visitor who switches checkpoints sees the photo again with the new one.
         rerun = gr.State(0)  # bumped when a checkpoint switch re-analyzed the photo
-        model_key.change(
-            gpu(files_out(_reanalyze)), [photo["photo"], photo["result"], model_key, rerun],
-            [photo["annotated"], photo["summary"], photo["bars"], photo["faces"], photo["json"], photo["result"],
-             photo["subject"], rerun], preprocess=False, show_progress="hidden", **limits.model_event())
-        photo["panel"].explain_when_changed(rerun)
+        model_key.change(gpu(files_out(returning(Reanalysis, _reanalyze))),
+                         [photo.photo, photo.result, model_key, rerun],
+                         [*outputs_of(PhotoView, photo), rerun], preprocess=False, show_progress="hidden",
+                         **limits.model_event())
+        photo.panel.explain_when_changed(rerun)
         demo.unload(_session_ended(demo, store))
     demo.queue(default_concurrency_limit=limits.light_concurrency, max_size=limits.queue_size)
     cap_waiting_per_session(demo, limits.session_waiting)
@@ -114,16 +152,6 @@ def _session_ended(demo: GuardedBlocks, store: ModelStore):
         demo.session_files.end(session)
 
     return on_unload
-
-
-def _reanalyze(photo, result, model_key, rerun):
-    """Run the visitor's photo again after they switch checkpoints (and only then: when the page
-    opens, the key is set while a first photo may already be on its way)."""
-    from .handlers import analyze_photo
-
-    if photo is None or result is None or result.model_key == model_key:
-        return (gr.update(),) * 8
-    return (*analyze_photo(photo, model_key), rerun + 1)
 
 
 def launch_kwargs(limits: Limits | None = None) -> dict:

@@ -14,7 +14,7 @@ from poster.evaluation.compare import Comparison, compare_tables, paired_table
 
 from . import render
 from .explorer import gallery_items, get_run
-from .handlers import friendly
+from .messages import friendly
 
 CELL_TITLES = {"both_correct": "both right", "only_a": "only A right", "only_b": "only B right",
                "both_wrong": "both wrong"}

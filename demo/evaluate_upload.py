@@ -38,7 +38,7 @@ from poster.weights.registry import PosterV2Weights
 
 from . import render
 from .explorer_runs import SESSION_PREFIX
-from .handlers import sentence
+from .messages import sentence
 from .limits import ENV_RUNS_DIR
 from .store import ModelStore, get_store
 

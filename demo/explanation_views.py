@@ -15,8 +15,11 @@ from typing import Any
 
 import numpy as np
 
-PANEL_SLOTS = 4
 TILE = 160
+
+# The panel's slots: POSTER++'s four maps fill them in this order; other models fill what they have.
+SLOT_KEYS = ("gradcam_image", "gradcam_landmark", "cross_attention", "rollout")
+PANEL_SLOTS = len(SLOT_KEYS)
 
 POSTER_V2_TITLES = (
     "Grad-CAM · image stream (IR-50)",
@@ -57,8 +60,7 @@ def panel_view(explanation: Any) -> PanelView:
         return _drawn[explanation]
     if not is_model_explanation(explanation):
         panels = explain_render.explanation_panels(explanation, tile=TILE)
-        keys = ("gradcam_image", "gradcam_landmark", "cross_attention", "rollout")
-        return PanelView([panels[k] for k in keys], list(POSTER_V2_TITLES), clickable=True)
+        return PanelView([panels[k] for k in SLOT_KEYS], list(POSTER_V2_TITLES), clickable=True)
     panels, notes = explain_render.model_panels(explanation, tile=TILE)
     images, titles = [panels["gradcam"]], [f"Grad-CAM · {_families(explanation.gradcam)}"]
     if "attention" in panels:

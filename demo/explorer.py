@@ -22,7 +22,8 @@ from poster.data.label_order import diagnose
 from poster.weights.registry import PosterV2Weights
 
 from . import render
-from .handlers import Subject, friendly
+from .messages import friendly
+from .photo_result import Subject
 from .explorer_runs import (HUB_PREFIX, SESSION_PREFIX, all_run_choices, get_run, how_to_make_a_run,  # noqa: F401
                             list_runs, run_choices, run_source)
 from .store import ModelStore, get_store

@@ -19,7 +19,7 @@ from poster.weights.registry import ARCHITECTURES, checkpoint_weights, dataset_w
 
 from . import render
 from .files import discard_upload, uploaded_path
-from .handlers import friendly, quote, sentence
+from .messages import friendly, quote, sentence
 from .model_cards import model_card
 from .store import UPLOAD_PREFIX, ModelStore, checkpoint_label, get_store, missing_checkpoint_message, registry_weights
 

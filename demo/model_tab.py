@@ -5,7 +5,8 @@ import gradio as gr
 
 from poster.weights.registry import PosterV2Weights, checkpoint_weights
 
-from .model_handlers import download_checkpoint, model_card, switch_checkpoint, upload_checkpoint
+from .model_handlers import (banner, checkpoint_dropdown, download_checkpoint, header_line, model_card,  # noqa: F401
+                             model_facts, switch_checkpoint, upload_checkpoint)
 from .limits import Limits
 from .limits import max_upload_bytes
 from .store import checkpoint_label

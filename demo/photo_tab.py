@@ -1,24 +1,86 @@
 """Photo tab: upload, paste or pick a photo; boxes, labels, probabilities, explanations, comparison."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import gradio as gr
+import numpy as np
 
-from .explain_panel import build_explain_panel, on_face_click
-from .files import files_out
+from .compare_panel import build_compare_panel
+from .explain_panel import ExplainPanel, build_explain_panel
+from .files import example_photos, files_out
 from .gpu import gpu
-from .handlers import analyze_photo, compare_checkpoints, example_photos, select_face
 from .limits import Limits
+from .messages import click_point, friendly
+from .outputs import keep, outputs_of, returning
+from .photo_result import (PhotoResult, PhotoView, Subject, annotated, empty_view, face_at, find_faces, photo_view,
+                           read_photo, subject_of)
+from .store import ModelStore, get_store
 
 
-def _cleared():
-    return None, "", "", gr.update(choices=[], value=None, visible=False), [], None, None
+@dataclass
+class FaceChoice:
+    """A face picked in the selector: the photo with it outlined, and it as the subject to explain."""
+
+    annotated: np.ndarray | dict
+    subject: Subject | None
 
 
-def _compare(subject, progress=gr.Progress()):
-    return compare_checkpoints(subject, progress=progress)
+@dataclass
+class FaceClick:
+    """A face clicked on the photo: the selector set to it, the photo outlined, its subject."""
+
+    faces: dict
+    annotated: np.ndarray | dict
+    subject: Subject | None
 
 
-def build_photo_tab(model_key: gr.State, limits: Limits) -> dict:
+@dataclass
+class PhotoTab:
+    """The Photo tab's components that the page wires to other tabs."""
+
+    photo: gr.Image
+    annotated: gr.Image
+    summary: gr.HTML
+    bars: gr.HTML
+    faces: gr.Radio
+    as_json: gr.JSON
+    result: gr.State
+    subject: gr.State
+    panel: ExplainPanel
+
+
+@friendly("Analyzing the photo")
+def analyze_photo(image: Any, model_key: str | None, store: ModelStore | None = None) -> PhotoView:
+    """Photo in (a file payload, path or array) -> every face boxed, labeled and explained, the first selected."""
+    if image is None:
+        return empty_view()
+    return photo_view(find_faces(read_photo(image), model_key, store or get_store()))
+
+
+def select_face(result: PhotoResult | None, index: int | None) -> FaceChoice:
+    """A face picked in the selector -> the photo with it outlined, and its subject."""
+    if result is None or not result.faces or index is None:
+        return FaceChoice(annotated=keep(), subject=None)
+    return FaceChoice(annotated=annotated(result, int(index)), subject=subject_of(result, index))
+
+
+@friendly("Selecting the face")
+def on_face_click(result: PhotoResult | None, evt: gr.SelectData) -> FaceClick:
+    """A click on an annotated image selects the face under it."""
+    index = face_at(result, *click_point(evt.index))
+    if index is None:
+        return FaceClick(faces=keep(), annotated=keep(), subject=None)
+    choice = select_face(result, index)
+    return FaceClick(faces=gr.update(value=index), annotated=choice.annotated, subject=choice.subject)
+
+
+def _cleared() -> PhotoView:
+    return empty_view()
+
+
+def build_photo_tab(model_key: gr.State, limits: Limits) -> PhotoTab:
     gr.Markdown("Upload a photo, paste one from the clipboard or pick an example. Every face is found, "
                 "aligned and labeled; the bars show each face's probabilities. Pick a face (or click it) "
                 "to see what the model looked at.")
@@ -34,8 +96,8 @@ def build_photo_tab(model_key: gr.State, limits: Limits) -> dict:
                             example_labels=["Astronaut (scikit-image)", "Grace Hopper (matplotlib)"][:len(examples)],
                             label="Example photos")
         with gr.Column(scale=6):
-            annotated = gr.Image(label="Faces and expressions (click a face to explain it)", interactive=False,
-                                 height=440, format="jpeg", elem_id="photo-output")
+            shown = gr.Image(label="Faces and expressions (click a face to explain it)", interactive=False,
+                             height=440, format="jpeg", elem_id="photo-output")
             summary = gr.HTML(elem_id="photo-summary")
             faces = gr.Radio(label="Face to explain", visible=False, elem_id="photo-faces")
             bars = gr.HTML(elem_id="photo-bars")
@@ -46,28 +108,25 @@ def build_photo_tab(model_key: gr.State, limits: Limits) -> dict:
         panel = build_explain_panel(subject, limits, "photo")
 
     with gr.Accordion("Compare every checkpoint on this face", open=False):
-        gr.Markdown("Runs every available checkpoint of every architecture (POSTER++, POSTER, ARM) on the "
-                    "selected face; ARM classifies it alone. Classes are lined up by name (Happy = Happiness); "
-                    "Contempt exists only in AffectNet-8. Below: each checkpoint's Grad-CAM maps, one row each.")
-        compare_button = gr.Button("Compare checkpoints", variant="secondary", elem_id="compare-button")
-        compare_status = gr.HTML()
-        compare_table = gr.HTML(elem_id="compare-table")
-        compare_gallery = gr.Gallery(label="Grad-CAM per checkpoint (its own layers)", columns=1, height="auto",
-                                     object_fit="contain", allow_preview=True, fit_columns=False,
-                                     elem_id="compare-gallery")
+        build_compare_panel(subject, limits)
 
-    outputs = [annotated, summary, bars, faces, as_json, result, subject]
+    tab = PhotoTab(photo=photo, annotated=shown, summary=summary, bars=bars, faces=faces, as_json=as_json,
+                   result=result, subject=subject, panel=panel)
+    outputs = outputs_of(PhotoView, tab)
     # Old results go at once; a failed analysis then shows its message, never a stale result.
-    cleared = photo.change(_cleared, None, outputs, queue=False, show_progress="hidden", trigger_mode="always_last",
-                           api_visibility="private")
-    analysis = cleared.then(gpu(files_out(analyze_photo)), [photo, model_key], outputs, api_name="analyze", preprocess=False,
-                            show_progress="full", show_progress_on=[annotated], **limits.model_event(public=True))
+    cleared = photo.change(returning(PhotoView, _cleared), None, outputs, queue=False, show_progress="hidden",
+                           trigger_mode="always_last", api_visibility="private")
+    analysis = cleared.then(gpu(files_out(returning(PhotoView, analyze_photo))), [photo, model_key], outputs,
+                            api_name="analyze", preprocess=False, show_progress="full", show_progress_on=[shown],
+                            **limits.model_event(public=True))
     panel.explain_after(analysis)
-    picked = faces.input(files_out(select_face), [result, faces], [annotated, subject], **limits.light_event())
+    picked = faces.input(files_out(returning(FaceChoice, select_face)), [result, faces], outputs_of(FaceChoice, tab),
+                         **limits.light_event())
     panel.explain_after(picked)
-    clicked = annotated.select(files_out(on_face_click), [result], [faces, annotated, subject], **limits.light_event())
+    clicked = shown.select(files_out(returning(FaceClick, on_face_click)), [result], outputs_of(FaceClick, tab),
+                           **limits.light_event())
     panel.explain_after(clicked)
-    compare_button.click(gpu(files_out(_compare)), [subject], [compare_table, compare_gallery, compare_status],
-                         show_progress_on=[compare_status], **limits.model_event())
-    return {"photo": photo, "annotated": annotated, "summary": summary, "bars": bars, "faces": faces,
-            "json": as_json, "result": result, "subject": subject, "panel": panel}
+    return tab
+
+
+__all__ = ["FaceChoice", "FaceClick", "PhotoTab", "analyze_photo", "build_photo_tab", "on_face_click", "select_face"]

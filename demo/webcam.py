@@ -28,7 +28,7 @@ from poster.inference.images import load_image
 from . import precision as precisions
 from . import render
 from .camera_slots import CameraSlots, Claim
-from .handlers import sentence
+from .messages import sentence
 from .limits import MAX_IMAGE_PIXELS
 from .store import ModelStore, missing_checkpoint_message
 

@@ -13,7 +13,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import render
-from .handlers import analyze_photo, face_selector, friendly
+from .messages import friendly
+from .outputs import values
+from .photo_result import face_selector
+from .photo_tab import analyze_photo
 from .store import ModelStore
 from .webcam import LiveSession
 
@@ -29,7 +32,7 @@ def freeze_frame(session: LiveSession | None, model_key: str | None, store: Mode
     if not isinstance(session, LiveSession) or session.last_frame is None:
         return (None, render.notice("Start the camera first; the newest frame is frozen.", "info"), "",
                 face_selector(None), [], None, None)
-    return analyze_photo(session.last_frame.copy(), model_key, store=store)
+    return values(analyze_photo(session.last_frame.copy(), model_key, store=store))
 
 
 def results_csv(session: LiveSession | None) -> str:

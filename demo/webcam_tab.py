@@ -11,10 +11,11 @@ from poster.inference.draw import PALETTE
 
 from . import precision as precisions
 from .camera_slots import CameraSlots
-from .explain_panel import build_explain_panel, on_face_click
+from .explain_panel import build_explain_panel
 from .files import files_out
 from .gpu import gpu
-from .handlers import select_face
+from .outputs import returning
+from .photo_tab import FaceChoice, FaceClick, on_face_click, select_face
 from .limits import Limits
 from .store import get_store
 from .webcam import FRAME_MAX_SIDE, LiveSession, live_frame, stop_stream
@@ -130,9 +131,9 @@ def build_webcam_tab(model_key: gr.State, limits: Limits) -> dict:
                                  frozen_section],
                                 show_progress_on=[frozen], **limits.model_event())
     panel.explain_after(frozen_event)
-    picked = faces.input(files_out(select_face), [frozen_result, faces], [frozen, subject], **limits.light_event())
+    picked = faces.input(files_out(returning(FaceChoice, select_face)), [frozen_result, faces], [frozen, subject], **limits.light_event())
     panel.explain_after(picked)
-    clicked = frozen.select(files_out(on_face_click), [frozen_result], [faces, frozen, subject], **limits.light_event())
+    clicked = frozen.select(files_out(returning(FaceClick, on_face_click)), [frozen_result], [faces, frozen, subject], **limits.light_event())
     panel.explain_after(clicked)
     return {"live": live, "session": session, "precision": precision, "freeze": freeze, "download": download,
             "results": results, "frozen": frozen, "panel": panel, "slots": slots}

@@ -117,11 +117,11 @@ def served(store, runs_root: Path | None = None) -> Iterator[str]:
     import os
 
     from demo import build_demo, launch_kwargs
-    from demo import state
+    from demo import store as process_store
     from demo.limits import ENV_RUNS_DIR
 
     old = os.environ.get(ENV_RUNS_DIR)
-    old_store = state._STORE
+    old_store = process_store._STORE
     if runs_root is not None:
         os.environ[ENV_RUNS_DIR] = str(runs_root)
     demo = build_demo(store)
@@ -132,7 +132,7 @@ def served(store, runs_root: Path | None = None) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
-        state.set_store(old_store)
+        process_store.set_store(old_store)
         if runs_root is not None:
             if old is None:
                 os.environ.pop(ENV_RUNS_DIR, None)

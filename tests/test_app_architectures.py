@@ -11,13 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-from demo import handlers, model_handlers, webcam
+from demo import model_handlers, webcam
 from demo import precision as precisions
 from demo.camera_slots import CameraSlots
-from demo.explain_panel import _with_body
+from demo.compare_panel import compare_checkpoints
+from demo.explain_panel import PREDICTED, explain_subject
 from demo.explanation_views import POSTER_V2_TITLES
 from demo.model_cards import model_card
 from demo.model_tab import dataset_choices
+from demo.photo_result import faces_json
+from demo.photo_tab import analyze_photo
 from demo.store import ModelStore
 from explain import Explainer, ModelExplainer
 from poster import load_checkpoint
@@ -43,7 +46,7 @@ def store(folder: Path) -> ModelStore:
 
 @pytest.fixture(scope="module")
 def analyzed(store: ModelStore) -> dict:
-    return {key: handlers.analyze_photo(str(astronaut_path()), key, store=store) for key in KEYS.values()}
+    return {key: analyze_photo(str(astronaut_path()), key, store=store) for key in KEYS.values()}
 
 
 def test_one_picker_over_every_architecture_grouped_by_architecture(store):
@@ -62,13 +65,13 @@ def test_one_picker_over_every_architecture_grouped_by_architecture(store):
 
 
 def test_poster_v1_photo_probabilities_are_the_predictors_on_bgr(store, analyzed, folder, astronaut):
-    faces = handlers.faces_json(analyzed["poster-v1-raf-db"][5])
+    faces = faces_json(analyzed["poster-v1-raf-db"].result)
     assert len(faces) == 1 and faces[0]["checkpoint"] == "POSTER · RAF-DB"
-    app = analyzed["poster-v1-raf-db"][5].faces[0].probabilities
+    app = analyzed["poster-v1-raf-db"].result.faces[0].probabilities
     model = load_checkpoint(folder / "poster-v1" / "rafdb_best.pth")
     expected = Predictor(model, detector=store.detector()).predict(astronaut)
     np.testing.assert_allclose(app, expected[0].probabilities, rtol=0, atol=1e-6)
-    crop = analyzed["poster-v1-raf-db"][5].faces[0].crop.image
+    crop = analyzed["poster-v1-raf-db"].result.faces[0].crop.image
     with torch.inference_mode():
         as_rgb = torch.softmax(model(to_batch([crop])), dim=1)[0].numpy()
         as_bgr = torch.softmax(model(to_batch([np.ascontiguousarray(crop[..., ::-1])])), dim=1)[0].numpy()
@@ -83,55 +86,53 @@ def test_each_architecture_gets_its_own_explainer(store):
 
 
 def _panel(store, analyzed, key):
-    subject = analyzed[key][6]
-    raw = handlers.explain_subject(subject, handlers.PREDICTED, store=store)
-    return raw, _with_body(raw, subject)
+    return explain_subject(analyzed[key].subject, PREDICTED, store=store)
 
 
 def test_poster_v1_panel_labels_its_maps_and_says_what_has_no_picture(store, analyzed):
-    raw, shown = _panel(store, analyzed, "poster-v1-raf-db")
-    panels, explanation = raw[:4], raw[6]
-    assert [p is not None for p in panels] == [True, True, False, False]
-    titles = [t["value"] for t in shown[10:14]]
+    view = _panel(store, analyzed, "poster-v1-raf-db")
+    assert [p is not None for p in view.images] == [True, True, False, False]
+    titles = [t["value"] for t in view.titles]
     assert "Grad-CAM · IR-50 stages and MobileFaceNet" in titles[0]
     assert "landmark positions (7x7 grid)" in titles[1]
-    assert [s["visible"] for s in shown[14:18]] == [True, True, False, False]
-    notes = shown[18]
+    assert [s["visible"] for s in view.slots] == [True, True, False, False]
+    notes = view.notes
     assert notes["visible"] and "no spatial picture" in notes["value"] and "image tokens" in notes["value"]
-    assert shown[19]["visible"] is False  # no click-a-point view: that is POSTER++'s cross-attention
+    assert view.point_row["visible"] is False  # no click-a-point view: that is POSTER++'s cross-attention
     # The crop is shown as the photo's colours, while the network saw BGR: same probabilities as the photo.
-    np.testing.assert_array_equal(explanation.image, analyzed["poster-v1-raf-db"][6].crop)
-    np.testing.assert_allclose(explanation.probabilities, analyzed["poster-v1-raf-db"][5].faces[0].probabilities,
-                               atol=1e-5)
-    assert "Click a point" not in raw[7]
+    explanation = view.explanation
+    np.testing.assert_array_equal(explanation.image, analyzed["poster-v1-raf-db"].subject.crop)
+    np.testing.assert_allclose(explanation.probabilities,
+                               analyzed["poster-v1-raf-db"].result.faces[0].probabilities, atol=1e-5)
+    assert "Click a point" not in view.status
 
 
 def test_arm_panel_shows_resnet_gradcam_and_its_de_albino_map(store, analyzed):
-    raw, shown = _panel(store, analyzed, "arm-raf-db")
-    assert [p is not None for p in raw[:4]] == [True, True, False, False]
-    titles = [t["value"] for t in shown[10:14]]
+    view = _panel(store, analyzed, "arm-raf-db")
+    assert [p is not None for p in view.images] == [True, True, False, False]
+    titles = [t["value"] for t in view.titles]
     assert "Grad-CAM · ResNet-18 layers" in titles[0]
     assert "de-albino map" in titles[1] and "(11x11)" in titles[1]
-    assert shown[18]["visible"] is False
+    assert view.notes["visible"] is False
 
 
 def test_poster_v2_panel_is_unchanged(store, analyzed):
-    raw, shown = _panel(store, analyzed, "raf-db")
-    assert all(p is not None for p in raw[:4])
-    assert [t["value"] for t in shown[10:14]] == [f'<div class="poster-panel-title">{t}</div>'
-                                                  for t in POSTER_V2_TITLES]
-    assert all(s["visible"] for s in shown[14:18]) and shown[19]["visible"] is True
+    view = _panel(store, analyzed, "raf-db")
+    assert all(p is not None for p in view.images)
+    assert [t["value"] for t in view.titles] == [f'<div class="poster-panel-title">{t}</div>'
+                                                 for t in POSTER_V2_TITLES]
+    assert all(s["visible"] for s in view.slots) and view.point_row["visible"] is True
 
 
 def test_compare_runs_every_architecture_with_its_gradcam(store, analyzed):
-    subject = analyzed["raf-db"][6]
-    table, gallery, status = handlers.compare_checkpoints(subject, store=store)
+    view = compare_checkpoints(analyzed["raf-db"].subject, store=store)
     for label in KEYS:
-        assert label in table
-    assert [caption.split(":")[0] for _, caption in gallery] == list(KEYS)
-    widths = [strip.shape[1] for strip, _ in gallery]
+        assert label in view.table
+    assert [caption.split(":")[0] for _, caption in view.gallery] == list(KEYS)
+    widths = [strip.shape[1] for strip, _ in view.gallery]
     assert widths[0] > widths[1] == widths[2]  # POSTER++: 6 maps; POSTER and ARM: 4 layers each
-    assert "POSTER++ · AffectNet-7" in status and "POSTER · RAF-DB" not in status.split("Not available")[-1]
+    assert "POSTER++ · AffectNet-7" in view.status
+    assert "POSTER · RAF-DB" not in view.status.split("Not available")[-1]
 
 
 def test_arm_classifies_each_face_alone_in_the_app(store, astronaut, grace_hopper, tmp_path):
@@ -139,7 +140,7 @@ def test_arm_classifies_each_face_alone_in_the_app(store, astronaut, grace_hoppe
     right = np.asarray(Image.fromarray(grace_hopper).resize((int(400 * grace_hopper.shape[1] / grace_hopper.shape[0]), 400)))
     path = tmp_path / "two.png"
     Image.fromarray(np.concatenate([left, right], axis=1)).save(path)
-    result = handlers.analyze_photo(str(path), "arm-raf-db", store=store)[5]
+    result = analyze_photo(str(path), "arm-raf-db", store=store).result
     assert len(result.faces) == 2
     model = store.predictor("arm-raf-db").model
     together = torch.softmax(model(to_batch([f.crop.image for f in result.faces])).detach(), dim=1).numpy()

@@ -9,10 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demo import explorer, handlers, model_handlers
+from demo import explorer, model_handlers, photo_result
+from demo.compare_panel import CANONICAL_ORDER, compare_checkpoints, compare_rows, compare_table
+from demo.explain_panel import PREDICTED, PointView, explain_subject, point_attention
+from demo.files import example_photos
 from demo.locks import ReadWriteLock
+from demo.photo_result import PhotoResult, face_at
+from demo.photo_tab import analyze_photo, select_face
 from demo.store import ModelStore
 from poster.errors import CheckpointError, DownloadError
+from poster.inference.faces import Face
+from poster.inference.predictor import FacePrediction
 from tests._app import (RAF_CLASSES, app_store, astronaut_path, checkpoint_dir, empty_store,  # noqa: F401
                         write_run)
 from tests.recipe import write_recipe_checkpoint
@@ -23,35 +30,35 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")
 
 @pytest.fixture(scope="module")
 def astronaut_result(app_store):  # noqa: F811
-    return handlers.analyze_photo(str(astronaut_path()), "raf-db", store=app_store)
+    return analyze_photo(str(astronaut_path()), "raf-db", store=app_store)
 
 
 # --- photos -------------------------------------------------------------------------------
 
 def test_photo_gives_one_labeled_face_with_probabilities(astronaut_result, astronaut):
-    image, summary, bars, selector, as_json, result, subject = astronaut_result
-    assert image.shape == astronaut.shape and image.dtype == np.uint8
-    assert not np.array_equal(image, astronaut)  # the box and label are drawn
-    assert len(as_json) == 1 and as_json[0]["label"] in RAF_CLASSES
-    probs = as_json[0]["probabilities"]
+    view = astronaut_result
+    assert view.annotated.shape == astronaut.shape and view.annotated.dtype == np.uint8
+    assert not np.array_equal(view.annotated, astronaut)  # the box and label are drawn
+    assert len(view.as_json) == 1 and view.as_json[0]["label"] in RAF_CLASSES
+    probs = view.as_json[0]["probabilities"]
     assert list(probs) == list(RAF_CLASSES) and sum(probs.values()) == pytest.approx(1, abs=1e-3)
-    assert "1 face found" in summary and "RAF-DB" in summary
-    assert bars.count("poster-bar-row") == 7
-    assert selector["visible"] is False  # one face: nothing to choose
-    assert result.classified and result.model_key == "raf-db"
-    assert subject.crop.shape == (224, 224, 3)
-    x1, y1, x2, y2 = as_json[0]["box"]
+    assert "1 face found" in view.summary and "RAF-DB" in view.summary
+    assert view.bars.count("poster-bar-row") == 7
+    assert view.faces["visible"] is False  # one face: nothing to choose
+    assert view.result.classified and view.result.model_key == "raf-db"
+    assert view.subject.crop.shape == (224, 224, 3)
+    x1, y1, x2, y2 = view.as_json[0]["box"]
     assert 150 < (x1 + x2) / 2 < 300 and 60 < (y1 + y2) / 2 < 190  # the astronaut's face
 
 
 def test_api_clients_without_a_choice_get_the_default_checkpoint(app_store):  # noqa: F811
-    *_, as_json, result, _subject = handlers.analyze_photo(str(astronaut_path()), None, store=app_store)
-    assert result.model_key == "raf-db" and as_json[0]["label"] in RAF_CLASSES
+    view = analyze_photo(str(astronaut_path()), None, store=app_store)
+    assert view.result.model_key == "raf-db" and view.as_json[0]["label"] in RAF_CLASSES
 
 
 def test_gradio_file_payload_is_accepted(app_store):  # noqa: F811
-    out = handlers.analyze_photo({"path": str(astronaut_path()), "orig_name": "a.png"}, "raf-db", store=app_store)
-    assert len(out[4]) == 1
+    view = analyze_photo({"path": str(astronaut_path()), "orig_name": "a.png"}, "raf-db", store=app_store)
+    assert len(view.as_json) == 1
 
 
 @pytest.mark.parametrize("content, words", [
@@ -63,59 +70,61 @@ def test_bad_uploads_give_a_one_line_error(tmp_path, app_store, content, words):
     bad = tmp_path / "photo.jpg"
     bad.write_bytes(content)
     with pytest.raises(gr.Error) as info:
-        handlers.analyze_photo(str(bad), "raf-db", store=app_store)
+        analyze_photo(str(bad), "raf-db", store=app_store)
     message = str(info.value.message)
     assert words in message.lower() and "\n" not in message and "Traceback" not in message
 
 
 def test_too_many_pixels_is_refused(tmp_path, app_store, monkeypatch):  # noqa: F811
-    monkeypatch.setattr(handlers, "MAX_IMAGE_PIXELS", 10_000)
+    monkeypatch.setattr(photo_result, "MAX_IMAGE_PIXELS", 10_000)
     path = tmp_path / "big.png"
     Image.new("RGB", (200, 200)).save(path)
     with pytest.raises(gr.Error, match="(?i)pixels|large"):
-        handlers.analyze_photo(str(path), "raf-db", store=app_store)
+        analyze_photo(str(path), "raf-db", store=app_store)
 
 
 def test_no_face_says_so(app_store):  # noqa: F811
     blank = np.full((240, 320, 3), 200, np.uint8)
-    _, summary, bars, selector, as_json, result, subject = handlers.analyze_photo(blank, "raf-db", store=app_store)
-    assert "No face found" in summary and as_json == [] and subject is None and bars == ""
+    view = analyze_photo(blank, "raf-db", store=app_store)
+    assert "No face found" in view.summary and view.as_json == [] and view.subject is None and view.bars == ""
+    assert view.result.faces == [] and view.faces["visible"] is False
 
 
 def test_without_a_checkpoint_faces_are_still_boxed(empty_store, astronaut):  # noqa: F811
-    image, summary, bars, _, as_json, result, subject = handlers.analyze_photo(astronaut.copy(), None,
-                                                                               store=empty_store)
-    assert len(as_json) == 1 and as_json[0]["label"] is None
-    assert not np.array_equal(image, astronaut)
-    assert "1 face found, not classified" in summary and "not classified" in bars
+    view = analyze_photo(astronaut.copy(), None, store=empty_store)
+    assert len(view.as_json) == 1 and view.as_json[0]["label"] is None
+    assert not np.array_equal(view.annotated, astronaut)
+    assert "1 face found, not classified" in view.summary and "not classified" in view.bars
+    face = view.result.faces[0]
+    assert face.caption == "face" and view.subject.title == "Face 1" and face.top() == []
+    assert face.to_dict()["label"] is None and face.to_dict()["probabilities"] is None and face.crop.aligned
     for words in ("No POSTER++ checkpoint", "checkpoints/", "POSTER_CHECKPOINT_DIR", "POSTER_HUB_REPO", "upload"):
-        assert words in as_json[0]["note"]  # the three ways, for API clients
+        assert words in view.as_json[0]["note"]  # the three ways, for API clients
         assert words in model_handlers.banner(None)[1]  # and on top of every tab
-    explained = handlers.explain_subject(subject, handlers.PREDICTED, store=empty_store)
-    assert explained[0] is None and "No explanation" in explained[7]
+    explained = explain_subject(view.subject, PREDICTED, store=empty_store)
+    assert explained.images == [None] * 4 and explained.body["visible"] is False
+    assert "No explanation" in explained.status and explained.crop is view.subject.crop
 
 
 def test_clicking_selects_the_face_under_the_pointer():
-    crop = handlers.FaceView.__new__(handlers.FaceView)  # only boxes matter here
-    faces = []
-    for box in [(0, 0, 100, 100), (200, 0, 300, 100), (20, 20, 60, 60)]:
-        face = handlers.FaceView(box=box, landmarks=np.zeros((5, 2)), crop=crop, probabilities=None)
-        faces.append(face)
-    result = handlers.PhotoResult(np.zeros((120, 320, 3), np.uint8), faces, (), None, "")
-    assert handlers.face_at(result, 250, 50) == 1
-    assert handlers.face_at(result, 30, 30) == 2  # the smallest box holding the point
-    assert handlers.face_at(result, 150, 110) in (0, 1)  # outside every box: the nearest
-    assert handlers.face_at(None, 1, 1) is None
+    faces = [FacePrediction.unclassified(Face(box, 1.0, np.zeros((5, 2))), crop=None)  # only boxes matter here
+             for box in [(0, 0, 100, 100), (200, 0, 300, 100), (20, 20, 60, 60)]]
+    result = PhotoResult(np.zeros((120, 320, 3), np.uint8), faces, (), None, "")
+    assert face_at(result, 250, 50) == 1
+    assert face_at(result, 30, 30) == 2  # the smallest box holding the point
+    assert face_at(result, 150, 110) in (0, 1)  # outside every box: the nearest
+    assert face_at(None, 1, 1) is None
 
 
 def test_selecting_a_face_outlines_it(astronaut_result):
-    result = astronaut_result[5]
-    image, subject = handlers.select_face(result, 0)
-    assert image.shape == result.image.shape and subject.title.startswith("Face 1")
+    result = astronaut_result.result
+    choice = select_face(result, 0)
+    assert choice.annotated.shape == result.image.shape and choice.subject.title.startswith("Face 1")
+    assert select_face(result, None).subject is None
 
 
 def test_example_photos_come_from_installed_packages():
-    paths = handlers.example_photos()
+    paths = example_photos()
     assert [Path(p).name for p in paths] == ["astronaut.png", "grace_hopper.jpg"]
 
 
@@ -123,33 +132,31 @@ def test_example_photos_come_from_installed_packages():
 
 @pytest.fixture(scope="module")
 def explained(astronaut_result, app_store):  # noqa: F811
-    return handlers.explain_subject(astronaut_result[6], handlers.PREDICTED, store=app_store)
+    return explain_subject(astronaut_result.subject, PREDICTED, store=app_store)
 
 
 def test_explanation_panels(explained):
-    *panels, crop, point, explanation, status, target = explained
-    assert len(panels) == 4
-    for panel in panels:
+    assert len(explained.images) == 4
+    for panel in explained.images:
         assert panel.dtype == np.uint8 and panel.ndim == 3 and panel.shape[1] > 3 * 150
-    assert crop.shape == (224, 224, 3) and point.ndim == 3
-    assert explanation.target == explanation.predicted
-    assert target["value"] == handlers.PREDICTED and target["choices"][1:] == list(RAF_CLASSES)
-    assert "explaining" in status
+    assert explained.crop.shape == (224, 224, 3) and explained.point.ndim == 3
+    assert explained.explanation.target == explained.explanation.predicted
+    assert explained.target["value"] == PREDICTED and explained.target["choices"][1:] == list(RAF_CLASSES)
+    assert "explaining" in explained.status and explained.body["visible"] is True
 
 
 def test_explaining_another_class(astronaut_result, app_store, explained):  # noqa: F811
-    out = handlers.explain_subject(astronaut_result[6], "Anger", store=app_store)
-    assert out[6].target == RAF_CLASSES.index("Anger") and out[8]["value"] == "Anger"
-    assert not np.array_equal(out[0], explained[0])
+    view = explain_subject(astronaut_result.subject, "Anger", store=app_store)
+    assert view.explanation.target == RAF_CLASSES.index("Anger") and view.target["value"] == "Anger"
+    assert not np.array_equal(view.gradcam_image, explained.gradcam_image)
 
 
 def test_clicking_a_point_shows_where_it_attends(explained):
-    explanation = explained[6]
-    marked, panel = handlers.point_attention(explanation, 112, 150)
-    other_marked, other_panel = handlers.point_attention(explanation, 10, 10)
-    assert marked.shape == (224, 224, 3) and panel.ndim == 3
-    assert not np.array_equal(marked, other_marked) and not np.array_equal(panel, other_panel)
-    assert handlers.point_attention(None, 1, 1) == (None, None)
+    here = point_attention(explained.explanation, 112, 150)
+    there = point_attention(explained.explanation, 10, 10)
+    assert here.crop.shape == (224, 224, 3) and here.point.ndim == 3
+    assert not np.array_equal(here.crop, there.crop) and not np.array_equal(here.point, there.point)
+    assert point_attention(None, 1, 1) == PointView(None, None)
 
 
 # --- comparing checkpoints ----------------------------------------------------------------
@@ -159,12 +166,12 @@ def test_classes_are_aligned_by_name():
     caer = ("CAER-S", ("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise"), np.full(7, 1 / 7))
     aff8 = ("AffectNet-8", ("Neutral", "Happiness", "Sadness", "Surprise", "Fear", "Disgust", "Anger", "Contempt"),
             np.full(8, 1 / 8))
-    order, rows = handlers.compare_rows([raf, caer, aff8])
-    assert order == list(handlers.CANONICAL_ORDER)
+    order, rows = compare_rows([raf, caer, aff8])
+    assert order == list(CANONICAL_ORDER)
     happiness = rows[order.index("Happiness")]
     assert happiness == [pytest.approx(3 / 21), pytest.approx(1 / 7), pytest.approx(1 / 8)]
     assert rows[order.index("Contempt")][:2] == [None, None]
-    html = handlers.compare_table([raf, caer, aff8])
+    html = compare_table([raf, caer, aff8])
     assert html.count("<tr>") == 9 and "poster-absent" in html
 
 
@@ -174,14 +181,15 @@ def test_compare_runs_every_available_checkpoint(tmp_path, astronaut_result, che
     (folder / "rafdb_best.pth").symlink_to(checkpoint_dir / "rafdb_best.pth")
     write_recipe_checkpoint(folder / "affectnet8_best.pth", num_classes=8)
     store = ModelStore(device="cpu", checkpoint_dirs=[folder])
-    table, gallery, status = handlers.compare_checkpoints(astronaut_result[6], store=store)
-    assert "RAF-DB" in table and "AffectNet-8" in table and "Contempt" in table
-    assert [caption.split(":")[0] for _, caption in gallery] == ["POSTER++ · RAF-DB", "POSTER++ · AffectNet-8"]
-    for strip, _ in gallery:  # both streams' Grad-CAM at three scales in one row
+    view = compare_checkpoints(astronaut_result.subject, store=store)
+    assert "RAF-DB" in view.table and "AffectNet-8" in view.table and "Contempt" in view.table
+    assert [caption.split(":")[0] for _, caption in view.gallery] == ["POSTER++ · RAF-DB", "POSTER++ · AffectNet-8"]
+    for strip, _ in view.gallery:  # both streams' Grad-CAM at three scales in one row
         assert strip.ndim == 3 and strip.shape[1] > 6 * 150 > strip.shape[0]
     for missing in ("POSTER++ · AffectNet-7", "POSTER++ · CAER-S", "POSTER · RAF-DB", "ARM · RAF-DB"):
-        assert missing in status
-    assert handlers.compare_checkpoints(None, store=store)[1] == []
+        assert missing in view.status
+    nothing = compare_checkpoints(None, store=store)
+    assert nothing.gallery == [] and "Analyze a photo first" in nothing.status
 
 
 # --- the Model tab ------------------------------------------------------------------------
@@ -410,15 +418,15 @@ def test_switching_checkpoints_reanalyzes_only_an_analyzed_photo(astronaut_resul
     from demo.store import set_store
 
     set_store(app_store)
-    result = astronaut_result[5]
-    assert _reanalyze(None, None, "raf-db", 0)[7] == {"__type__": "update"}  # page just opened
-    assert _reanalyze(str(astronaut_path()), result, "raf-db", 0)[7] == {"__type__": "update"}  # same key
+    result = astronaut_result.result
+    assert _reanalyze(None, None, "raf-db", 0).rerun == {"__type__": "update"}  # page just opened
+    assert _reanalyze(str(astronaut_path()), result, "raf-db", 0).rerun == {"__type__": "update"}  # same key
     result.model_key = "upload:123456789abc"  # as if it had been analyzed with another checkpoint
     try:
         out = _reanalyze(str(astronaut_path()), result, "raf-db", 3)
     finally:
         result.model_key = "raf-db"
-    assert out[5].model_key == "raf-db" and out[7] == 4
+    assert out.result.model_key == "raf-db" and out.rerun == 4 and out.as_json[0]["checkpoint"] == "POSTER++ · RAF-DB"
 
 
 def test_gpu_decorator_is_a_no_op_without_spaces():

@@ -13,8 +13,10 @@ import pytest
 from PIL import Image
 
 from data_explorer.runs import find_runs, load_run
-from demo import explorer, handlers
-from demo.explain_panel import on_face_click
+from demo import explorer
+from demo.messages import ClickError
+from demo.photo_result import face_at
+from demo.photo_tab import analyze_photo, on_face_click
 from demo.camera_slots import CameraSlots
 from demo.files import UPLOAD_REFUSED, SessionFiles, UploadRefused, upload_cache, uploaded_path
 from demo.webcam import LiveSession, live_frame
@@ -79,7 +81,7 @@ def test_a_foreign_path_in_a_payload_is_refused_by_the_photo_handler(app_store, 
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(secret)
     for payload in ({"path": str(secret)}, {"path": str(tmp_path)}, {"path": str(tmp_path / "nope.png")}):
         with pytest.raises(gr.Error) as info:
-            handlers.analyze_photo(payload, "raf-db", store=app_store)
+            analyze_photo(payload, "raf-db", store=app_store)
         assert info.value.message == UPLOAD_REFUSED
 
 
@@ -89,9 +91,9 @@ def test_a_foreign_path_in_a_payload_is_refused_by_the_photo_handler(app_store, 
 def test_images_under_40_pixels_say_why_there_is_no_face(app_store, height, width):  # noqa: F811
     image = np.full((height, width, 3), 128, np.uint8)
     assert len(FaceDetector().detect(image)) == 0
-    _, summary, *_ , result, _subject = handlers.analyze_photo(image, "raf-db", store=app_store)
-    assert result.faces == []
-    assert f"No face found (the image is {width} x {height} pixels; faces need at least 40)" in summary
+    view = analyze_photo(image, "raf-db", store=app_store)
+    assert view.result.faces == [] and view.subject is None
+    assert f"No face found (the image is {width} x {height} pixels; faces need at least 40)" in view.summary
     text, _ = live_frame({"frame": image}, LiveSession(), "raf-db", "float32", 0.6, store=app_store,
                          slots=CameraSlots(1, 120), visitor="v")
     assert f"no face found (the image is {width} x {height} pixels" in json.loads(text)["message"]
@@ -104,13 +106,14 @@ def test_a_long_thin_image_is_no_crash_either():
 # --- 9. clicks that are not positions -----------------------------------------------------
 
 def test_a_click_at_a_non_number_gets_a_message(app_store):  # noqa: F811
-    *_, result, _ = handlers.analyze_photo(str(astronaut_path()), "raf-db", store=app_store)
-    with pytest.raises(handlers.ClickError, match="two numbers"):
-        handlers.face_at(result, "x", 3)
+    result = analyze_photo(str(astronaut_path()), "raf-db", store=app_store).result
+    with pytest.raises(ClickError, match="two numbers"):
+        face_at(result, "x", 3)
     with pytest.raises(gr.Error) as info:
         on_face_click(result, SimpleNamespace(index=["x", 3]))
     assert "click position must be two numbers" in info.value.message
-    assert on_face_click(result, SimpleNamespace(index=[220, 110]))[0]["value"] == 0
+    click = on_face_click(result, SimpleNamespace(index=[220, 110]))
+    assert click.faces["value"] == 0 and click.subject.title.startswith("Face 1")
 
 
 # --- 4 and 9. evaluation runs that point elsewhere or hold bad fields ----------------------

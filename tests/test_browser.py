@@ -8,7 +8,9 @@ from __future__ import annotations
 import io
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -107,6 +109,20 @@ def wait_for_text(page, selector: str, pattern: str) -> str:
     locator = page.locator(selector)
     playwright_api.expect(locator).to_contain_text(re.compile(pattern), timeout=TIMEOUT_MS)
     return locator.inner_text()
+
+
+@contextmanager
+def page_of(browser, store) -> Iterator:
+    """A page of the app served with ``store`` (a server of its own, closed after the block)."""
+    with served(store) as url:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url, wait_until="load")
+        try:
+            yield page
+        finally:
+            context.close()
 
 
 def test_photo_upload_shows_the_labeled_result(page):
@@ -304,11 +320,7 @@ def test_poster_v1_explanation_shows_what_the_model_has(browser, architectures_d
     monkeypatch.setenv(locate.ENV_CHECKPOINT, "poster-v1-raf-db")
     store = ModelStore(device="cpu", checkpoint_dirs=[architectures_dir])
     store.predictor("poster-v1-raf-db")
-    with served(store) as url:
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(url, wait_until="load")
+    with page_of(browser, store) as page:
         wait_for_text(page, "#active-checkpoint", r"Active checkpoint: POSTER · RAF-DB")
         page.locator("#photo-input input[type=file]").set_input_files(str(astronaut_path()))
         assert "POSTER · RAF-DB" in wait_for_text(page, "#photo-summary", r"1 face found")
@@ -328,15 +340,10 @@ def test_poster_v1_explanation_shows_what_the_model_has(browser, architectures_d
         for words in ("arXiv 2204.04083", "arXiv 2103.10189", "classified alone", "90.42 %"):
             assert words in body
         page.screenshot(path=str(ARTIFACTS / "model-architectures.png"), full_page=True)
-        context.close()
 
 
 def test_without_a_checkpoint_the_page_says_what_is_missing_and_still_boxes(browser, empty_store):  # noqa: F811
-    with served(empty_store) as url:
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(url, wait_until="load")
+    with page_of(browser, empty_store) as page:
         banner = wait_for_text(page, "#missing-banner", r"No POSTER\+\+ checkpoint")
         for words in ("checkpoints/", "POSTER_CHECKPOINT_DIR", "POSTER_HUB_REPO", "Model tab"):
             assert words in banner
@@ -348,4 +355,67 @@ def test_without_a_checkpoint_the_page_says_what_is_missing_and_still_boxes(brow
         for tab in ("Webcam", "Explorer", "Model"):
             page.get_by_role("tab", name=tab).click()
             playwright_api.expect(page.locator("#missing-banner")).to_be_visible()
-        context.close()
+
+
+def pick(page, selector: str, option: str) -> None:
+    """Choose the option that starts with ``option`` in the Gradio dropdown at ``selector``."""
+    page.locator(f"{selector} input").click()
+    page.get_by_role("option", name=re.compile("^" + re.escape(option))).click()
+
+
+def test_photo_target_comparison_and_checkpoint_switch(browser, architectures_dir):  # noqa: F811
+    from demo.store import ModelStore
+
+    store = ModelStore(device="cpu", checkpoint_dirs=[architectures_dir])
+    store.predictor("raf-db")
+    with page_of(browser, store) as page:
+        wait_for_text(page, "#active-checkpoint", r"Active checkpoint: POSTER\+\+ · RAF-DB")
+        page.locator("#photo-input input[type=file]").set_input_files(str(astronaut_path()))
+        wait_for_text(page, "#photo-summary", r"1 face found")
+        wait_for_text(page, "#photo-explain-status", r"explaining '")
+        # Grad-CAM of another class.
+        pick(page, "#photo-target", "Anger")
+        wait_for_text(page, "#photo-explain-status", r"explaining 'Anger'")
+        # Every architecture on the same face.
+        page.get_by_text("Compare every checkpoint on this face").click()
+        page.locator("#compare-button").click()
+        table = wait_for_text(page, "#compare-table", r"ARM · RAF-DB")
+        assert "POSTER++ · RAF-DB" in table and "POSTER · RAF-DB" in table
+        playwright_api.expect(page.locator("#compare-gallery img")).to_have_count(3, timeout=TIMEOUT_MS)
+        # Switching checkpoints analyzes and explains the photo again with the new one.
+        page.get_by_role("tab", name="Model").click()
+        pick(page, "#model-choice", "ARM · RAF-DB")
+        wait_for_text(page, "#active-checkpoint", r"ARM · RAF-DB")
+        page.get_by_role("tab", name="Photo").click()
+        wait_for_text(page, "#photo-summary", r"checkpoint ARM · RAF-DB")
+        wait_for_text(page, "#photo-explain-status", r"with ARM · RAF-DB")
+        wait_for_text(page, "#photo-gradcam_image-title", r"ResNet-18")
+        page.screenshot(path=str(ARTIFACTS / "photo-compare-switch.png"), full_page=True)
+
+
+def test_picking_or_clicking_a_face_explains_it(page, app_store, tmp_path, astronaut, grace_hopper):  # noqa: F811
+    from demo.photo_tab import analyze_photo
+
+    left = np.asarray(Image.fromarray(astronaut).resize((400, 400)))
+    right = np.asarray(Image.fromarray(grace_hopper).resize((int(400 * grace_hopper.shape[1] / grace_hopper.shape[0]),
+                                                             400)))
+    path = tmp_path / "two.png"
+    Image.fromarray(np.concatenate([left, right], axis=1)).save(path)
+    faces = analyze_photo(str(path), "raf-db", store=app_store).result.faces
+    assert len(faces) == 2
+    page.locator("#photo-input input[type=file]").set_input_files(str(path))
+    wait_for_text(page, "#photo-summary", r"2 faces found")
+    wait_for_text(page, "#photo-explain-status", r"Face 1 · .* explaining '")
+    # The picker names both faces; picking the second explains it.
+    page.locator("#photo-faces label", has_text="2:").click()
+    wait_for_text(page, "#photo-explain-status", r"Face 2 · .* explaining '")
+    # A click on the first face's box in the photo selects and explains it again.
+    image = page.locator("#photo-output img").first
+    shown = image.bounding_box()
+    natural = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    scale = min(shown["width"] / natural[0], shown["height"] / natural[1])  # the picture is fit, centred
+    left, top = (shown["width"] - natural[0] * scale) / 2, (shown["height"] - natural[1] * scale) / 2
+    x1, y1, x2, y2 = faces[0].box
+    image.click(position={"x": left + (x1 + x2) / 2 * scale, "y": top + (y1 + y2) / 2 * scale})
+    wait_for_text(page, "#photo-explain-status", r"Face 1 · .* explaining '")
+    playwright_api.expect(page.locator("#photo-faces input[type=radio]").first).to_be_checked()

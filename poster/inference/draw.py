@@ -53,5 +53,5 @@ def draw_faces(image: np.ndarray, boxes: Sequence[Sequence[float]], labels: Sequ
 
 def draw_predictions(image: np.ndarray, faces: Sequence) -> np.ndarray:
     """``draw_faces`` for ``FacePrediction``s: "Happiness 87%" above each face."""
-    labels = [f"{f.label} {f.confidence:.0%}" for f in faces]
+    labels = [f.caption for f in faces]
     return draw_faces(image, [f.box for f in faces], labels, [f.landmarks for f in faces])

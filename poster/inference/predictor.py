@@ -24,35 +24,63 @@ from .transforms import model_batch
 
 @dataclass(eq=False)
 class FacePrediction:
-    """One face: where it is, its aligned crop, and the expression probabilities."""
+    """One face: where it is, its aligned crop, and the expression probabilities.
+
+    A face found without a model to classify it (``FacePrediction.unclassified``) has no label,
+    no probabilities and no class names.
+    """
 
     box: tuple[float, float, float, float]
     score: float
     landmarks: np.ndarray  # (5, 2) photo pixels
     crop: FaceCrop
-    label: str
-    label_index: int
-    probabilities: np.ndarray  # (num_classes,) in class_names order
+    label: str | None
+    label_index: int | None
+    probabilities: np.ndarray | None  # (num_classes,) in class_names order
     class_names: tuple[str, ...]
 
+    @classmethod
+    def unclassified(cls, face: Face, crop: FaceCrop) -> "FacePrediction":
+        """A detected, aligned face that no model has classified."""
+        return cls(box=face.box, score=face.score, landmarks=face.landmarks, crop=crop, label=None,
+                   label_index=None, probabilities=None, class_names=())
+
     @property
-    def confidence(self) -> float:
-        return float(self.probabilities[self.label_index])
+    def classified(self) -> bool:
+        return self.probabilities is not None
+
+    @property
+    def area(self) -> float:
+        x1, y1, x2, y2 = self.box
+        return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+    @property
+    def confidence(self) -> float | None:
+        return None if self.probabilities is None else float(self.probabilities[self.label_index])
+
+    @property
+    def caption(self) -> str:
+        """"Happiness 87%", or "face" for a face that was not classified."""
+        return f"{self.label} {self.confidence:.0%}" if self.probabilities is not None else "face"
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
+        if self.probabilities is None:
+            return []
         order = np.argsort(-self.probabilities)[:k]
         return [(self.class_names[i], float(self.probabilities[i])) for i in order]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (no pixels)."""
+        """JSON-ready summary (no pixels); label, confidence and probabilities are None unclassified."""
+        classified = self.probabilities is not None
         return {
             "box": [round(v, 1) for v in self.box],
             "score": round(self.score, 4),
             "landmarks": np.round(self.landmarks, 1).tolist(),
             "aligned": self.crop.aligned,
             "label": self.label,
-            "confidence": round(self.confidence, 4),
-            "probabilities": {n: round(float(p), 4) for n, p in zip(self.class_names, self.probabilities)},
+            "confidence": round(self.confidence, 4) if classified else None,
+            "probabilities": ({n: round(float(p), 4) for n, p in zip(self.class_names, self.probabilities)}
+                              if classified else None),
         }
 
 

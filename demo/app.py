@@ -5,13 +5,14 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from . import render
-from .explorer_tab import build_explorer_tab
+from .explorer_tab import RunListView, build_explorer_tab, run_pickers_on_load
 from .files import files_out
 from .gpu import gpu
 from .hosting import GuardedBlocks, RequestLimits, cap_waiting_per_session
-from .model_handlers import banner, checkpoint_dropdown, header_line, model_facts
+from .download_row import build_download_row
 from .limits import Limits, limits_for
-from .model_tab import build_download_row, build_model_tab
+from .model_tab import banner, build_model_tab, checkpoint_dropdown, header_line, model_facts
+from .outputs import outputs_of, returning
 from .photo_tab import build_photo_tab
 from .limits import max_image_bytes, max_upload_bytes
 from .store import ModelStore, get_store
@@ -85,14 +86,13 @@ def build_demo(store: ModelStore | None = None, limits: Limits | None = None) ->
         gr.HTML(FOOTER)
 
         light = limits.light_event()
-        model_views = [header, missing_row, missing_text, model["facts"], model["choice"]]
+        model_views = [header, missing_row, missing_text, model.facts, model.choice]
         model_key.change(_refresh_model_views, [model_key, uploads], model_views, **limits.model_event())
         load = demo.load(_on_load, [model_key], [model_key], **light)
         # The State's change event does not fire when a visitor starts without a checkpoint (None stays None).
         load.then(_refresh_model_views, [model_key, uploads], model_views, **light)
         # Explorer runs are listed when the page opens.
-        run_fn, run_outputs = explorer["load"]
-        load.then(run_fn, None, run_outputs, **light)
+        load.then(returning(RunListView, run_pickers_on_load), None, outputs_of(RunListView, explorer), **light)
         # A visitor who switches checkpoints sees the photo again with the new one.
         rerun = gr.State(0)  # bumped when a checkpoint switch re-analyzed the photo
         model_key.change(

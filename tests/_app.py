@@ -117,7 +117,7 @@ def served(store, runs_root: Path | None = None) -> Iterator[str]:
     import os
 
     from demo import build_demo, launch_kwargs
-    from demo import state
+    from demo import store as state
     from demo.limits import ENV_RUNS_DIR
 
     old = os.environ.get(ENV_RUNS_DIR)

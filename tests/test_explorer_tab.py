@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 
 from demo.explorer_runs import get_run, run_choices
-from demo.explorer_tab import open_run, select_cell, select_image
+from demo.explorer_tab import open_run, run_pickers, run_pickers_on_load, select_cell, select_image
 from demo.explorer_views import CORNER, DEFAULT_SORT, gallery_caption
+from demo.limits import ENV_RUNS_DIR
 from tests._app import RAF_CLASSES, app_store, checkpoint_dir, empty_store, write_run  # noqa: F401
 
 
@@ -22,6 +23,18 @@ def test_runs_are_listed_and_broken_ones_named(runs_root):
     dropdown, note = run_choices(runs_root)
     assert dropdown["choices"] == ["raf-db-test"] and dropdown["value"] == "raf-db-test"
     assert "broken" in note
+
+
+def test_every_run_picker_lists_the_visitors_runs(runs_root, tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_RUNS_DIR, str(runs_root))
+    view = run_pickers_on_load()
+    assert view.run["choices"] == ["raf-db-test"] and view.run["value"] == "raf-db-test" and "broken" in view.runs_note
+    assert view.run_a["choices"] == view.run_b["choices"] == ["raf-db-test"]
+    session = tmp_path / "session"
+    write_run(session, name="mine")
+    own = run_pickers(str(session), "session:mine")
+    assert own.run["value"] == "session:mine" and ("mine (yours, this session)", "session:mine") in own.run_b["choices"]
+    assert run_pickers(None, "session:mine").run["value"] == "raf-db-test"  # another visitor's run is not listed
 
 
 def test_no_runs_says_how_to_make_one(tmp_path):

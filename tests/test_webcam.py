@@ -16,7 +16,7 @@ from demo import live_tracking as tracking
 from demo import precision as precisions
 from demo.camera_slots import CameraSlots
 from demo.webcam_record import results_csv, results_file
-from demo.webcam_tab import freeze_frame, live_frame, stop_stream
+from demo.webcam_tab import download_results, freeze_frame, live_frame, stop_stream
 from poster.errors import ImageError
 from poster.inference.faces import Face
 from tests._app import RAF_CLASSES, app_store, astronaut_path, checkpoint_dir, empty_store  # noqa: F401
@@ -294,7 +294,7 @@ def test_the_waiting_page_is_told_how_long_it_has_waited(app_store, frame):  # n
 # --- what a visitor takes away --------------------------------------------------------------
 
 def test_recorded_results_download_as_csv(app_store, frame, tmp_path):  # noqa: F811
-    assert results_file(None) is None
+    assert results_file(None) is None and download_results(None).results["visible"] is False
     session = None
     for _ in range(3):
         _, session = send(frame, session, store=app_store)
@@ -305,6 +305,10 @@ def test_recorded_results_download_as_csv(app_store, frame, tmp_path):  # noqa: 
     assert rows[0]["time"].endswith("+00:00") and rows[0]["label"] in RAF_CLASSES
     assert sum(float(rows[-1][f"p_{n}"]) for n in RAF_CLASSES) == pytest.approx(1, abs=1e-3)
     with open(results_file(session)) as handle:
+        assert handle.read() == results_csv(session)
+    offered = download_results(session).results
+    assert offered["visible"] is True and offered["value"] != results_file(session)  # a fresh file each time
+    with open(offered["value"]) as handle:
         assert handle.read() == results_csv(session)
 
 

@@ -66,10 +66,10 @@ def main() -> None:
             shutil.rmtree(out)
 
         def in_app() -> None:
-            *_, (summary, session) = evaluate_archive(str(archive), "raf-db", None, None, store=store)
-            assert summary["num_images"] == args.images
-            sessions.append(session)
-            shutil.rmtree(session)
+            *_, last = evaluate_archive(str(archive), "raf-db", None, None, store=store)
+            assert last.summary["num_images"] == args.images
+            sessions.append(last.session_dir)
+            shutil.rmtree(last.session_dir)
 
         print(f"{machine()}; {args.images} images of 100x100, {dtype}, {args.repeats} rounds")
         candidates = {"command line": command_line, "in the app": in_app}

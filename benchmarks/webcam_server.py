@@ -3,7 +3,7 @@
     python benchmarks/webcam_server.py [--frames 10] [--repeats 5]
 
 Each call handles ``--frames`` consecutive 480x360 frames of one face (as the browser sends them)
-through ``demo.webcam.process_frame``; figures are milliseconds per frame and results per second
+through ``demo.live_tracking.process_frame``; figures are milliseconds per frame and results per second
 the server alone could give. The app's CPU default is the last row.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from _common import machine, recipe_checkpoint, time_interleaved
-from demo import webcam
+from demo import live_tracking
 from demo.store import ModelStore
 
 
@@ -39,17 +39,17 @@ def main() -> None:
     }
 
     def runner(precision: str, alternate: bool, full: bool):
-        session = webcam.LiveSession()
+        session = live_tracking.LiveSession()
 
         def run() -> None:
-            every = webcam.FULL_DETECTION_EVERY
-            webcam.FULL_DETECTION_EVERY = 1 if full else every
+            every = live_tracking.FULL_DETECTION_EVERY
+            live_tracking.FULL_DETECTION_EVERY = 1 if full else every
             try:
                 for _ in range(args.frames):
-                    result = webcam.process_frame(image, session, "raf-db", precision, store, alternate=alternate)
+                    result = live_tracking.process_frame(image, session, "raf-db", precision, store, alternate=alternate)
                     assert len(result["faces"]) == 1
             finally:
-                webcam.FULL_DETECTION_EVERY = every
+                live_tracking.FULL_DETECTION_EVERY = every
         return run
 
     times = time_interleaved({name: runner(*v) for name, v in variants.items()}, repeats=args.repeats, warmup=1)

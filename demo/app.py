@@ -13,12 +13,13 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from . import render
-from .explorer_tab import build_explorer_tab
+from .download_row import build_download_row
+from .explorer_tab import RunListView, build_explorer_tab, run_pickers_on_load
 from .files import files_out
 from .gpu import gpu
 from .hosting import GuardedBlocks, RequestLimits, cap_waiting_per_session
 from .limits import Limits, limits_for, max_image_bytes, max_upload_bytes
-from .model_tab import banner, build_download_row, build_model_tab, checkpoint_dropdown, header_line, model_facts
+from .model_tab import banner, build_model_tab, checkpoint_dropdown, header_line, model_facts
 from .outputs import outputs_of, returning, unchanged
 from .photo_result import PhotoResult, PhotoView
 from .photo_tab import analyze_photo, build_photo_tab
@@ -121,16 +122,15 @@ def build_demo(store: ModelStore | None = None, limits: Limits | None = None) ->
 
         light = limits.light_event()
         model_views = outputs_of(ModelViews, {"header": header, "missing_row": missing_row,
-                                              "missing_text": missing_text, "facts": model["facts"],
-                                              "choice": model["choice"]})
+                                              "missing_text": missing_text, "facts": model.facts,
+                                              "choice": model.choice})
         refresh = returning(ModelViews, _refresh_model_views)
         model_key.change(refresh, [model_key, uploads], model_views, **limits.model_event())
         load = demo.load(_on_load, [model_key], [model_key], **light)
         # The State's change event does not fire when a visitor starts without a checkpoint (None stays None).
         load.then(refresh, [model_key, uploads], model_views, **light)
         # Explorer runs are listed when the page opens.
-        run_fn, run_outputs = explorer["load"]
-        load.then(run_fn, None, run_outputs, **light)
+        load.then(returning(RunListView, run_pickers_on_load), None, outputs_of(RunListView, explorer), **light)
         # A visitor who switches checkpoints sees the photo again with the new one.
         rerun = gr.State(0)  # bumped when a checkpoint switch re-analyzed the photo
         model_key.change(gpu(files_out(returning(Reanalysis, _reanalyze))),

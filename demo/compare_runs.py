@@ -6,19 +6,44 @@ both predictions side by side.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
+
 import pandas as pd
 
 from poster.evaluation.compare import Comparison, compare_tables, paired_table
 
 from . import render
-from .explorer import gallery_items, get_run
+from .explorer_runs import get_run
+from .explorer_views import gallery_items, stat_cards
 from .messages import friendly
 
 CELL_TITLES = {"both_correct": "both right", "only_a": "only A right", "only_b": "only B right",
                "both_wrong": "both wrong"}
 TWO_BY_TWO_CORNER = "A \\ B"
+
+
+@dataclass
+class ComparisonView:
+    """Two runs compared; the images of a cell come once one is clicked (the gallery is cleared)."""
+
+    result: str
+    table: pd.DataFrame
+    per_class: pd.DataFrame
+    gallery: list
+    pair_rows: list[int]
+    caption: str
+
+
+@dataclass
+class PairCellView:
+    """A clicked cell of the 2x2 table: its images with both predictions, run A's rows, a table."""
+
+    gallery: list
+    pair_rows: list[int]
+    caption: str
+    pairs: pd.DataFrame
 
 
 def two_by_two(c: Comparison) -> pd.DataFrame:
@@ -50,10 +75,7 @@ def summary_html(c: Comparison, name_a: str, name_b: str) -> str:
          f"paired bootstrap 95 % CI {c.difference_ci[0]:+.1f} to {c.difference_ci[1]:+.1f}"),
         (f"{c.mcnemar_p:.3g}", "McNemar exact p", verdict),
     ]
-    html = '<div class="poster-stat-grid">' + "".join(
-        f'<div class="poster-stat"><div class="poster-stat-value">{v}</div>'
-        f'<div class="poster-stat-key">{k}</div><div class="poster-stat-sub">{sub}</div></div>'
-        for v, k, sub in cards) + "</div>"
+    html = stat_cards(cards)
     note = f"Compared on the {c.n} images they share (matched by path)"
     return html + render.notice(note + ("; " + "; ".join(extra) if extra else "") + ".")
 
@@ -68,17 +90,19 @@ def per_class_table(c: Comparison) -> pd.DataFrame:
 
 @friendly("Comparing the runs")
 def compare(name_a: str | None, name_b: str | None, root: str | Path | None = None,
-            session_dir: str | Path | None = None):
-    """-> (summary, 2x2 table, per-class differences, images gallery (cleared), gallery rows, caption)."""
+            session_dir: str | Path | None = None) -> ComparisonView:
+    """Runs ``name_a`` and ``name_b`` side by side: accuracies, their difference, McNemar's test."""
     run_a, run_b = get_run(name_a, root, session_dir), get_run(name_b, root, session_dir)
     if run_a is None or run_b is None:
-        return (render.notice("Pick two runs to compare.", "info"), pd.DataFrame(), pd.DataFrame(), [], [], "")
+        return ComparisonView(render.notice("Pick two runs to compare.", "info"), pd.DataFrame(), pd.DataFrame(),
+                              [], [], "")
     c = compare_tables(run_a.predictions, run_b.predictions)
     if c.n == 0:
-        return (render.notice("These two runs share no images (matched by path), so they cannot be compared.", "warn"),
-                pd.DataFrame(), pd.DataFrame(), [], [], "")
-    return (summary_html(c, run_a.name, run_b.name), two_by_two(c), per_class_table(c), [], [],
-            render.notice("Click a count of the 2x2 table to see its images with both predictions."))
+        return ComparisonView(
+            render.notice("These two runs share no images (matched by path), so they cannot be compared.", "warn"),
+            pd.DataFrame(), pd.DataFrame(), [], [], "")
+    return ComparisonView(summary_html(c, run_a.name, run_b.name), two_by_two(c), per_class_table(c), [], [],
+                          render.notice("Click a count of the 2x2 table to see its images with both predictions."))
 
 
 def pair_caption(row: pd.Series) -> str:
@@ -94,12 +118,12 @@ def pair_caption(row: pd.Series) -> str:
 
 @friendly("Opening the cell")
 def select_pair_cell(name_a: str | None, name_b: str | None, row: int, col: int,
-                     root: str | Path | None = None, session_dir: str | Path | None = None):
-    """A clicked 2x2 cell -> (gallery with both predictions, rows of run A, caption, per-image table)."""
+                     root: str | Path | None = None, session_dir: str | Path | None = None) -> PairCellView:
+    """The images of a clicked 2x2 cell (row, col of ``two_by_two``) with both predictions."""
     run_a, run_b = get_run(name_a, root, session_dir), get_run(name_b, root, session_dir)
     cell = cell_at(row, col)
     if run_a is None or run_b is None or cell is None:
-        return [], [], "", pd.DataFrame()
+        return PairCellView([], [], "", pd.DataFrame())
     shared, *_ = paired_table(run_a.predictions, run_b.predictions)
     ca, cb = shared["correct_a"].to_numpy(bool), shared["correct_b"].to_numpy(bool)
     masks = {"both_correct": ca & cb, "only_a": ca & ~cb, "only_b": ~ca & cb, "both_wrong": ~ca & ~cb}
@@ -112,7 +136,7 @@ def select_pair_cell(name_a: str | None, name_b: str | None, row: int, col: int,
     items = [(image, caption) for (image, _), caption in zip(items, captions)]
     table = _pairs_table(rows)
     shown = f"showing {len(items)} of {len(rows)}" if len(rows) > len(items) else f"{len(rows)} images"
-    return items, kept, render.notice(f"{CELL_TITLES[cell]}: {shown}."), table
+    return PairCellView(items, kept, render.notice(f"{CELL_TITLES[cell]}: {shown}."), table)
 
 
 def _pairs_table(rows: pd.DataFrame, limit: int = 500) -> pd.DataFrame:

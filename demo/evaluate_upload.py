@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,7 +37,6 @@ from poster.evaluation.steps import evaluate_in_steps
 from poster.data.label_order import diagnose
 from poster.weights.registry import PosterV2Weights
 
-from . import render
 from .explorer_runs import SESSION_PREFIX
 from .messages import sentence
 from .limits import ENV_RUNS_DIR
@@ -51,6 +51,15 @@ _SESSION_BASE = Path(tempfile.gettempdir()) / f"poster-session-runs-{os.getpid()
 
 _models: OrderedDict[tuple[str, str], torch.nn.Module] = OrderedDict()
 _models_lock = threading.Lock()
+
+
+@dataclass
+class EvaluationView:
+    """One step of an evaluation: progress (or, last, the run summary) and the visitor's folder
+    of their own runs (made on their first evaluation)."""
+
+    summary: dict[str, Any]
+    session_dir: str | None
 
 
 # --- where runs go --------------------------------------------------------------------------
@@ -159,9 +168,8 @@ def without_rejected(listing: Listing, unpacked: Unpacked) -> Listing:
 def evaluate_archive(archive: str | None, checkpoint: str | None, limit: float | None = None,
                      session_dir: str | None = None, uploads: Sequence[str] = (), *,
                      store: ModelStore | None = None, caps: ArchiveCaps | None = None,
-                     batch_size: int = BATCH_SIZE) -> Iterator[tuple[dict[str, Any], str | None]]:
-    """Yield ``(progress or summary, session folder)``: progress dicts while it runs, then the
-    run summary. Bad input raises ``gr.Error`` with one line; cancelling (closing the generator)
+                     batch_size: int = BATCH_SIZE) -> Iterator[EvaluationView]:
+    """Yield the progress while it runs, then the run summary. Bad input raises ``gr.Error`` with one line; cancelling (closing the generator)
     leaves nothing behind."""
     try:
         yield from _evaluate(archive, checkpoint, limit, session_dir, uploads, store or get_store(),
@@ -177,7 +185,7 @@ def evaluate_archive(archive: str | None, checkpoint: str | None, limit: float |
 
 
 def _evaluate(archive, checkpoint, limit, session_dir, uploads, store: ModelStore, caps: ArchiveCaps,
-              batch_size: int) -> Iterator[tuple[dict[str, Any], str | None]]:
+              batch_size: int) -> Iterator[EvaluationView]:
     path = checked_archive(archive)
     key = checkpoint_key(checkpoint, store, uploads)
     count = int(limit) if limit else None
@@ -187,7 +195,7 @@ def _evaluate(archive, checkpoint, limit, session_dir, uploads, store: ModelStor
     if shared is None and not (session_dir and Path(session_dir).is_dir()):
         session_dir = new_session_dir()
     out_root = shared or Path(session_dir)
-    yield {"status": "unpacking", "archive": path.name}, session_dir
+    yield EvaluationView({"status": "unpacking", "archive": path.name}, session_dir)
     work = Path(tempfile.mkdtemp(prefix="poster-eval-set-"))
     try:
         unpacked = unpack_zip(path, work / "set", caps)
@@ -208,10 +216,11 @@ def _evaluate(archive, checkpoint, limit, session_dir, uploads, store: ModelStor
                     except StopIteration as finished:
                         table = finished.value
                         break
-                    yield {"status": "running", "done": progress.done, "total": progress.total,
-                           "images_per_second": round(progress.images_per_second, 2),
-                           "seconds_left": None if progress.seconds_left is None else round(progress.seconds_left, 1)
-                           }, session_dir
+                    yield EvaluationView({
+                        "status": "running", "done": progress.done, "total": progress.total,
+                        "images_per_second": round(progress.images_per_second, 2),
+                        "seconds_left": None if progress.seconds_left is None else round(progress.seconds_left, 1)},
+                        session_dir)
             finally:
                 steps.close()  # a cancelled evaluation stops its loader here
             summary = run_summary(table, info, dataset, split="test", device=store.device,
@@ -222,7 +231,8 @@ def _evaluate(archive, checkpoint, limit, session_dir, uploads, store: ModelStor
     finally:
         shutil.rmtree(work, ignore_errors=True)
     value = name if shared is not None else SESSION_PREFIX + name
-    yield api_summary(summary, table, value, "shared" if shared is not None else "session"), session_dir
+    yield EvaluationView(api_summary(summary, table, value, "shared" if shared is not None else "session"),
+                         session_dir)
 
 
 def _folder_names(dataset: str | None) -> tuple[str, ...]:
@@ -262,34 +272,3 @@ def api_summary(summary: dict[str, Any], table, run: str, storage: str) -> dict[
             "accuracy_ci": [100 * low, 100 * high], "per_class": per_class,
             "label_order": {"suspected": order.suspected, "mapping": order.mapping,
                             "accuracy_if_remapped": 100 * order.accuracy_if_remapped}}
-
-
-def progress_html(payload: dict[str, Any] | None) -> str:
-    """The progress bar (images done of total, images per second, time left) or the outcome."""
-    if not payload:
-        return ""
-    status = payload.get("status")
-    if status == "unpacking":
-        return render.notice(f"Checking and unpacking {payload.get('archive', 'the archive')}…")
-    if status == "running":
-        done, total = int(payload["done"]), max(int(payload["total"]), 1)
-        left = payload.get("seconds_left")
-        rate = f"{payload['images_per_second']:.1f} images/s" if payload.get("images_per_second") else "starting"
-        eta = f", about {left:.0f} s left" if left is not None else ""
-        return (f'<div class="poster-eval-progress"><progress value="{done}" max="{total}" style="width:100%"></progress>'
-                f"<div>{done} of {total} images · {rate}{eta}</div></div>")
-    if status == "cancelled":
-        return render.notice("Cancelled; nothing of this evaluation was kept.", "warn")
-    if status == "done":
-        low, high = payload["accuracy_ci"]
-        skipped = payload.get("skipped") or []
-        lines = [f"Done: accuracy {payload['accuracy']:.2f} % (95 % CI {low:.1f}–{high:.1f}) on "
-                 f"{payload['num_images']} images at {payload.get('images_per_second') or 0:.1f} images/s; "
-                 f"opened below."]
-        html = render.notice(" ".join(lines))
-        if skipped:
-            shown = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:8])
-            more = f" and {len(skipped) - 8} more" if len(skipped) > 8 else ""
-            html += render.notice(f"Skipped {len(skipped)}: {shown}{more}.", "warn")
-        return html
-    return ""

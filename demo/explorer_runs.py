@@ -1,4 +1,5 @@
-"""Which evaluation runs a visitor may open: the runs folder's, their own session's, the Hub's.
+"""Which evaluation runs a visitor may open (the runs folder's, their own session's, the Hub's),
+and which checkpoint can explain a run's images.
 
 Runs are folders written by ``python -m poster evaluate`` (see ``data_explorer.runs``), loaded
 once and kept while their files are unchanged.
@@ -13,9 +14,11 @@ import gradio as gr
 
 from data_explorer.hub_runs import ENV_RUNS_REPO, hub_runs
 from data_explorer.runs import Run, find_runs
+from poster.weights.registry import PosterV2Weights
 
 from . import render
 from .limits import runs_dir
+from .store import ModelStore
 
 # Run names in the dropdown: a local run by its folder under the runs folder, a visitor's own
 # run and a Hub run by a prefix. A prefixed name is only ever looked up among the runs found in
@@ -116,3 +119,19 @@ def run_choices(root: str | Path | None = None, session_dir: str | Path | None =
         lines.append(render.notice(note, "warn"))
     selected = value if value in values else (values[0] if values else None)
     return gr.update(choices=choices, value=selected), "".join(lines)
+
+
+def run_checkpoint_key(run: Run, model_key: str | None, store: ModelStore) -> tuple[str | None, str]:
+    """The checkpoint that can explain this run's images, or (None, why not)."""
+    wanted_sha = run.info.get("checkpoint_sha256")
+    if model_key and store.is_loaded(model_key) and wanted_sha:
+        if store.predictor(model_key).model.info.sha256 == wanted_sha:
+            return model_key, ""
+    name = str(run.info.get("checkpoint_dataset") or run.info.get("checkpoint") or "")
+    try:
+        key = PosterV2Weights.get(name).value.key
+    except KeyError:
+        return None, f"the run's checkpoint {name or '?'} is not one of the dataset checkpoints; load it in the Model tab"
+    if key not in {c.key for c in store.choices()}:
+        return None, f"the {key} checkpoint this run used is not available here"
+    return key, ""

@@ -1,55 +1,225 @@
 """Explorer tab: evaluation runs, the clickable confusion matrix, per-class metrics, label errors,
-evaluating an uploaded set and comparing two runs."""
+evaluating an uploaded set and comparing two runs.
+
+Runs are folders written by ``python -m poster evaluate`` (see ``data_explorer.runs``); how they
+are shown is ``demo.explorer_views``.
+"""
 from __future__ import annotations
 
-import gradio as gr
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
 
+import gradio as gr
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from data_explorer import analysis
+from data_explorer.label_errors import suspected_label_errors
+
+from . import render
 from .evaluate_upload import SESSION_TTL_S, remove_session_dir
-from .explain_panel import build_explain_panel
-from .explorer import DEFAULT_SORT, SORTS, all_run_choices, open_run, run_choices, select_cell, select_image
-from .explorer_panels import build_compare_panel, build_evaluate_panel
+from .explain_panel import ExplainPanel, build_explain_panel
+from .explorer_panels import ComparePanel, EvaluatePanel, build_compare_panel, build_evaluate_panel
+from .explorer_runs import all_run_choices, get_run, run_checkpoint_key, run_choices
+from .explorer_views import (DEFAULT_SORT, SORTS, cell_rows, class_table, confusion_table, gallery_items,
+                             label_order_notice, rows_table, run_image, summary_html)
 from .files import files_out
+from .messages import friendly
+from .photo_result import Subject
 from .limits import Limits
-from .store import get_store
+from .outputs import outputs_of, returning, unchanged
+from .store import ModelStore, get_store
+
+
+@dataclass
+class RunListView:
+    """Every run this visitor may open, in the run picker and both comparison pickers."""
+
+    run: dict
+    runs_note: str
+    run_a: dict
+    run_b: dict
+
+
+@dataclass
+class RunView:
+    """An opened run; the cell gallery is cleared until a cell is clicked."""
+
+    summary: str
+    matrix: Any  # a DataFrame, or its Styler with colours
+    classes: pd.DataFrame
+    suspects: list
+    suspect_rows: list[int]
+    cell_gallery: list
+    cell_rows: list[int]
+    cell_caption: str
+
+
+@dataclass
+class CellView:
+    """A clicked cell of the confusion matrix (row, column as clicked): its images and table."""
+
+    cell_gallery: list
+    cell_rows: list[int]
+    cell_caption: str
+    cell: tuple[int, int] | None
+    cell_table: pd.DataFrame
+
+
+@dataclass
+class ImageView:
+    """A clicked image: shown large, its prediction card, the subject to explain (None: none)."""
+
+    image: np.ndarray | None
+    card: str
+    subject: Subject | None
+    selected: dict  # the section showing them
+
+
+@dataclass
+class ExplorerTab:
+    """The Explorer tab's components."""
+
+    session_dir: gr.State
+    run: gr.Dropdown
+    runs_note: gr.HTML
+    run_a: gr.Dropdown
+    run_b: gr.Dropdown
+    summary: gr.HTML
+    matrix: gr.Dataframe
+    classes: gr.Dataframe
+    suspects: gr.Gallery
+    suspect_rows: gr.State
+    cell_gallery: gr.Gallery
+    cell_rows: gr.State
+    cell_caption: gr.HTML
+    cell: gr.State
+    cell_table: gr.Dataframe
+    image: gr.Image
+    card: gr.HTML
+    subject: gr.State
+    selected: gr.Column
+    panel: ExplainPanel
+    evaluation: EvaluatePanel
+    comparison: ComparePanel
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+def run_pickers(session_dir: str | None = None, selected: str | None = None) -> RunListView:
+    """Every run this visitor may open (``selected`` chosen when it is listed)."""
+    dropdown, note = run_choices(None, session_dir, selected)
+    choices, _, _ = all_run_choices(None, session_dir)
+    return RunListView(dropdown, note, gr.update(choices=choices), gr.update(choices=choices))
+
+
+def run_pickers_on_load() -> RunListView:
+    """The runs a new page lists (it has no runs of its own yet)."""
+    return run_pickers(None)
+
+
+@friendly("Opening the run")
+def open_run(name: str | None, root: str | Path | None = None, session_dir: str | Path | None = None) -> RunView:
+    """A run's headline figures, confusion matrix, per-class metrics and suspected label errors."""
+    run = get_run(name, root, session_dir)
+    if run is None:
+        return RunView("", pd.DataFrame(), pd.DataFrame(), [], [], [], [], "")
+    suspects = suspected_label_errors(run.predictions)
+    items, rows = gallery_items(run, suspects, limit=24)
+    caption = (f"{len(suspects)} suspected label errors (the model is confidently sure of another class); "
+               f"lowest probability of the given label first." if len(suspects) else
+               "No suspected label errors.")
+    return RunView(summary_html(run) + label_order_notice(run), confusion_table(run), class_table(run), items, rows,
+                   [], [], render.notice(f"Click a cell of the confusion matrix to see its images. {caption}"))
+
+
+@friendly("Opening the cell")
+def select_cell(name: str | None, row: int, col: int, sort: str | None = DEFAULT_SORT,
+                root: str | Path | None = None, session_dir: str | Path | None = None) -> CellView:
+    """The images of a clicked confusion-matrix cell (column 0 selects the true class's whole row)."""
+    cell = (int(row), int(col))
+    run = get_run(name, root, session_dir)
+    found = cell_rows(run, *cell, sort) if run is not None else None
+    if found is None:
+        return CellView([], [], "", cell, pd.DataFrame())
+    rows, what = found
+    items, kept = gallery_items(run, rows)
+    shown = f"showing {len(kept)} of {len(rows)}" if len(rows) > len(kept) else f"{len(rows)} image{'s' if len(rows) != 1 else ''}"
+    caption = render.notice(f"{what}: {shown}, sorted by {sort or DEFAULT_SORT}.")
+    return CellView(items, kept, caption, cell, rows_table(run, rows))
+
+
+@friendly("Opening the image")
+def select_image(name: str | None, rows: Sequence[int] | None, index: int | None, model_key: str | None,
+                 root: str | Path | None = None, store: ModelStore | None = None,
+                 session_dir: str | Path | None = None) -> ImageView:
+    """A clicked gallery image (``index`` into its gallery's ``rows``): its prediction, and the
+    subject to explain when a checkpoint of the run's kind is available."""
+    store = store or get_store()
+    run = get_run(name, root, session_dir)
+    shown = gr.update(visible=True)
+    if run is None or rows is None or index is None or not 0 <= int(index) < len(rows):
+        return ImageView(None, "", None, shown)
+    row = run.predictions.loc[rows[int(index)]]
+    probs = analysis.probabilities(run.predictions.loc[[rows[int(index)]]])[0]
+    image = run_image(run, row["path"])
+    verdict = "correct" if row["correct"] else "wrong"
+    title = f"{row['pred_name']} {row['confidence']:.0%} · labeled {row['label_name']} · {verdict}"
+    note = f"loss {row['loss']:.2f} · margin {row['margin']:.2f} · {row['path']}"
+    card = render.probability_bars(title, list(run.class_names), probs, "#4e79a7", note=note)
+    subject = None
+    if image is None:
+        card += render.notice("The image file is not available here (neither the dataset nor a thumbnail), "
+                              "so it cannot be explained.", "warn")
+    else:
+        key, why = run_checkpoint_key(run, model_key, store)
+        if key is None:
+            card += render.notice(f"No explanation: {why}.", "warn")
+        else:
+            crop = np.asarray(Image.fromarray(image).resize((224, 224), Image.Resampling.BILINEAR))
+            title = Path(str(row["path"])).name
+            path = run.image_file(row["path"])
+            if path is not None and run.path in path.parents:
+                title += " (explained from the run's thumbnail: the dataset is not on this machine)"
+            subject = Subject(crop=crop, model_key=key, title=title)
+    return ImageView(_at_least_224(image), card, subject, shown)
+
+
+def _at_least_224(image: np.ndarray | None) -> np.ndarray | None:
+    """Dataset crops are small: they are shown at 224 pixels on their longer side."""
+    if image is None or max(image.shape[:2]) >= 224:
+        return image
+    scale = 224 / max(image.shape[:2])
+    size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
 
 
 def _on_cell(name, sort, session, evt: gr.SelectData):
-    row, col = evt.index[:2]
-    items, rows, caption, table = select_cell(name, row, col, sort, None, session, with_table=True)
-    return items, rows, caption, (row, col), table
+    return select_cell(name, *evt.index[:2], sort, None, session)
 
 
 def _on_sort(name, sort, cell, session):
-    if not cell:
-        return gr.update(), gr.update(), gr.update(), gr.update()
-    return select_cell(name, cell[0], cell[1], sort, None, session, with_table=True)
+    return select_cell(name, cell[0], cell[1], sort, None, session) if cell else unchanged(CellView)
 
 
 def _on_image(name, rows, model_key, session, evt: gr.SelectData):
-    return (*select_image(name, rows, evt.index, model_key, session_dir=session), gr.update(visible=True))
+    return select_image(name, rows, evt.index, model_key, session_dir=session)
 
 
 def _open(name, session):
     return open_run(name, None, session)
 
 
-def _list_runs(session, selected=None):
-    """-> (run dropdown, notice, compare A, compare B): every run this visitor may open."""
-    dropdown, note = run_choices(None, session, selected)
-    choices, _, _ = all_run_choices(None, session)
-    return dropdown, note, gr.update(choices=choices), gr.update(choices=choices)
-
-
-def _list_runs_on_load():
-    return _list_runs(None)  # a new page has no runs of its own yet
-
-
 def _after_evaluation(summary, session):
     """Once a run is written: list it and open it."""
-    return _list_runs(session, (summary or {}).get("run"))
+    return run_pickers(session, (summary or {}).get("run"))
 
 
-def build_explorer_tab(model_key: gr.State, limits: Limits, uploads: gr.State | None = None) -> dict:
+# --- the tab --------------------------------------------------------------------------------
+
+def build_explorer_tab(model_key: gr.State, limits: Limits, uploads: gr.State | None = None) -> ExplorerTab:
     gr.Markdown("Browse an evaluation run written by `python -m poster evaluate`, published to the Hub, or evaluated "
                 "here from an uploaded set: accuracy with its 95 % interval next to the published figure, the "
                 "confusion matrix (click a cell to see its images), per-class metrics and images whose label looks "
@@ -57,7 +227,7 @@ def build_explorer_tab(model_key: gr.State, limits: Limits, uploads: gr.State | 
     # This visitor's own runs live in a folder of their session, deleted when Gradio ends the session.
     session_dir = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=remove_session_dir)
     evaluation = build_evaluate_panel(limits, get_store(), session_dir, uploads)
-    cell_rows = gr.State([])
+    cell_rows_state = gr.State([])
     suspect_rows = gr.State([])
     cell = gr.State(None)
     subject = gr.State(None)
@@ -97,24 +267,28 @@ def build_explorer_tab(model_key: gr.State, limits: Limits, uploads: gr.State | 
                               object_fit="contain", allow_preview=False, fit_columns=False,
                               elem_id="explorer-suspects")
     comparison = build_compare_panel(limits, session_dir)
+    tab = ExplorerTab(session_dir, run, runs_note, comparison.run_a, comparison.run_b, summary, matrix, classes,
+                      suspects, suspect_rows, cell_gallery, cell_rows_state, cell_caption, cell, cell_table, image,
+                      card, subject, selected, panel, evaluation, comparison)
 
     light = limits.light_event()
-    listed = [run, runs_note, comparison["run_a"], comparison["run_b"]]
-    opened_outputs = [summary, matrix, classes, suspects, suspect_rows, cell_gallery, cell_rows, cell_caption]
-    refresh.click(_list_runs, [session_dir], listed, **light).then(files_out(_open), [run, session_dir],
-                                                                    opened_outputs, **light)
-    evaluation["running"].success(_after_evaluation, [evaluation["summary"], session_dir], listed, **light)
-    run.change(files_out(_open), [run, session_dir], opened_outputs, **light)
-    matrix.select(files_out(_on_cell), [run, sort, session_dir], [cell_gallery, cell_rows, cell_caption, cell, cell_table],
+    listed, opened = outputs_of(RunListView, tab), outputs_of(RunView, tab)
+    open_event = files_out(returning(RunView, _open))
+    refresh.click(returning(RunListView, run_pickers), [session_dir], listed, **light).then(
+        open_event, [run, session_dir], opened, **light)
+    evaluation.running.success(returning(RunListView, _after_evaluation), [evaluation.summary, session_dir], listed,
+                               **light)
+    run.change(open_event, [run, session_dir], opened, **light)
+    matrix.select(files_out(returning(CellView, _on_cell)), [run, sort, session_dir], outputs_of(CellView, tab),
                   **light)
-    sort.input(files_out(_on_sort), [run, sort, cell, session_dir], [cell_gallery, cell_rows, cell_caption, cell_table],
+    sort.input(files_out(returning(CellView, _on_sort)), [run, sort, cell, session_dir], outputs_of(CellView, tab),
                **light)
-    picked = cell_gallery.select(files_out(_on_image), [run, cell_rows, model_key, session_dir],
-                                 [image, card, subject, selected], **light)
-    panel.explain_after(picked)
-    picked_suspect = suspects.select(files_out(_on_image), [run, suspect_rows, model_key, session_dir],
-                                     [image, card, subject, selected], **light)
-    panel.explain_after(picked_suspect)
-    return {"run": run, "runs_note": runs_note, "matrix": matrix, "cell_gallery": cell_gallery,
-            "summary": summary, "evaluation": evaluation, "comparison": comparison,
-            "load": (_list_runs_on_load, listed)}
+    on_image = files_out(returning(ImageView, _on_image))
+    for gallery, rows in ((cell_gallery, cell_rows_state), (suspects, suspect_rows)):
+        picked = gallery.select(on_image, [run, rows, model_key, session_dir], outputs_of(ImageView, tab), **light)
+        panel.explain_after(picked)
+    return tab
+
+
+__all__ = ["CellView", "ExplorerTab", "ImageView", "RunListView", "RunView", "build_explorer_tab", "run_pickers",
+           "run_pickers_on_load", "open_run", "select_cell", "select_image"]

@@ -74,11 +74,11 @@ def published_figures(spec: Architecture, weights: list[Weights]) -> list[tuple[
     released = {w.dataset_key for w in weights}
     for dataset, value in spec.facts.get("published", {}).items():
         if dataset not in released:
-            out.append((value, f"{_dataset_title(dataset)} test accuracy reported in the paper (no checkpoint released)"))
+            out.append((value, f"{dataset_title(dataset)} test accuracy reported in the paper (no checkpoint released)"))
     return out
 
 
-def _dataset_title(key: str) -> str:
+def dataset_title(key: str) -> str:
     try:
         return dataset_weights(key).title
     except KeyError:

@@ -1,26 +1,170 @@
-"""Model tab: the active checkpoint, switching, uploading and downloading, and the model card."""
+"""Model tab: the active checkpoint, switching, uploading and downloading, and the model card; and
+the checkpoint header and banner the page shows above every tab.
+
+A checkpoint that fails to load, upload or download leaves the visitor's active checkpoint as it was.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any, Sequence
 
 import gradio as gr
 
-from poster.weights.registry import PosterV2Weights, checkpoint_weights
+from poster.errors import CheckpointError
+from poster.weights.checkpoints import count_parameters
+from poster.weights.registry import ARCHITECTURES, checkpoint_weights
 
-from .model_handlers import (banner, checkpoint_dropdown, download_checkpoint, header_line, model_card,  # noqa: F401
-                             model_facts, switch_checkpoint, upload_checkpoint)
-from .limits import Limits
-from .limits import max_upload_bytes
-from .store import checkpoint_label
+from . import render
+from .download_row import DownloadRow, build_download_row
+from .files import discard_upload, uploaded_path
+from .messages import friendly, quote, sentence
+from .limits import Limits, max_upload_bytes
+from .model_cards import dataset_title, model_card
+from .outputs import outputs_of, returning
+from .store import ModelStore, get_store, missing_checkpoint_message
+from .uploads import UPLOAD_PREFIX
 
 UPLOAD_TYPES = [".pth", ".pt", ".tar", ".safetensors"]
 
 
-def dataset_choices() -> list[tuple[str, str]]:
-    """Every released checkpoint, grouped by architecture, with its published accuracy."""
-    return [(f"{checkpoint_label(w)} ({w.published_accuracy:.2f} %)", w.key) for w in checkpoint_weights()]
+@dataclass
+class SwitchView:
+    """After a switch: the visitor's checkpoint (the old one when the new one fails) and why."""
+
+    model_key: str | None
+    switch_status: str
 
 
-def _download(dataset_key, model_key, progress=gr.Progress()):
-    return download_checkpoint(dataset_key, model_key, progress=progress)
+@dataclass
+class UploadView:
+    """After an upload: the visitor's checkpoint, their uploads still kept, and what happened."""
+
+    model_key: str | None
+    uploads: list[str]
+    upload_status: str
+
+
+@dataclass
+class ModelTab:
+    """The Model tab's components (``facts`` and ``choice`` follow the visitor's checkpoint)."""
+
+    model_key: gr.State
+    uploads: gr.State
+    facts: gr.HTML
+    choice: gr.Dropdown
+    switch_status: gr.HTML
+    upload: gr.File
+    upload_status: gr.HTML
+    download: DownloadRow
+
+
+# --- what the page shows about the visitor's checkpoint ---------------------------------------
+
+def model_facts(model_key: str | None, store: ModelStore | None = None) -> str:
+    """HTML facts about the visitor's active checkpoint (loads it if needed)."""
+    store = store or get_store()
+    if not model_key:
+        return render.notice(f"No checkpoint active. {missing_checkpoint_message()}", "warn")
+    predictor, reason = store.try_predictor(model_key)
+    if predictor is None:
+        return render.notice(f"{store.label(model_key)} could not be loaded: {reason}", "error")
+    info = predictor.model.info
+    accuracy = f"{info.published_accuracy:.2f} %" if info.published_accuracy is not None else "not published"
+    dataset = dataset_title(info.dataset) if info.dataset else "unknown (uploaded file)"
+    source = "uploaded file" if model_key.startswith(UPLOAD_PREFIX) else Path(info.source).name
+    arch = ARCHITECTURES.get(getattr(info, "arch", "poster-v2"))
+    colour = getattr(getattr(info, "preprocessing", None), "colour_order", "RGB")
+    rows = [
+        ("Checkpoint", escape(store.label(model_key))),
+        ("Architecture", escape(arch.title if arch else str(info.arch))),
+        ("Trained on", escape(dataset)),
+        ("Colour order", escape(colour)),
+        ("Classes", ", ".join(escape(c) for c in info.class_names)),
+        ("Published accuracy", accuracy),
+        ("sha256", f"<code>{escape(info.sha256)}</code>"),
+        ("File", escape(source)),
+        ("Parameters", f"{count_parameters(predictor.model) / 1e6:.1f} M"),
+        ("Runs on", "CPU" if store.device == "cpu" else escape(store.device)),
+    ]
+    body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    return f'<table class="poster-kv">{body}</table>'
+
+
+def checkpoint_dropdown(model_key: str | None, uploads: Sequence[str] | None, store: ModelStore | None = None) -> dict:
+    """The switch dropdown: every checkpoint this visitor can choose, theirs selected."""
+    store = store or get_store()
+    choices = [(f"{c.label} — {c.origin}", c.key) for c in store.choices(tuple(uploads or ()))]
+    keys = [k for _, k in choices]
+    if model_key and model_key not in keys:
+        choices.append((store.label(model_key), model_key))
+    return gr.update(choices=choices, value=model_key if model_key else None, interactive=bool(choices))
+
+
+def header_line(model_key: str | None, store: ModelStore | None = None) -> str:
+    """The line above the tabs naming the active checkpoint ('' without one: the banner speaks then)."""
+    store = store or get_store()
+    device = "GPU" if store.on_gpu else "CPU"
+    if not model_key:
+        return ""
+    predictor, reason = store.try_predictor(model_key)
+    if predictor is None:
+        return render.notice(f"{store.label(model_key)}: {reason}", "error")
+    info = predictor.model.info
+    acc = f", published accuracy {info.published_accuracy:.2f} %" if info.published_accuracy else ""
+    return render.notice(f"Active checkpoint: {store.label(model_key)} ({len(info.class_names)} classes{acc}) · "
+                         f"running on {device}")
+
+
+def banner(model_key: str | None) -> tuple[dict, str]:
+    """The empty-state row above the tabs -> (its visibility: only while the visitor has no
+    checkpoint, its text)."""
+    return gr.update(visible=not model_key), render.notice(missing_checkpoint_message(), "warn")
+
+
+# --- handlers ---------------------------------------------------------------------------------
+
+@friendly("Switching checkpoints")
+def switch_checkpoint(new_key: str | None, old_key: str | None, store: ModelStore | None = None,
+                      uploads: Sequence[str] | None = None) -> SwitchView:
+    """Switch to ``new_key`` if it loads: a released checkpoint, or one of the visitor's own
+    ``uploads``; anything else keeps ``old_key``."""
+    store = store or get_store()
+    if not new_key or new_key == old_key:
+        return SwitchView(old_key, "")
+    known = {w.key for w in checkpoint_weights()} | {c.key for c in store.choices(tuple(uploads or ()))}
+    if new_key not in known:
+        return SwitchView(old_key, render.notice(f"{quote(new_key, 80)} is not a checkpoint you can choose", "error"))
+    predictor, reason = store.try_predictor(new_key)
+    if predictor is None:
+        gr.Warning(sentence(reason))
+        return SwitchView(old_key, render.notice(reason, "error"))
+    return SwitchView(new_key, render.notice(f"Switched to {store.label(new_key)}."))
+
+
+@friendly("Uploading the checkpoint")
+def upload_checkpoint(file: Any, model_key: str | None, uploads: Sequence[str] | None,
+                      store: ModelStore | None = None, owner: str = "") -> UploadView:
+    """An uploaded checkpoint file becomes the visitor's checkpoint. Bad files leave everything as
+    it was and are deleted from Gradio's cache. ``file`` is Gradio's payload (checked with
+    ``uploaded_path``) or a path; ``owner`` is the visitor's session."""
+    store = store or get_store()
+    uploads = list(uploads or ())
+    if file is None:
+        return UploadView(model_key, uploads, "")
+    path = uploaded_path(file) if isinstance(file, dict) else Path(getattr(file, "name", file))
+    try:
+        key = store.add_upload(path, name=path.name, owner=owner)
+    except CheckpointError as exc:
+        discard_upload(path)  # only ever a file in Gradio's upload cache
+        message = sentence(str(exc))
+        gr.Warning(message)
+        return UploadView(model_key, uploads, render.notice(f"Upload refused: {message}", "error"))
+    discard_upload(path)  # the store keeps its own copy
+    # The visitor's list keeps only the uploads the store still keeps for them.
+    uploads = [k for k in uploads if store.owns(owner, k)] + [key]
+    return UploadView(key, uploads, render.notice(f"Loaded {escape(quote(path.name, 120))} safely and switched to it."))
 
 
 def _upload(file, model_key, uploads, request: gr.Request):
@@ -31,20 +175,9 @@ def _switch(new_key, old_key, uploads):
     return switch_checkpoint(new_key, old_key, uploads=uploads)
 
 
-def build_download_row(model_key: gr.State, limits: Limits, prefix: str) -> dict:
-    """Dataset picker + download button + status; used in the Model tab and the empty-state banner."""
-    with gr.Row():
-        dataset = gr.Dropdown(dataset_choices(), value=PosterV2Weights.RAF_DB.value.key, label="Released checkpoint",
-                              scale=3, elem_id=f"{prefix}-dataset")
-        with gr.Column(scale=1, min_width=190):
-            button = gr.Button("Download and use", variant="primary", elem_id=f"{prefix}-download")
-    status = gr.HTML()
-    button.click(_download, [dataset, model_key], [model_key, status], concurrency_id="download",
-                 concurrency_limit=1, api_visibility="private")
-    return {"dataset": dataset, "button": button, "status": status}
+# --- the tab ----------------------------------------------------------------------------------
 
-
-def build_model_tab(model_key: gr.State, uploads: gr.State, limits: Limits) -> dict:
+def build_model_tab(model_key: gr.State, uploads: gr.State, limits: Limits) -> ModelTab:
     with gr.Row():
         with gr.Column(scale=3):
             gr.Markdown("### Active checkpoint")
@@ -56,15 +189,20 @@ def build_model_tab(model_key: gr.State, uploads: gr.State, limits: Limits) -> d
             upload = gr.File(label=f"Upload a checkpoint (.pth or .safetensors, up to {max_upload_bytes() // 2**20} MB)",
                              file_types=UPLOAD_TYPES, type="filepath", elem_id="model-upload")
             gr.Markdown("Files are opened with a restricted unpickler that refuses code, checked against "
-                        "the layout of POSTER++, POSTER or ARM (told from its keys), and kept for this session only.", elem_classes=["poster-small"])
+                        "the layout of POSTER++, POSTER or ARM (told from its keys), and kept for this session only.",
+                        elem_classes=["poster-small"])
             upload_status = gr.HTML()
             gr.Markdown("Or download a released checkpoint (verified by its sha256) into the checkpoint folder:")
             download = build_download_row(model_key, limits, "model")
     gr.Markdown(model_card())
+    tab = ModelTab(model_key, uploads, facts, choice, switch_status, upload, upload_status, download)
 
-    choice.input(_switch, [choice, model_key, uploads], [model_key, switch_status], show_progress_on=[switch_status],
-                 **limits.model_event())
-    upload.upload(_upload, [upload, model_key, uploads], [model_key, uploads, upload_status],
+    choice.input(returning(SwitchView, _switch), [choice, model_key, uploads], outputs_of(SwitchView, tab),
+                 show_progress_on=[switch_status], **limits.model_event())
+    upload.upload(returning(UploadView, _upload), [upload, model_key, uploads], outputs_of(UploadView, tab),
                   concurrency_id="upload", concurrency_limit=1, api_visibility="private")
-    return {"facts": facts, "choice": choice, "upload": upload, "upload_status": upload_status,
-            "download": download}
+    return tab
+
+
+__all__ = ["ModelTab", "SwitchView", "UploadView", "banner", "build_model_tab", "checkpoint_dropdown",
+           "header_line", "model_facts", "switch_checkpoint", "upload_checkpoint"]

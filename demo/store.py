@@ -9,7 +9,6 @@ uploads belong to their session, see ``demo.uploads``).
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +22,13 @@ from poster.devices import pick_device
 from poster.inference.predictor import Predictor
 from poster.weights.registry import ARCHITECTURES, PosterV2Weights, Weights, checkpoint_weights, find_weights
 
-from .limits import ENV_MAX_UPLOAD_MB, max_upload_bytes, upload_memory_bytes
+from .limits import upload_memory_bytes
 from .locks import ReadWriteLock
 from .uploads import UPLOAD_PREFIX, UploadShelf
 
 FILE_PREFIX = "file:"
+
+
 def missing_checkpoint_message() -> str:
     """The one line every tab shows when there is no checkpoint to classify with."""
     w = PosterV2Weights.RAF_DB.value
@@ -198,43 +199,15 @@ class ModelStore:
 
     def add_upload(self, path: str | Path, name: str | None = None, owner: str = "") -> str:
         """Load an uploaded checkpoint through the safe loader and keep it for ``owner`` (the
-        visitor's session); returns its key.
+        visitor's session); returns its key. Raises ``CheckpointError`` (one line) for a file that
+        is refused (see ``UploadShelf.add``)."""
+        def load(stored: str) -> Predictor:
+            return Predictor(self._loader(stored, device=self.device), detector=self.detector())
 
-        Raises ``CheckpointError`` (one line) when the file is too big, unsafe, corrupt or not
-        POSTER++; a refused file takes no slot and evicts nothing. A good one replaces the
-        owner's oldest beyond ``uploads_per_session``, then the least recently used uploads of
-        any session while all of them need more than ``upload_memory`` bytes.
-        """
-        path = Path(path)
-        name = _short_name(name or path.name)
-        if not path.is_file():
-            raise CheckpointError(f"{name}: the upload did not arrive, try again")
-        size = path.stat().st_size
-        limit = max_upload_bytes()
-        if size > limit:
-            raise CheckpointError(f"{name} is {_mb(size)}; the limit is {_mb(limit)} "
-                                  f"(set {ENV_MAX_UPLOAD_MB} to change it)")
-        if size == 0:
-            raise CheckpointError(f"{name} is empty")
-        # Keep the file name: the loader recognises released files (and their classes) by it.
-        key, stored = self.uploads.new_slot(_safe_name(name))
-        try:
-            shutil.copyfile(path, stored)
-            model = self._loader(str(stored), device=self.device)
-            predictor = Predictor(model, detector=self.detector())
-        except CheckpointError:
-            self.uploads.discard_slot(stored)
-            raise
-        except Exception as exc:  # noqa: BLE001 - a hostile file must never take the server down
-            self.uploads.discard_slot(stored)
-            raise CheckpointError(f"{name} could not be loaded ({type(exc).__name__})") from None
-        memory = _tensor_bytes(model)
-        if memory > self.uploads.memory:
-            self.uploads.discard_slot(stored)
-            raise CheckpointError(f"{name} needs {_mb(memory)} of memory; uploads may use {_mb(self.uploads.memory)}")
+        key, predictor, gone = self.uploads.add(Path(path), _short_name(name or Path(path).name), owner, load)
         with self._lock:
             self._predictors[key] = predictor
-        self._unload(self.uploads.keep(key, stored, name, owner, memory))
+        self._unload(gone)
         return key
 
     def forget_session(self, owner: str | None) -> int:
@@ -292,30 +265,10 @@ class ModelStore:
         return thread
 
 
-def _tensor_bytes(model: Any) -> int:
-    try:
-        tensors = [*model.parameters(), *model.buffers()]
-    except AttributeError:
-        return 0
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
 def _short_name(name: str, limit: int = 120) -> str:
     """A visitor's file name as shown in messages: one line, at most ``limit`` characters."""
     text = " ".join(str(name).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _mb(size: int) -> str:
-    mb = size / 2**20
-    return f"{mb:.0f} MB" if mb >= 10 else f"{mb:.2g} MB"
-
-
-def _safe_name(name: str) -> str:
-    """A file name without folders or odd characters (uploads name their own files)."""
-    base = Path(name).name
-    cleaned = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in base).lstrip(".")
-    return cleaned[:120] or "checkpoint.pth"
 
 
 _STORE: ModelStore | None = None

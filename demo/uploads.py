@@ -15,8 +15,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
+
+from poster.errors import CheckpointError
 
 from .files import register_temporary
+from .limits import ENV_MAX_UPLOAD_MB, max_upload_bytes
 
 UPLOAD_PREFIX = "upload:"
 MAX_NOTES = 1000  # eviction notes kept for sessions that have not looked yet
@@ -43,6 +47,38 @@ class UploadShelf:
         self._lock = threading.Lock()
         self._kept: dict[str, Upload] = {}
         self._evicted: dict[str, str] = {}  # key -> name, for the one session whose file made room
+
+    def add(self, path: Path, name: str, owner: str, load: Callable[[str], Any]) -> tuple[str, Any, list[str]]:
+        """Copy an uploaded checkpoint, ``load`` it (a predictor, from the copy's path) and keep it
+        for ``owner``; returns (its key, the predictor, the keys it pushed out, see ``keep``).
+
+        Raises ``CheckpointError`` (one line) when the file is too big, unsafe, corrupt or no
+        known architecture; a refused file takes no slot and pushes nothing out.
+        """
+        if not path.is_file():
+            raise CheckpointError(f"{name}: the upload did not arrive, try again")
+        size = path.stat().st_size
+        limit = max_upload_bytes()
+        if size > limit:
+            raise CheckpointError(f"{name} is {_mb(size)}; the limit is {_mb(limit)} (set {ENV_MAX_UPLOAD_MB} to change it)")
+        if size == 0:
+            raise CheckpointError(f"{name} is empty")
+        # Keep the file name: the loader recognises released files (and their classes) by it.
+        key, stored = self.new_slot(_safe_name(name))
+        try:
+            shutil.copyfile(path, stored)
+            predictor = load(str(stored))
+        except CheckpointError:
+            self.discard_slot(stored)
+            raise
+        except Exception as exc:  # noqa: BLE001 - a hostile file must never take the server down
+            self.discard_slot(stored)
+            raise CheckpointError(f"{name} could not be loaded ({type(exc).__name__})") from None
+        memory = _tensor_bytes(predictor.model)
+        if memory > self.memory:
+            self.discard_slot(stored)
+            raise CheckpointError(f"{name} needs {_mb(memory)} of memory; uploads may use {_mb(self.memory)}")
+        return key, predictor, self.keep(key, stored, name, owner, memory)
 
     def new_slot(self, file_name: str) -> tuple[str, Path]:
         """A fresh key and the path to copy the upload to (in a folder of its own)."""
@@ -124,3 +160,23 @@ class UploadShelf:
                 register_temporary(self._folder)
             self._folder.mkdir(parents=True, exist_ok=True)
             return self._folder
+
+
+def _tensor_bytes(model: Any) -> int:
+    try:
+        tensors = [*model.parameters(), *model.buffers()]
+    except AttributeError:
+        return 0
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _mb(size: int) -> str:
+    mb = size / 2**20
+    return f"{mb:.0f} MB" if mb >= 10 else f"{mb:.2g} MB"
+
+
+def _safe_name(name: str) -> str:
+    """A file name without folders or odd characters (uploads name their own files)."""
+    base = Path(name).name
+    cleaned = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in base).lstrip(".")
+    return cleaned[:120] or "checkpoint.pth"

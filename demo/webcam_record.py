@@ -1,5 +1,4 @@
-"""What a visitor can take from a webcam session: the newest frame, frozen and explained like a
-photo, and every result of the session as a CSV table."""
+"""What a visitor can take from a webcam session: every result of it as a CSV table."""
 from __future__ import annotations
 
 import csv
@@ -12,27 +11,11 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import render
-from .messages import friendly
-from .outputs import values
-from .photo_result import face_selector
-from .photo_tab import analyze_photo
-from .store import ModelStore
-from .webcam import LiveSession
+from .live_tracking import LiveSession
 
 CSV_KEEP_SECONDS = 10 * 60  # a download is fetched within seconds; older tables are removed
 
 _folder_lock = threading.Lock()
-
-
-@friendly("Freezing the frame")
-def freeze_frame(session: LiveSession | None, model_key: str | None, store: ModelStore | None = None):
-    """The newest streamed frame, analyzed like a photo -> (annotated, summary, cards, selector,
-    JSON, result, subject)."""
-    if not isinstance(session, LiveSession) or session.last_frame is None:
-        return (None, render.notice("Start the camera first; the newest frame is frozen.", "info"), "",
-                face_selector(None), [], None, None)
-    return values(analyze_photo(session.last_frame.copy(), model_key, store=store))
 
 
 def results_csv(session: LiveSession | None) -> str:
@@ -72,4 +55,4 @@ def results_file(session: LiveSession | None) -> str | None:
     return str(path)
 
 
-__all__ = ["freeze_frame", "results_csv", "results_file"]
+__all__ = ["results_csv", "results_file"]

@@ -1,25 +1,40 @@
 """Webcam tab: the browser's own camera preview with labels drawn over it live; freeze a frame to
-explain it; download the session's results."""
+explain it; download the session's results.
+
+The browser shows its own camera preview and draws what comes back (boxes, labels,
+probabilities) over it, so only a downscaled JPEG goes up and a few hundred bytes come down per
+frame (``demo.live_tracking`` follows the faces).
+"""
 from __future__ import annotations
 
 import json
+import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
+import numpy as np
 
+from poster.errors import ImageError
 from poster.inference.draw import PALETTE
 
 from . import precision as precisions
-from .camera_slots import CameraSlots
-from .explain_panel import build_explain_panel
+from . import render
+from .camera_slots import CameraSlots, Claim
+from .explain_panel import ExplainPanel, build_explain_panel
 from .files import files_out
 from .gpu import gpu
-from .outputs import returning
+from .messages import friendly, sentence
+from .photo_result import PhotoResult, Subject, annotated, bars_html, face_selector, faces_json, find_faces, subject_of, summary_line
 from .photo_tab import FaceChoice, FaceClick, on_face_click, select_face
 from .limits import Limits
-from .store import get_store
-from .webcam import FRAME_MAX_SIDE, LiveSession, live_frame, stop_stream
-from .webcam_record import freeze_frame, results_file
+from .live_tracking import FRAME_MAX_SIDE, LiveSession, decode_frame, process_frame, too_small
+from .outputs import outputs_of, returning
+from .store import ModelStore, get_store
+from .webcam_record import results_file
+
+log = logging.getLogger("demo")
 
 LIVE_HTML = """
 <div class="poster-live" data-state="idle">
@@ -53,20 +68,148 @@ LIVE_CSS = """
 """
 
 
+@dataclass
+class LiveView:
+    """What one streamed frame sends back: the result as JSON text, drawn by ``webcam_live.js``."""
+
+    live: str
+
+
+@dataclass
+class FrozenView:
+    """The newest frame, analyzed like a photo."""
+
+    frozen: np.ndarray | None
+    frozen_summary: str
+    frozen_bars: str
+    faces: dict  # the face picker
+    frozen_json: list
+    frozen_result: PhotoResult | None
+    subject: Subject | None
+    frozen_section: dict
+
+
+@dataclass
+class ResultsView:
+    """The session's results file, shown once there is one."""
+
+    results: dict
+
+
+@dataclass
+class WebcamTab:
+    """The Webcam tab's components."""
+
+    live: gr.HTML
+    session: gr.State
+    precision: gr.Radio
+    smoothing: gr.Slider
+    freeze: gr.Button
+    download: gr.Button
+    results: gr.File
+    frozen_section: gr.Column
+    frozen: gr.Image
+    frozen_summary: gr.HTML
+    faces: gr.Radio
+    frozen_bars: gr.HTML
+    frozen_json: gr.State
+    frozen_result: gr.State
+    subject: gr.State
+    panel: ExplainPanel
+    slots: CameraSlots
+
+
 def live_js(max_side: int = FRAME_MAX_SIDE) -> str:
     source = (Path(__file__).with_name("webcam_live.js")).read_text()
     return source.replace("__MAX_SIDE__", str(int(max_side))).replace("__PALETTE__", json.dumps(PALETTE))
+
+
+# --- handlers -------------------------------------------------------------------------------
+
+def live_frame(data: Any, session: LiveSession | None, model_key: str | None, precision: str | None,
+               smoothing: Any, *, store: ModelStore, slots: CameraSlots, visitor: str) -> LiveView:
+    """One frame event (``{"frame": data URL, "t": capture time}``) -> its result for the page.
+    ``session`` is changed in place. Never raises: every problem is a message in the result and
+    the stream goes on."""
+    session = session if isinstance(session, LiveSession) else LiveSession()
+    payload = data if isinstance(data, dict) else {"frame": data}
+    sent_at = payload.get("t")
+    result = _answer(payload.get("frame"), session, model_key, precision, smoothing, store, slots, visitor)
+    if isinstance(sent_at, (int, float)) and not isinstance(sent_at, bool):
+        result["t"] = sent_at  # the page's capture time, echoed so it can tell the result's age
+    return LiveView(json.dumps(result))
+
+
+def _answer(frame: Any, session: LiveSession, model_key: str | None, precision: str | None, smoothing: Any,
+            store: ModelStore, slots: CameraSlots, visitor: str) -> dict:
+    claim = slots.claim(visitor)
+    if not claim.granted:
+        return _not_granted(claim, slots)
+    with slots.processing(visitor) as free:
+        if not free:
+            return {"status": "busy", "message": "the previous frame is still being processed"}
+        try:
+            image = decode_frame(frame)
+            small = too_small(image)
+            if small:
+                return {"status": "ok", "faces": [], "message": small, "width": image.shape[1],
+                        "height": image.shape[0], "classes": list(session.class_names)}
+            try:
+                weight = float(min(max(float(smoothing), 0.0), 0.95))
+            except (TypeError, ValueError):
+                weight = 0.6
+            return process_frame(render.fit(image, FRAME_MAX_SIDE), session, model_key or store.default_key(),
+                                 precision or "", store, weight)
+        except ImageError as exc:
+            return {"status": "error", "message": sentence(str(exc))}
+        except Exception as exc:  # noqa: BLE001 - one bad frame must not end the stream
+            log.exception("webcam frame failed")
+            return {"status": "error", "message": f"Processing the frame failed ({type(exc).__name__})"}
+
+
+def _not_granted(claim: Claim, slots: CameraSlots) -> dict:
+    if claim.state == "waiting":
+        ahead = "" if claim.position <= 1 else f" ({claim.position - 1} ahead of you)"
+        return {"status": "waiting", "waited": round(claim.waited, 1), "position": claim.position,
+                "message": f"waiting for the camera slot, {claim.waited:.0f} s{ahead}"}
+    if claim.state == "ended":
+        minutes = slots.session_seconds / 60
+        return {"status": "ended", "message": f"The camera session ended after {minutes:g} minutes so others get "
+                                              "a turn; press Start to continue."}
+    return {"status": "busy", "message": "the previous frame is still being processed"}
+
+
+def stop_stream(session: LiveSession | None, *, slots: CameraSlots, visitor: str) -> None:
+    """The visitor pressed Stop (or left): free their camera slot now; tracks start afresh."""
+    slots.release(visitor)
+    if isinstance(session, LiveSession):
+        session.tracks, session.detected_last = [], False
+
+
+@friendly("Freezing the frame")
+def freeze_frame(session: LiveSession | None, model_key: str | None, store: ModelStore | None = None) -> FrozenView:
+    """The newest streamed frame, analyzed like a photo."""
+    if not isinstance(session, LiveSession) or session.last_frame is None:
+        return FrozenView(None, render.notice("Start the camera first; the newest frame is frozen.", "info"), "",
+                          face_selector(None), [], None, None, gr.update(visible=True))
+    result = find_faces(session.last_frame.copy(), model_key, store or get_store())
+    return FrozenView(annotated(result, 0), summary_line(result), bars_html(result), face_selector(result, 0),
+                      faces_json(result), result, subject_of(result, 0), gr.update(visible=True))
+
+
+def download_results(session: LiveSession | None) -> ResultsView:
+    """The session's results as a fresh CSV file (hidden while there is nothing to download)."""
+    path = results_file(session)
+    return ResultsView(gr.update(value=path, visible=path is not None))
 
 
 def _visitor(request: gr.Request | None) -> str:
     return (getattr(request, "session_hash", None) or "anonymous") if request is not None else "anonymous"
 
 
-def _freeze(session, model_key):
-    return (*freeze_frame(session, model_key), gr.update(visible=True))
+# --- the tab --------------------------------------------------------------------------------
 
-
-def build_webcam_tab(model_key: gr.State, limits: Limits) -> dict:
+def build_webcam_tab(model_key: gr.State, limits: Limits) -> WebcamTab:
     slots = CameraSlots(limits.webcam_streams, limits.webcam_seconds)
     on_gpu = get_store().on_gpu
     choices = precisions.choices(on_gpu)
@@ -106,34 +249,31 @@ def build_webcam_tab(model_key: gr.State, limits: Limits) -> dict:
                 faces = gr.Radio(label="Face to explain", visible=False)
                 frozen_bars = gr.HTML()
         panel = build_explain_panel(subject, limits, "webcam")
+    tab = WebcamTab(live, session, precision, smoothing, freeze, download, results, frozen_section, frozen,
+                    frozen_summary, faces, frozen_bars, frozen_json, frozen_result, subject, panel, slots)
 
     def on_frame(session, model_key, precision, smoothing, request: gr.Request, evt: gr.EventData):
-        text, _ = live_frame(getattr(evt, "_data", None), session, model_key, precision, smoothing,
-                             store=get_store(), slots=slots, visitor=_visitor(request))
-        return text
+        return live_frame(getattr(evt, "_data", None), session, model_key, precision, smoothing,
+                          store=get_store(), slots=slots, visitor=_visitor(request))
 
     def on_stop(session, request: gr.Request):
         stop_stream(session, slots=slots, visitor=_visitor(request))
 
-    def on_download(session):
-        path = results_file(session)
-        return gr.update(value=path, visible=path is not None)
-
+    light = limits.light_event()
     # Waiting visitors are answered at once, so they need a worker beside the streaming ones.
     # The session is changed in place, so it is no output: only the small result travels back.
-    live.live_frame(gpu(on_frame), [session, model_key, precision, smoothing], [live],
-                    concurrency_id="webcam", concurrency_limit=limits.webcam_streams + 1, show_progress="hidden",
-                    api_visibility="private", trigger_mode="multiple", queue=True)
-    live.live_stop(on_stop, [session], None, **limits.light_event())
-    download.click(on_download, [session], [results], **limits.light_event())
-    frozen_event = freeze.click(gpu(files_out(_freeze)), [session, model_key],
-                                [frozen, frozen_summary, frozen_bars, faces, frozen_json, frozen_result, subject,
-                                 frozen_section],
-                                show_progress_on=[frozen], **limits.model_event())
+    live.live_frame(gpu(returning(LiveView, on_frame)), [session, model_key, precision, smoothing],
+                    outputs_of(LiveView, tab), concurrency_id="webcam", concurrency_limit=limits.webcam_streams + 1,
+                    show_progress="hidden", api_visibility="private", trigger_mode="multiple", queue=True)
+    live.live_stop(on_stop, [session], None, **light)
+    download.click(returning(ResultsView, download_results), [session], outputs_of(ResultsView, tab), **light)
+    frozen_event = freeze.click(gpu(files_out(returning(FrozenView, freeze_frame))), [session, model_key],
+                                outputs_of(FrozenView, tab), show_progress_on=[frozen], **limits.model_event())
     panel.explain_after(frozen_event)
-    picked = faces.input(files_out(returning(FaceChoice, select_face)), [frozen_result, faces], [frozen, subject], **limits.light_event())
+    picked = faces.input(files_out(returning(FaceChoice, select_face)), [frozen_result, faces], [frozen, subject],
+                         **light)
     panel.explain_after(picked)
-    clicked = frozen.select(files_out(returning(FaceClick, on_face_click)), [frozen_result], [faces, frozen, subject], **limits.light_event())
+    clicked = frozen.select(files_out(returning(FaceClick, on_face_click)), [frozen_result], [faces, frozen, subject],
+                            **light)
     panel.explain_after(clicked)
-    return {"live": live, "session": session, "precision": precision, "freeze": freeze, "download": download,
-            "results": results, "frozen": frozen, "panel": panel, "slots": slots}
+    return tab

@@ -11,17 +11,19 @@ import pytest
 import torch
 from PIL import Image
 
-from demo import model_handlers, webcam
+from demo import model_tab
 from demo import precision as precisions
 from demo.camera_slots import CameraSlots
 from demo.compare_panel import compare_checkpoints
 from demo.explain_panel import PREDICTED, explain_subject
 from demo.explanation_views import POSTER_V2_TITLES
 from demo.model_cards import model_card
-from demo.model_tab import dataset_choices
+from demo.download_row import dataset_choices
+from demo.live_tracking import LiveSession
 from demo.photo_result import faces_json
 from demo.photo_tab import analyze_photo
 from demo.store import ModelStore
+from demo.webcam_tab import live_frame
 from explain import Explainer, ModelExplainer
 from poster import load_checkpoint
 from poster.inference.faces import Face, align_face
@@ -52,16 +54,17 @@ def analyzed(store: ModelStore) -> dict:
 def test_one_picker_over_every_architecture_grouped_by_architecture(store):
     assert [c.label for c in store.choices()] == list(KEYS)
     assert [c.architecture for c in store.choices()] == ["POSTER++", "POSTER", "ARM"]
-    dropdown = model_handlers.checkpoint_dropdown("poster-v1-raf-db", [], store=store)
+    dropdown = model_tab.checkpoint_dropdown("poster-v1-raf-db", [], store=store)
     assert [key for _, key in dropdown["choices"]] == list(KEYS.values())
     assert dropdown["value"] == "poster-v1-raf-db"
     labels = [label for label, _ in dataset_choices()]
     assert labels[:4] == ["POSTER++ · RAF-DB (92.21 %)", "POSTER++ · AffectNet-7 (67.49 %)",
                           "POSTER++ · AffectNet-8 (63.77 %)", "POSTER++ · CAER-S (93.00 %)"]
     assert labels[4:] == ["POSTER · RAF-DB (92.05 %)", "ARM · RAF-DB (92.05 %)"]
-    key, status = model_handlers.switch_checkpoint("arm-raf-db", "raf-db", store=store)
+    view = model_tab.switch_checkpoint("arm-raf-db", "raf-db", store=store)
+    key, status = view.model_key, view.switch_status
     assert key == "arm-raf-db" and "ARM · RAF-DB" in status
-    assert "Active checkpoint: POSTER · RAF-DB" in model_handlers.header_line("poster-v1-raf-db", store=store)
+    assert "Active checkpoint: POSTER · RAF-DB" in model_tab.header_line("poster-v1-raf-db", store=store)
 
 
 def test_poster_v1_photo_probabilities_are_the_predictors_on_bgr(store, analyzed, folder, astronaut):
@@ -157,18 +160,18 @@ def test_model_tab_shows_each_architectures_card(store):
                   "7.86 G", "1.81 G", "BGR", "classified alone", "90.42 %", "batches of 64", "91.62 %",
                   "POSTER · RAF-DB", "ARM · RAF-DB", "Not for decisions about people"):
         assert words in card, words
-    facts = model_handlers.model_facts("poster-v1-raf-db", store=store)
+    facts = model_tab.model_facts("poster-v1-raf-db", store=store)
     assert "POSTER" in facts and "BGR" in facts and "92.05 %" in facts
-    assert "RGB" in model_handlers.model_facts("arm-raf-db", store=store)
+    assert "RGB" in model_tab.model_facts("arm-raf-db", store=store)
 
 
 @pytest.mark.parametrize("key", list(KEYS.values()))
 def test_webcam_classifies_with_each_architecture(key, store, astronaut):
     frame = np.asarray(Image.fromarray(astronaut).resize((360, 360)).crop((-60, 0, 420, 360)))
     url = handlers_data_url(frame)
-    text, session = webcam.live_frame({"frame": url}, None, key, "float32", 0.6, store=store,
-                                      slots=CameraSlots(1, 120), visitor="v")
-    result = json.loads(text)
+    session = LiveSession()
+    result = json.loads(live_frame({"frame": url}, session, key, "float32", 0.6, store=store,
+                                   slots=CameraSlots(1, 120), visitor="v").live)
     assert result["status"] == "ok" and len(result["faces"]) == 1, result
     track = session.tracks[0]
     crop = align_face(session.last_frame, Face(track.box, 1.0, track.landmarks)).image
@@ -179,9 +182,8 @@ def test_webcam_classifies_with_each_architecture(key, store, astronaut):
     np.testing.assert_allclose(result["faces"][0]["p"], expected, atol=1e-4)
     assert result["classes"] == list(store.predictor(key).class_names)
     if "bfloat16" in precisions.choices(on_gpu=False):  # the fast format copies the model with its record
-        text, _ = webcam.live_frame({"frame": url}, None, key, "bfloat16", 0.6, store=store,
-                                    slots=CameraSlots(1, 120), visitor="w")
-        fast = json.loads(text)
+        fast = json.loads(live_frame({"frame": url}, LiveSession(), key, "bfloat16", 0.6, store=store,
+                                     slots=CameraSlots(1, 120), visitor="w").live)
         assert fast["precision"] == "bfloat16" and len(fast["faces"]) == 1
         np.testing.assert_allclose(fast["faces"][0]["p"], expected, atol=3e-2)
 

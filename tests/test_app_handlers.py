@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demo import explorer, model_handlers, photo_result
+from demo import model_tab, photo_result
 from demo.compare_panel import CANONICAL_ORDER, compare_checkpoints, compare_rows, compare_table
 from demo.explain_panel import PREDICTED, PointView, explain_subject, point_attention
 from demo.files import example_photos
@@ -17,11 +17,10 @@ from demo.locks import ReadWriteLock
 from demo.photo_result import PhotoResult, face_at
 from demo.photo_tab import analyze_photo, select_face
 from demo.store import ModelStore
-from poster.errors import CheckpointError, DownloadError
+from poster.errors import CheckpointError
 from poster.inference.faces import Face
 from poster.inference.predictor import FacePrediction
-from tests._app import (RAF_CLASSES, app_store, astronaut_path, checkpoint_dir, empty_store,  # noqa: F401
-                        write_run)
+from tests._app import RAF_CLASSES, app_store, astronaut_path, checkpoint_dir, empty_store  # noqa: F401
 from tests.recipe import write_recipe_checkpoint
 
 # gr.Warning outside a page becomes a UserWarning; the tests check the returned messages instead.
@@ -100,7 +99,7 @@ def test_without_a_checkpoint_faces_are_still_boxed(empty_store, astronaut):  # 
     assert face.to_dict()["label"] is None and face.to_dict()["probabilities"] is None and face.crop.aligned
     for words in ("No POSTER++ checkpoint", "checkpoints/", "POSTER_CHECKPOINT_DIR", "POSTER_HUB_REPO", "upload"):
         assert words in view.as_json[0]["note"]  # the three ways, for API clients
-        assert words in model_handlers.banner(None)[1]  # and on top of every tab
+        assert words in model_tab.banner(None)[1]  # and on top of every tab
     explained = explain_subject(view.subject, PREDICTED, store=empty_store)
     assert explained.images == [None] * 4 and explained.body["visible"] is False
     assert "No explanation" in explained.status and explained.crop is view.subject.crop
@@ -192,92 +191,6 @@ def test_compare_runs_every_available_checkpoint(tmp_path, astronaut_result, che
     assert nothing.gallery == [] and "Analyze a photo first" in nothing.status
 
 
-# --- the Model tab ------------------------------------------------------------------------
-
-def test_model_facts(app_store):  # noqa: F811
-    facts = model_handlers.model_facts("raf-db", store=app_store)
-    sha = app_store.predictor("raf-db").model.info.sha256
-    for words in ("RAF-DB", "92.21 %", sha, "Happiness", "rafdb_best.pth"):
-        assert words in facts
-    assert "No checkpoint" in model_handlers.model_facts(None, store=app_store)
-    assert "Not for decisions about people" in model_handlers.model_card()
-
-
-def test_switching_to_a_missing_checkpoint_keeps_the_current_one(app_store):  # noqa: F811
-    key, status = model_handlers.switch_checkpoint("caer-s", "raf-db", store=app_store)
-    assert key == "raf-db" and "CAER-S" in status
-    assert model_handlers.switch_checkpoint("raf-db", "raf-db", store=app_store) == ("raf-db", "")
-    dropdown = model_handlers.checkpoint_dropdown("raf-db", [], store=app_store)
-    assert [k for _, k in dropdown["choices"]] == ["raf-db"] and dropdown["value"] == "raf-db"
-
-
-def test_bad_checkpoint_uploads_are_refused(tmp_path, app_store, monkeypatch):  # noqa: F811
-    text = tmp_path / "model.pth"
-    text.write_text("not a checkpoint")
-    key, uploads, status = model_handlers.upload_checkpoint(str(text), "raf-db", [], store=app_store)
-    assert key == "raf-db" and uploads == [] and "refused" in status
-    monkeypatch.setenv("POSTER_MAX_UPLOAD_MB", "0.001")
-    big = tmp_path / "big.pth"
-    big.write_bytes(b"\0" * 5000)
-    key, uploads, status = model_handlers.upload_checkpoint(str(big), "raf-db", [], store=app_store)
-    assert key == "raf-db" and "limit" in status
-
-
-def test_a_pickle_that_runs_code_is_refused(tmp_path, app_store):  # noqa: F811
-    import pickle
-
-    class Evil:
-        def __reduce__(self):
-            return (Path.touch, (tmp_path / "pwned",))
-
-    path = tmp_path / "evil.pth"
-    path.write_bytes(pickle.dumps({"state_dict": Evil()}))
-    key, _, status = model_handlers.upload_checkpoint(str(path), "raf-db", [], store=app_store)
-    assert key == "raf-db" and "refused" in status and not (tmp_path / "pwned").exists()
-
-
-def test_a_good_upload_becomes_the_visitors_checkpoint(tmp_path, checkpoint_dir):  # noqa: F811
-    store = ModelStore(device="cpu", checkpoint_dirs=[checkpoint_dir], upload_dir=tmp_path / "uploads")
-    key, uploads, status = model_handlers.upload_checkpoint(str(checkpoint_dir / "rafdb_best.pth"), "raf-db", [],
-                                                      store=store)
-    assert key.startswith("upload:") and uploads == [key] and "switched" in status
-    assert key in [c.key for c in store.choices(uploads)]
-    assert key not in [c.key for c in store.choices([])]  # other visitors do not see it
-    assert store.predictor(key).class_names == RAF_CLASSES
-
-
-def test_download_button_switches_to_the_downloaded_checkpoint(tmp_path, checkpoint_dir):  # noqa: F811
-    folder = tmp_path / "dl"
-    folder.mkdir()
-    store = ModelStore(device="cpu", checkpoint_dirs=[folder])
-    seen = []
-
-    def fake_download(name, progress=None, quiet=False):
-        progress(50, 100)
-        target = folder / "rafdb_best.pth"
-        target.symlink_to(checkpoint_dir / "rafdb_best.pth")
-        progress(100, 100)
-        return target
-
-    key, status = model_handlers.download_checkpoint("raf-db", None, progress=lambda *a, **k: seen.append(a),
-                                               store=store, downloader=fake_download)
-    assert key == "raf-db" and "switched" in status and len(seen) == 2 and seen[-1][0] == 1.0
-
-    def offline(name, progress=None, quiet=False):
-        raise DownloadError("could not reach drive.google.com; no network?")
-
-    key, status = model_handlers.download_checkpoint("caer-s", "raf-db", store=store, downloader=offline)
-    assert key == "raf-db" and "no network" in status
-
-
-def test_header_and_banner(app_store):  # noqa: F811
-    assert "Active checkpoint: POSTER++ · RAF-DB" in model_handlers.header_line("raf-db", store=app_store)
-    assert model_handlers.header_line(None, store=app_store) == ""
-    row, text = model_handlers.banner(None)
-    assert row["visible"] is True and "No POSTER++ checkpoint" in text
-    assert model_handlers.banner("raf-db")[0]["visible"] is False
-
-
 # --- the shared store ---------------------------------------------------------------------
 
 def test_store_loads_each_checkpoint_once_under_concurrency(checkpoint_dir):  # noqa: F811
@@ -318,82 +231,6 @@ def test_read_write_lock_lets_readers_share_and_writers_wait():
         assert events == ["two readers"]  # the writer waits for the reader
     writer.join(2)
     assert events[-1] == "writer"
-
-
-# --- explorer -----------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def runs_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs") / "runs"
-    write_run(root)
-    (root / "broken").mkdir()
-    (root / "broken" / "run.json").write_text("{not json")
-    return root
-
-
-def test_runs_are_listed_and_broken_ones_named(runs_root):
-    dropdown, note = explorer.run_choices(runs_root)
-    assert dropdown["choices"] == ["raf-db-test"] and dropdown["value"] == "raf-db-test"
-    assert "broken" in note
-
-
-def test_no_runs_says_how_to_make_one(tmp_path):
-    dropdown, note = explorer.run_choices(tmp_path / "nothing")
-    assert dropdown["choices"] == [] and "python -m poster evaluate" in note
-
-
-def test_gallery_captions_say_right_or_wrong():
-    import pandas as pd
-
-    right = pd.Series({"correct": True, "pred_name": "Happiness", "confidence": 0.871, "label_name": "Happiness"})
-    wrong = pd.Series({"correct": False, "pred_name": "Anger", "confidence": 0.4, "label_name": "Fear"})
-    assert explorer.gallery_caption(right) == "✓ Happiness 87%"
-    assert explorer.gallery_caption(wrong) == "✗ Anger 40% (label Fear)"
-
-
-def test_opening_a_run(runs_root):
-    summary, matrix, classes, suspects, suspect_rows, cells, cell_rows, caption = explorer.open_run(
-        "raf-db-test", runs_root)
-    assert "accuracy" in summary and "published 92.21 %" in summary
-    frame = matrix.data if hasattr(matrix, "data") else matrix
-    assert list(frame.columns) == [explorer.CORNER, *RAF_CLASSES] and len(frame) == 7
-    assert int(frame.iloc[:, 1:].to_numpy().sum()) == 16
-    assert list(classes["class"]) == list(RAF_CLASSES)
-    assert len(suspects) == len(suspect_rows)
-    assert cells == [] and "Click a cell" in caption
-
-
-def test_a_confusion_cell_shows_its_images_sorted_by_confidence(runs_root):
-    run = explorer.get_run("raf-db-test", runs_root)
-    table = run.predictions
-    # The busiest cell of the matrix.
-    counts = table.groupby(["label", "pred"]).size()
-    (true, pred) = counts.idxmax()
-    items, rows, caption = explorer.select_cell("raf-db-test", true, pred + 1, explorer.DEFAULT_SORT, runs_root)
-    expected = table[(table.label == true) & (table.pred == pred)].sort_values("confidence", ascending=False)
-    assert rows == list(expected.index) and len(items) == len(expected)
-    for (image, label), (_, row) in zip(items, expected.iterrows()):
-        assert image.ndim == 3 and label == explorer.gallery_caption(row)
-    assert f"true {RAF_CLASSES[true]}, predicted {RAF_CLASSES[pred]}" in caption
-    # The first column selects the whole row; sorting by loss reorders.
-    _, whole_row, _ = explorer.select_cell("raf-db-test", true, 0, "loss (high first)", runs_root)
-    assert sorted(whole_row) == sorted(table.index[table.label == true])
-    assert whole_row == list(table[table.label == true].sort_values("loss", ascending=False).index)
-
-
-def test_clicking_an_image_shows_its_prediction_and_explains_it(runs_root, app_store):  # noqa: F811
-    run = explorer.get_run("raf-db-test", runs_root)
-    rows = list(run.predictions.index[:3])
-    image, card, subject = explorer.select_image("raf-db-test", rows, 1, "raf-db", runs_root, store=app_store)
-    row = run.predictions.loc[rows[1]]
-    assert image.ndim == 3 and f"labeled {row['label_name']}" in card
-    assert subject is not None and subject.model_key == "raf-db" and subject.crop.shape == (224, 224, 3)
-
-
-def test_explorer_without_checkpoint_shows_prediction_only(runs_root, empty_store):  # noqa: F811
-    rows = [0]
-    image, card, subject = explorer.select_image("raf-db-test", rows, 0, None, runs_root, store=empty_store)
-    assert image is not None and subject is None and "No explanation" in card
 
 
 # --- the app as a whole -------------------------------------------------------------------
@@ -454,10 +291,3 @@ def test_images_reach_gradio_as_whole_files():
     path, text, gallery, state = handler()
     assert Path(path).is_file() and text == "text" and Path(gallery[0][0]).is_file() and gallery[0][1] == "caption"
     assert state["state"] is small  # only images, not states, become files
-
-
-def test_explorer_falls_back_to_thumbnails(tmp_path, app_store):  # noqa: F811
-    root = tmp_path / "runs"
-    write_run(root, name="moved", with_dataset=False)
-    image, card, subject = explorer.select_image("moved", [0], 0, "raf-db", root, store=app_store)
-    assert image is not None and "thumbnail" in subject.title

@@ -13,13 +13,14 @@ import pytest
 from PIL import Image
 
 from data_explorer.runs import find_runs, load_run
-from demo import explorer
+from demo.explorer_tab import select_image
 from demo.messages import ClickError
 from demo.photo_result import face_at
 from demo.photo_tab import analyze_photo, on_face_click
 from demo.camera_slots import CameraSlots
 from demo.files import UPLOAD_REFUSED, SessionFiles, UploadRefused, upload_cache, uploaded_path
-from demo.webcam import LiveSession, live_frame
+from demo.live_tracking import LiveSession
+from demo.webcam_tab import live_frame
 from poster.inference.faces import FaceDetector
 from tests._app import app_store, astronaut_path, checkpoint_dir, write_run  # noqa: F401
 
@@ -143,8 +144,8 @@ def test_run_images_outside_the_run_or_its_dataset_are_not_shown(hostile_run):
     assert [run.image_file(p) for p in paths[:n]] == [None] * n
     assert all(run.image_file(p) is not None for p in paths[n:])
     for i in range(n):
-        image, card, subject = explorer.select_image("raf-db-test", [i], 0, None, root=root)
-        assert image is None and subject is None and "not available" in card
+        view = select_image("raf-db-test", [i], 0, None, root=root)
+        assert view.image is None and view.subject is None and "not available" in view.card
 
 
 def test_a_run_json_with_a_bad_field_names_it(tmp_path):

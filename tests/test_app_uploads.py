@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from demo import model_handlers
+from demo import model_tab
 from demo.store import ModelStore
 from poster.errors import CheckpointError
 
@@ -85,19 +85,20 @@ def test_a_session_that_ends_takes_its_uploads_along(store, tmp_path):
 
 def test_nobody_switches_to_another_visitors_upload(store, tmp_path):
     a = store.add_upload(write(tmp_path, "a.pth", b"a" * 100), owner="A")
-    key, status = model_handlers.switch_checkpoint(a, None, store=store, uploads=[])
-    assert key is None and "not a checkpoint you can choose" in status
-    key, _ = model_handlers.switch_checkpoint("x" * 10**6, None, store=store, uploads=[])
-    assert key is None
+    view = model_tab.switch_checkpoint(a, None, store=store, uploads=[])
+    assert view.model_key is None and "not a checkpoint you can choose" in view.switch_status
+    view = model_tab.switch_checkpoint("x" * 10**6, None, store=store, uploads=[])
+    assert view.model_key is None and len(view.switch_status) < 300
 
 
 def test_the_upload_handler_keeps_the_visitors_list_current(store, tmp_path):
     uploads: list[str] = []
     for i in range(3):
-        key, uploads, status = model_handlers.upload_checkpoint(
-            str(write(tmp_path, f"w{i}.pth", bytes([i + 1]) * 100)), None, uploads, store=store, owner="A")
-        assert "safely" in status
-    assert len(uploads) == 2 and uploads[-1] == key
-    _, same, status = model_handlers.upload_checkpoint(str(write(tmp_path, "bad.pth", b"bad!")), key, uploads,
-                                                       store=store, owner="A")
-    assert same == uploads and "refused" in status
+        view = model_tab.upload_checkpoint(str(write(tmp_path, f"w{i}.pth", bytes([i + 1]) * 100)), None, uploads,
+                                           store=store, owner="A")
+        uploads = view.uploads
+        assert "safely" in view.upload_status
+    assert len(uploads) == 2 and uploads[-1] == view.model_key
+    refused = model_tab.upload_checkpoint(str(write(tmp_path, "bad.pth", b"bad!")), view.model_key, uploads,
+                                          store=store, owner="A")
+    assert refused.uploads == uploads and refused.model_key == view.model_key and "refused" in refused.upload_status

@@ -276,7 +276,7 @@ def test_a_refused_or_missing_camera_gets_a_message(browser, app_url, camera, ex
 
 
 def test_explorer_cell_click_shows_that_cells_images(page, runs_root):
-    from demo.explorer import get_run
+    from demo.explorer_runs import get_run
 
     run = get_run("raf-db-test", runs_root)
     counts = run.predictions.groupby(["label", "pred"]).size()
@@ -293,7 +293,7 @@ def test_explorer_cell_click_shows_that_cells_images(page, runs_root):
     thumbs = page.locator("#explorer-cell-gallery .thumbnail-item")
     playwright_api.expect(thumbs).to_have_count(len(expected), timeout=TIMEOUT_MS)
     captions = page.locator("#explorer-cell-gallery .caption-label").all_inner_texts()
-    from demo.explorer import gallery_caption
+    from demo.explorer_views import gallery_caption
 
     assert captions == [gallery_caption(row) for _, row in expected.iterrows()]
     page.screenshot(path=str(ARTIFACTS / "explorer.png"), full_page=True)

@@ -8,7 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from demo import compare_runs, explorer
+from demo import compare_runs
+from demo.explorer_runs import get_run
+from demo.explorer_tab import open_run
+from demo.explorer_views import class_table, summary_html
 from poster.data import metrics
 from poster.evaluation.compare import compare_tables
 from poster.evaluation.run import predictions_table, write_run as write_run_files
@@ -39,13 +42,13 @@ def two_runs(tmp_path: Path) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
 def test_every_accuracy_shows_its_wilson_interval(tmp_path):
     root = tmp_path / "runs"
     write_run(root)
-    run = explorer.get_run("raf-db-test", root)
+    run = get_run("raf-db-test", root)
     right, n = int(run.predictions["correct"].sum()), len(run.predictions)
     low, high = metrics.wilson_interval(right, n)
-    summary = explorer.summary_html(run)
+    summary = summary_html(run)
     assert f"95 % CI {100 * low:.1f}–{100 * high:.1f} %" in summary
     assert summary.count("95 % CI") == 2 and "class-stratified bootstrap" in summary  # mean class accuracy too
-    table = explorer.class_table(run)
+    table = class_table(run)
     assert "recall 95 % CI" in table.columns
     for _, row in table.iterrows():
         hits = round(row["recall %"] / 100 * row["support"])
@@ -59,17 +62,18 @@ def test_a_run_with_swapped_class_folders_is_flagged(tmp_path):
     labels = pd.read_parquet(run_dir / "predictions.parquet")["label"].tolist()
     swap = {0: 3, 3: 0, 4: 5, 5: 4}
     rewrite_predictions(run_dir, [swap.get(label, label) for label in labels])
-    summary = explorer.open_run("swapped", root)[0]
+    summary = open_run("swapped", root).summary
     assert "class order looks wrong" in summary
     assert "Surprise → Happiness" in summary and "Sadness → Anger" in summary
     assert "would give 100.00 %" in summary
     plain = write_run(root, name="plain")
-    assert "class order" not in explorer.open_run(plain.name, root)[0]
+    assert "class order" not in open_run(plain.name, root).summary
 
 
 def test_comparing_two_runs_on_the_images_they_share(two_runs):
     root, table_a, table_b = two_runs
-    summary, two_by_two, per_class, gallery, rows, caption = compare_runs.compare("a", "b", root)
+    view = compare_runs.compare("a", "b", root)
+    summary, two_by_two, per_class = view.result, view.table, view.per_class
     expected = compare_tables(table_a, table_b)
     assert expected.n == 14 and expected.only_in_a == 2
     assert "Compared on the 14 images they share" in summary and "2 images only in A" in summary
@@ -77,14 +81,15 @@ def test_comparing_two_runs_on_the_images_they_share(two_runs):
     assert two_by_two.iloc[0, 1:].tolist() == [expected.both_correct, expected.only_a]
     assert two_by_two.iloc[1, 1:].tolist() == [expected.only_b, expected.both_wrong]
     assert per_class["images"].sum() == 14 and "A 95 % CI" in per_class.columns
-    assert gallery == [] and "Click a count" in caption
+    assert view.gallery == [] and view.pair_rows == [] and "Click a count" in view.caption
 
 
 @pytest.mark.parametrize("row, col, cell", [(0, 1, "both_correct"), (0, 2, "only_a"), (1, 1, "only_b"),
                                             (1, 2, "both_wrong")])
 def test_a_clicked_cell_shows_its_images_with_both_predictions(two_runs, row, col, cell):
     root, table_a, table_b = two_runs
-    items, kept, caption, pairs = compare_runs.select_pair_cell("a", "b", row, col, root)
+    view = compare_runs.select_pair_cell("a", "b", row, col, root)
+    items, kept, caption, pairs = view.gallery, view.pair_rows, view.caption, view.pairs
     merged = table_a.merge(table_b, on="path", suffixes=("_a", "_b"))
     wanted = {"both_correct": merged.correct_a & merged.correct_b, "only_a": merged.correct_a & ~merged.correct_b,
               "only_b": ~merged.correct_a & merged.correct_b, "both_wrong": ~merged.correct_a & ~merged.correct_b}[cell]
@@ -95,7 +100,7 @@ def test_a_clicked_cell_shows_its_images_with_both_predictions(two_runs, row, co
         assert f"A {'✓' if cell in ('both_correct', 'only_a') else '✗'} {pair['A predicted']}" in text
         assert f"B {'✓' if cell in ('both_correct', 'only_b') else '✗'} {pair['B predicted']}" in text
     assert compare_runs.CELL_TITLES[cell] in caption
-    assert compare_runs.select_pair_cell("a", "b", 0, 0, root)[0] == []  # the row-name column
+    assert compare_runs.select_pair_cell("a", "b", 0, 0, root).gallery == []  # the row-name column
 
 
 def test_runs_without_shared_images_say_so(tmp_path):
@@ -105,5 +110,5 @@ def test_runs_without_shared_images_say_so(tmp_path):
     table = pd.read_parquet(b / "predictions.parquet")
     table["path"] = "elsewhere/" + table["path"]
     table.to_parquet(b / "predictions.parquet", index=False)
-    assert "share no images" in compare_runs.compare("a", "b", root)[0]
-    assert "Pick two runs" in compare_runs.compare("a", None, root)[0]
+    assert "share no images" in compare_runs.compare("a", "b", root).result
+    assert "Pick two runs" in compare_runs.compare("a", None, root).result

@@ -14,8 +14,10 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from data_explorer.archive import ArchiveCaps
-from demo import evaluate_upload, explorer
-from demo.evaluate_upload import evaluate_archive, progress_html, remove_session_dir, storage_note
+from demo import evaluate_upload, explorer_runs
+from demo.evaluate_upload import evaluate_archive, remove_session_dir, storage_note
+from demo.explorer_panels import progress_html
+from demo.explorer_tab import open_run
 from poster.cli import main
 from tests import _data
 from tests._app import RAF_FOLDERS, RUN_LABELS, app_store, checkpoint_dir, served  # noqa: F401
@@ -53,8 +55,8 @@ CAPS = ArchiveCaps(max_pixels=50_000)
 
 
 def run_to_end(*args, **kwargs) -> tuple[list[dict], str | None]:
-    outputs = list(evaluate_archive(*args, **kwargs))
-    return [payload for payload, _ in outputs], outputs[-1][1]
+    steps = list(evaluate_archive(*args, **kwargs))
+    return [step.summary for step in steps], steps[-1].session_dir
 
 
 def test_in_app_evaluation_gives_the_command_lines_predictions(tmp_path, uploads, app_store, checkpoint_dir):  # noqa: F811
@@ -81,13 +83,12 @@ def test_in_app_evaluation_gives_the_command_lines_predictions(tmp_path, uploads
 
     # The run is in the session's folder, with thumbnails, and opens in the explorer for this session only.
     name = summary["run"]
-    assert name.startswith(explorer.SESSION_PREFIX)
-    run = explorer.get_run(name, None, session)
+    assert name.startswith(explorer_runs.SESSION_PREFIX)
+    run = explorer_runs.get_run(name, None, session)
     assert run is not None and len(list((run.path / "thumbs").rglob("*.jpg"))) == 16
-    assert explorer.get_run(name, None, None) is None
-    assert explorer.get_run(explorer.SESSION_PREFIX + "../" + run.path.name, None, session) is None
-    opened = explorer.open_run(name, None, session)
-    assert "95 % CI" in opened[0]
+    assert explorer_runs.get_run(name, None, None) is None
+    assert explorer_runs.get_run(explorer_runs.SESSION_PREFIX + "../" + run.path.name, None, session) is None
+    assert "95 % CI" in open_run(name, None, session).summary
 
     # The command line in the fast mode on the same images gives the same predictions.
     cli_data = labeled_set(tmp_path / "cli-set", extras=False)
@@ -108,8 +109,9 @@ def test_cancelling_leaves_no_run_and_no_unpacked_files(tmp_path, uploads, app_s
     archive = zipped(labeled_set(tmp_path / "set", extras=False), uploads / "set.zip")
     before = set(Path(tempfile.gettempdir()).glob("poster-eval-set-*"))
     steps = evaluate_archive(str(archive), "raf-db", None, None, store=app_store, batch_size=4)
-    for payload, session in steps:
-        if payload["status"] == "running":
+    for step in steps:
+        session = step.session_dir
+        if step.summary["status"] == "running":
             break
     steps.close()  # what Gradio does when the visitor presses Cancel
     assert list(Path(session).iterdir()) == []
@@ -127,7 +129,7 @@ def test_a_limit_and_the_shared_runs_folder(tmp_path, uploads, app_store, monkey
     summary = payloads[-1]
     assert summary["storage"] == "shared" and summary["num_images"] == 5 and session is None
     assert (shared / summary["run"] / "run.json").is_file()
-    assert summary["run"] in explorer.run_choices(shared)[0]["choices"]
+    assert summary["run"] in explorer_runs.run_choices(shared)[0]["choices"]
 
 
 @pytest.mark.parametrize("case, words", [

@@ -8,7 +8,9 @@ import huggingface_hub
 import pytest
 
 from data_explorer.hub_runs import HubRuns, hub_runs, set_hub_runs
-from demo import explorer
+from demo.explorer_runs import get_run, run_choices
+from demo.explorer_tab import open_run, select_cell
+from demo.explorer_views import DEFAULT_SORT
 from poster.cli import main
 from poster.errors import PosterError
 from poster.evaluation.publish import LICENCE_WARNING, publish_run
@@ -64,20 +66,22 @@ def test_the_app_lists_hub_runs_beside_local_ones_and_opens_them_without_images(
     local = tmp_path / "local-runs"
     write_run(local, name="local-run")
     publish_run(write_run(tmp_path / "to-publish", with_dataset=False), REPO, api=hub)
-    dropdown, note = explorer.run_choices(local)
+    dropdown, note = run_choices(local)
     assert dropdown["choices"][0] == "local-run"
     assert (f"raf-db-test (Hub {REPO})", "hub:raf-db-test") in dropdown["choices"]
-    explorer.run_choices(local)
+    run_choices(local)
     assert hub.downloads == 1  # downloaded once, then kept
 
-    summary, matrix, classes, *_ = explorer.open_run("hub:raf-db-test", local)
+    opened = open_run("hub:raf-db-test", local)
+    summary, matrix, classes = opened.summary, opened.matrix, opened.classes
     assert "95 % CI" in summary and "published 92.21 %" in summary
     frame = matrix.data if hasattr(matrix, "data") else matrix
     assert int(frame.iloc[:, 1:].to_numpy().sum()) == 16 and list(classes["class"]) == list(RAF_CLASSES)
-    run = explorer.get_run("hub:raf-db-test", local)
+    run = get_run("hub:raf-db-test", local)
     true = int(run.predictions["label"].iloc[0])
-    items, rows, caption, table = explorer.select_cell("hub:raf-db-test", true, 0, explorer.DEFAULT_SORT, local,
-                                                       with_table=True)
+    cell = select_cell("hub:raf-db-test", true, 0, DEFAULT_SORT, local)
+    items, rows, table = cell.cell_gallery, cell.cell_rows, cell.cell_table
+    assert cell.cell == (true, 0) and f"every image labeled {RAF_CLASSES[true]}" in cell.cell_caption
     assert len(items) == len(rows) == len(table) == int((run.predictions["label"] == true).sum())
     assert all((image == 225).all() for image, _ in items)  # no pictures: placeholders
     assert list(table.columns[:5]) == ["file", "label", "predicted", "confidence %", "loss"]
@@ -89,8 +93,8 @@ def test_an_unreachable_hub_is_a_note_not_a_failure(tmp_path, hub):
     hub.fail_with = OSError("Network is unreachable")
     local = tmp_path / "local-runs"
     write_run(local, name="local-run")
-    dropdown, note = explorer.run_choices(local)
+    dropdown, note = run_choices(local)
     assert dropdown["choices"] == ["local-run"]
     assert "could not be downloaded" in note and "Network is unreachable" in note
-    explorer.run_choices(local)
+    run_choices(local)
     assert hub.downloads == 0  # tried again only after a while

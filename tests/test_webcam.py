@@ -12,10 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
+from demo import live_tracking as tracking
 from demo import precision as precisions
-from demo import webcam
 from demo.camera_slots import CameraSlots
-from demo.webcam_record import freeze_frame, results_csv, results_file
+from demo.webcam_record import results_csv, results_file
+from demo.webcam_tab import download_results, freeze_frame, live_frame, stop_stream
 from poster.errors import ImageError
 from poster.inference.faces import Face
 from tests._app import RAF_CLASSES, app_store, astronaut_path, checkpoint_dir, empty_store  # noqa: F401
@@ -48,9 +49,10 @@ def send(frame, session=None, store=None, slots=None, visitor="a", precision="",
     payload = {"frame": frame if isinstance(frame, (str, dict)) or frame is None else data_url(frame)}
     if t is not None:
         payload["t"] = t
-    text, session = webcam.live_frame(payload, session, model_key, precision, 0.6, store=store,
-                                      slots=slots or CameraSlots(1, 120), visitor=visitor)
-    return json.loads(text), session
+    session = session if session is not None else tracking.LiveSession()
+    view = live_frame(payload, session, model_key, precision, 0.6, store=store, slots=slots or CameraSlots(1, 120),
+                      visitor=visitor)
+    return json.loads(view.live), session
 
 
 # --- tracks -------------------------------------------------------------------------------
@@ -60,24 +62,24 @@ def _face(box) -> Face:
 
 
 def test_iou_and_matching():
-    assert webcam.iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1
-    assert webcam.iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0
-    tracks = [webcam.Track(0, (0, 0, 10, 10), np.zeros((5, 2))), webcam.Track(1, (50, 50, 60, 60), np.zeros((5, 2)))]
-    assert webcam.match(tracks, [(51, 51, 61, 61), (1, 1, 11, 11), (200, 200, 210, 210)]) == {0: 1, 1: 0}
+    assert tracking.iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1
+    assert tracking.iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0
+    tracks = [tracking.Track(0, (0, 0, 10, 10), np.zeros((5, 2))), tracking.Track(1, (50, 50, 60, 60), np.zeros((5, 2)))]
+    assert tracking.match(tracks, [(51, 51, 61, 61), (1, 1, 11, 11), (200, 200, 210, 210)]) == {0: 1, 1: 0}
 
 
 def test_faces_keep_their_track_and_lost_faces_are_dropped():
-    session = webcam.LiveSession()
-    seen = webcam.update_tracks(session, [_face((0, 0, 10, 10))])
-    webcam.smooth(seen[0], np.array([1.0, 0.0]), 0.5)
-    seen = webcam.update_tracks(session, [_face((1, 0, 11, 10))])
-    webcam.smooth(seen[0], np.array([0.0, 1.0]), 0.5)
+    session = tracking.LiveSession()
+    seen = tracking.update_tracks(session, [_face((0, 0, 10, 10))])
+    tracking.smooth(seen[0], np.array([1.0, 0.0]), 0.5)
+    seen = tracking.update_tracks(session, [_face((1, 0, 11, 10))])
+    tracking.smooth(seen[0], np.array([0.0, 1.0]), 0.5)
     assert [t.id for t in session.tracks] == [0]
     np.testing.assert_allclose(session.tracks[0].probabilities, [0.5, 0.5])
-    webcam.update_tracks(session, [_face((100, 100, 110, 110))])  # a new face; the first one is missed
+    tracking.update_tracks(session, [_face((100, 100, 110, 110))])  # a new face; the first one is missed
     assert [t.id for t in session.tracks] == [0, 1] and session.tracks[0].missed == 1
-    for _ in range(webcam.MAX_MISSED):
-        webcam.update_tracks(session, [_face((100, 100, 110, 110))])
+    for _ in range(tracking.MAX_MISSED):
+        tracking.update_tracks(session, [_face((100, 100, 110, 110))])
     assert [t.id for t in session.tracks] == [1]
 
 
@@ -114,27 +116,27 @@ class CountingDetector:
 
 def test_between_full_detections_faces_are_looked_for_near_their_last_box(app_store, frame, face_detector):  # noqa: F811
     counting = CountingDetector(face_detector)
-    session = webcam.LiveSession()
+    session = tracking.LiveSession()
     boxes = []
-    for _ in range(webcam.FULL_DETECTION_EVERY + 1):
-        faces = webcam.detect(frame, session, counting)
-        webcam.update_tracks(session, faces)
+    for _ in range(tracking.FULL_DETECTION_EVERY + 1):
+        faces = tracking.detect(frame, session, counting)
+        tracking.update_tracks(session, faces)
         boxes.append(faces[0].box)
     full = [shape == frame.shape[:2] for shape in counting.shapes]
-    assert full == [True] + [False] * (webcam.FULL_DETECTION_EVERY - 1) + [True]
+    assert full == [True] + [False] * (tracking.FULL_DETECTION_EVERY - 1) + [True]
     assert all(max(shape) < 200 for shape, f in zip(counting.shapes, full) if not f)  # small squares
-    assert webcam.iou(boxes[1], boxes[0]) > 0.8  # the same face, in frame coordinates
+    assert tracking.iou(boxes[1], boxes[0]) > 0.8  # the same face, in frame coordinates
     assert [t.id for t in session.tracks] == [0]
     # A face that left its square is searched for in the whole frame at once.
     counting.shapes.clear()
     session.tracks[0].box = (0.0, 300.0, 50.0, 350.0)
-    assert len(webcam.detect(frame, session, counting)) == 1 and counting.shapes[-1] == frame.shape[:2]
+    assert len(tracking.detect(frame, session, counting)) == 1 and counting.shapes[-1] == frame.shape[:2]
 
 
 def test_on_a_gpu_every_frame_is_detected_and_classified(app_store, frame):  # noqa: F811
-    session = webcam.LiveSession()
+    session = tracking.LiveSession()
     for _ in range(2):
-        result = webcam.process_frame(frame, session, "raf-db", precisions.FLOAT32, app_store, alternate=False)
+        result = tracking.process_frame(frame, session, "raf-db", precisions.FLOAT32, app_store, alternate=False)
         assert result["step"] == "detect" and result["faces"][0]["p"] is not None
 
 
@@ -187,7 +189,7 @@ def test_frames_of_other_kinds_are_converted(app_store, frame):  # noqa: F811
         "RGBA PNG": _png(np.dstack([frame, np.full(frame.shape[:2], 255, np.uint8)])),
     }
     for name, value in kinds.items():
-        image = webcam.decode_frame(value)
+        image = tracking.decode_frame(value)
         assert image.dtype == np.uint8 and image.shape == (360, 480, 3), name
         assert np.abs(image.astype(int).mean(axis=2) - grey).mean() < 3, name  # the same picture
     result, _ = send(kinds["16-bit PNG"], store=app_store)
@@ -205,7 +207,7 @@ def test_frames_of_other_kinds_are_converted(app_store, frame):  # noqa: F811
 ])
 def test_frames_that_are_not_images_are_refused(value, words):
     with pytest.raises(ImageError, match=re.escape(words)):
-        webcam.decode_frame(value)
+        tracking.decode_frame(value)
 
 
 def test_a_frame_naming_a_file_is_refused_without_opening_it(app_store, monkeypatch):  # noqa: F811
@@ -224,7 +226,7 @@ def test_frames_above_the_photo_pixel_limit_are_refused(app_store):  # noqa: F81
     result, session = send(data_url(huge, "PNG"), store=app_store)
     assert result["status"] == "error" and "100.0 MP" in result["message"] and "limit" in result["message"]
     with pytest.raises(ImageError, match="text"):
-        webcam.decode_frame("data:image/jpeg;base64," + "A" * (webcam.MAX_FRAME_CHARS + 4))
+        tracking.decode_frame("data:image/jpeg;base64," + "A" * (tracking.MAX_FRAME_CHARS + 4))
 
 
 def test_big_frames_are_processed_at_most_frame_max_side(app_store, astronaut):  # noqa: F811
@@ -276,21 +278,23 @@ def test_one_frame_per_visitor_at_a_time():
 def test_the_waiting_page_is_told_how_long_it_has_waited(app_store, frame):  # noqa: F811
     clock = Clock()
     slots = CameraSlots(1, 120, idle_seconds=10, clock=clock)
-    send(frame, store=app_store, slots=slots, visitor="a")
+    _, first = send(frame, store=app_store, slots=slots, visitor="a")
     send(frame, store=app_store, slots=slots, visitor="b")
     clock.now += 5
-    send(frame, store=app_store, slots=slots, visitor="a")
+    send(frame, first, store=app_store, slots=slots, visitor="a")
     result, _ = send(frame, store=app_store, slots=slots, visitor="b")
     assert result["status"] == "waiting" and result["message"] == "waiting for the camera slot, 5 s"
-    session = webcam.stop_stream(None, slots=slots, visitor="a")
-    assert session.tracks == []
+    assert first.tracks
+    stop_stream(first, slots=slots, visitor="a")
+    assert first.tracks == [] and not first.detected_last
+    stop_stream(None, slots=slots, visitor="a")  # a page that never streamed
     assert send(frame, store=app_store, slots=slots, visitor="b")[0]["status"] == "ok"
 
 
 # --- what a visitor takes away --------------------------------------------------------------
 
 def test_recorded_results_download_as_csv(app_store, frame, tmp_path):  # noqa: F811
-    assert results_file(None) is None
+    assert results_file(None) is None and download_results(None).results["visible"] is False
     session = None
     for _ in range(3):
         _, session = send(frame, session, store=app_store)
@@ -302,11 +306,18 @@ def test_recorded_results_download_as_csv(app_store, frame, tmp_path):  # noqa: 
     assert sum(float(rows[-1][f"p_{n}"]) for n in RAF_CLASSES) == pytest.approx(1, abs=1e-3)
     with open(results_file(session)) as handle:
         assert handle.read() == results_csv(session)
+    offered = download_results(session).results
+    assert offered["visible"] is True and offered["value"] != results_file(session)  # a fresh file each time
+    with open(offered["value"]) as handle:
+        assert handle.read() == results_csv(session)
 
 
 def test_freeze_analyzes_the_newest_frame(app_store, frame):  # noqa: F811
-    out = freeze_frame(None, "raf-db", store=app_store)
-    assert out[0] is None and "Start the camera" in out[1]
+    view = freeze_frame(None, "raf-db", store=app_store)
+    assert view.frozen is None and "Start the camera" in view.frozen_summary and view.subject is None
     _, session = send(frame, store=app_store)
-    image, summary, bars, selector, as_json, result, subject = freeze_frame(session, "raf-db", store=app_store)
-    assert len(as_json) == 1 and subject is not None and image.shape == (360, 480, 3)
+    view = freeze_frame(session, "raf-db", store=app_store)
+    assert len(view.frozen_json) == 1 and view.frozen.shape == (360, 480, 3)
+    assert view.subject is not None and view.subject.model_key == "raf-db"
+    assert view.frozen_result.faces[0].probabilities is not None and view.frozen_section["visible"] is True
+    assert session.last_frame is not view.frozen_result.image  # the stream goes on without touching it

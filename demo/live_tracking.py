@@ -1,8 +1,6 @@
-"""The live webcam on the server: frames in as small JPEGs, faces out as JSON.
+"""Following faces across webcam frames: detection, tracks, smoothing and one frame's result.
 
-The browser shows its own camera preview and draws what comes back (boxes, labels,
-probabilities) over it, so only a downscaled JPEG goes up and a few hundred bytes come down per
-frame. It sends the next frame when the previous answer arrives, so the rate is whatever the
+The browser sends the next frame when the previous answer arrives, so the rate is whatever the
 server manages. Each face is followed across frames by box overlap (IoU) and its probabilities
 are an exponential moving average, so labels do not flicker. On a CPU, detection and
 classification take turns: one frame finds the faces (and classifies only new ones), the next
@@ -12,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
-import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,13 +22,8 @@ from poster.inference.faces import VIDEO_MAX_SIDE, Face, FaceDetector, align_fac
 from poster.inference.images import load_image
 
 from . import precision as precisions
-from . import render
-from .camera_slots import CameraSlots, Claim
-from .messages import sentence
 from .limits import MAX_IMAGE_PIXELS
 from .store import ModelStore, missing_checkpoint_message
-
-log = logging.getLogger("demo")
 
 FRAME_MAX_SIDE = 480  # frames are processed at most this large (the browser sends them this size)
 MIN_FACE_SIDE = 40  # the detector's smallest face; a smaller frame cannot hold one
@@ -259,66 +250,5 @@ def _record(session: LiveSession, result: dict) -> None:
                                  tuple(face["p"]) if face["p"] else (), tuple(result["classes"])))
 
 
-# --- the event ------------------------------------------------------------------------------
-
-def live_frame(data: Any, session: LiveSession | None, model_key: str | None, precision: str | None,
-               smoothing: float, *, store: ModelStore, slots: CameraSlots, visitor: str) -> tuple[str, LiveSession]:
-    """One frame event -> (result as a JSON string for the page, session). Never raises: every
-    problem is a message in the result and the stream goes on."""
-    session = session if isinstance(session, LiveSession) else LiveSession()
-    payload = data if isinstance(data, dict) else {"frame": data}
-    sent_at = payload.get("t")
-    result = _answer(payload.get("frame"), session, model_key, precision, smoothing, store, slots, visitor)
-    if isinstance(sent_at, (int, float)) and not isinstance(sent_at, bool):
-        result["t"] = sent_at  # the page's capture time, echoed so it can tell the result's age
-    return json.dumps(result), session
-
-
-def _answer(frame: Any, session: LiveSession, model_key: str | None, precision: str | None, smoothing: Any,
-            store: ModelStore, slots: CameraSlots, visitor: str) -> dict:
-    claim = slots.claim(visitor)
-    if not claim.granted:
-        return _not_granted(claim, slots)
-    with slots.processing(visitor) as free:
-        if not free:
-            return {"status": "busy", "message": "the previous frame is still being processed"}
-        try:
-            image = decode_frame(frame)
-            small = too_small(image)
-            if small:
-                return {"status": "ok", "faces": [], "message": small, "width": image.shape[1],
-                        "height": image.shape[0], "classes": list(session.class_names)}
-            try:
-                weight = float(min(max(float(smoothing), 0.0), 0.95))
-            except (TypeError, ValueError):
-                weight = 0.6
-            return process_frame(render.fit(image, FRAME_MAX_SIDE), session, model_key or store.default_key(), precision or "", store, weight)
-        except ImageError as exc:
-            return {"status": "error", "message": sentence(str(exc))}
-        except Exception as exc:  # noqa: BLE001 - one bad frame must not end the stream
-            log.exception("webcam frame failed")
-            return {"status": "error", "message": f"Processing the frame failed ({type(exc).__name__})"}
-
-
-def _not_granted(claim: Claim, slots: CameraSlots) -> dict:
-    if claim.state == "waiting":
-        ahead = "" if claim.position <= 1 else f" ({claim.position - 1} ahead of you)"
-        return {"status": "waiting", "waited": round(claim.waited, 1), "position": claim.position,
-                "message": f"waiting for the camera slot, {claim.waited:.0f} s{ahead}"}
-    if claim.state == "ended":
-        minutes = slots.session_seconds / 60
-        return {"status": "ended", "message": f"The camera session ended after {minutes:g} minutes so others get "
-                                              "a turn; press Start to continue."}
-    return {"status": "busy", "message": "the previous frame is still being processed"}
-
-
-def stop_stream(session: LiveSession | None, *, slots: CameraSlots, visitor: str) -> LiveSession:
-    """The visitor pressed Stop (or left): free their camera slot now; tracks start afresh."""
-    slots.release(visitor)
-    session = session if isinstance(session, LiveSession) else LiveSession()
-    session.tracks, session.detected_last = [], False
-    return session
-
-
 __all__ = ["LiveSession", "Track", "iou", "match", "update_tracks", "smooth", "decode_frame", "too_small",
-           "process_frame", "live_frame", "stop_stream", "FRAME_MAX_SIDE"]
+           "process_frame", "detect", "FRAME_MAX_SIDE", "MAX_FRAME_CHARS", "MAX_MISSED", "FULL_DETECTION_EVERY"]

@@ -95,9 +95,9 @@ def test_images_under_40_pixels_say_why_there_is_no_face(app_store, height, widt
     view = analyze_photo(image, "raf-db", store=app_store)
     assert view.result.faces == [] and view.subject is None
     assert f"No face found (the image is {width} x {height} pixels; faces need at least 40)" in view.summary
-    text, _ = live_frame({"frame": image}, LiveSession(), "raf-db", "float32", 0.6, store=app_store,
-                         slots=CameraSlots(1, 120), visitor="v")
-    assert f"no face found (the image is {width} x {height} pixels" in json.loads(text)["message"]
+    live = live_frame({"frame": image}, LiveSession(), "raf-db", "float32", 0.6, store=app_store,
+                      slots=CameraSlots(1, 120), visitor="v")
+    assert f"no face found (the image is {width} x {height} pixels" in json.loads(live.live)["message"]
 
 
 def test_a_long_thin_image_is_no_crash_either():

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import _common  # noqa: F401  (puts the project on the path)
 import torch
-from _common import time_interleaved
+from _common import astronaut_path, time_interleaved
 
 from demo import handlers
 from demo.store import ModelStore
-from tests._app import astronaut_path
-from tests.recipe import write_arm_checkpoint, write_poster_v1_checkpoint, write_recipe_checkpoint
+from poster.weights.deterministic import write_arm_checkpoint, write_poster_v1_checkpoint
+from poster.weights.deterministic import write_poster_v2_checkpoint as write_recipe_checkpoint
 
 KEYS = {"POSTER++": "raf-db", "POSTER": "poster-v1-raf-db", "ARM": "arm-raf-db"}
 

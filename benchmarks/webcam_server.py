@@ -13,7 +13,8 @@ import argparse
 import numpy as np
 from PIL import Image
 
-from _common import machine, recipe_checkpoint, time_interleaved
+from _common import deterministic_checkpoint as recipe_checkpoint
+from _common import machine, time_interleaved
 from demo import webcam
 from demo.store import ModelStore
 

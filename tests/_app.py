@@ -15,8 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from tests import _data
-from tests.recipe import write_arm_checkpoint, write_poster_v1_checkpoint, write_recipe_checkpoint
+from poster.data import sample_faces as _data
+from poster.weights.deterministic import write_arm_checkpoint, write_poster_v1_checkpoint
+from poster.weights.deterministic import write_poster_v2_checkpoint as write_recipe_checkpoint
 
 RAF_CLASSES = ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral")
 RAF_FOLDERS = ("1", "2", "3", "4", "5", "6", "7")

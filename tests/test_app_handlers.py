@@ -15,7 +15,7 @@ from demo.store import ModelStore
 from poster.errors import CheckpointError, DownloadError
 from tests._app import (RAF_CLASSES, app_store, astronaut_path, checkpoint_dir, empty_store,  # noqa: F401
                         write_run)
-from tests.recipe import write_recipe_checkpoint
+from poster.weights.deterministic import write_poster_v2_checkpoint as write_recipe_checkpoint
 
 # gr.Warning outside a page becomes a UserWarning; the tests check the returned messages instead.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")

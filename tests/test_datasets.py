@@ -12,7 +12,8 @@ from poster.data.datasets import ImageDataset, Item, Skipped, detect_layout, lis
 from poster.errors import DatasetError
 from poster.weights.registry import PosterV2Weights
 from poster.inference.transforms import eval_transform
-from tests._data import face, write_csv, write_imagefolder, write_rafdb, write_unreadable
+from poster.data.sample_faces import face, write_imagefolder
+from tests._data import write_csv, write_rafdb, write_unreadable
 
 RAF = PosterV2Weights.RAF_DB.value
 AFFECTNET7 = PosterV2Weights.AFFECTNET_7.value

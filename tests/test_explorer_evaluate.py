@@ -17,7 +17,7 @@ from data_explorer.archive import ArchiveCaps
 from demo import evaluate_upload, explorer
 from demo.evaluate_upload import evaluate_archive, progress_html, remove_session_dir, storage_note
 from poster.cli import main
-from tests import _data
+from poster.data import sample_faces as _data
 from tests._app import RAF_FOLDERS, RUN_LABELS, app_store, checkpoint_dir, served  # noqa: F401
 
 
@@ -36,8 +36,8 @@ def labeled_set(folder: Path, *, extras: bool = True) -> Path:
     image over a small pixel cap."""
     _data.write_imagefolder(folder, RUN_LABELS, RAF_FOLDERS)
     if extras:
-        _data._save(_data.face(3), folder / "test" / "9" / "stray.jpg")
-        _data._save(_data.face(4).resize((400, 400)), folder / "test" / "1" / "huge.jpg")
+        _data.save_jpeg(_data.face(3), folder / "test" / "9" / "stray.jpg")
+        _data.save_jpeg(_data.face(4).resize((400, 400)), folder / "test" / "1" / "huge.jpg")
     return folder
 
 

@@ -1,13 +1,18 @@
-"""Deterministic weights from the reference recipe (tests/reference/README.md), saved like the
-released files of POSTER++, POSTER and ARM."""
+"""Deterministic weights in the original implementations' names, saved like the released files.
+
+Every value follows from the entry's name alone (the rule is written out in tests/reference/README.md),
+so the original code and this project can be given the very same weights: the exactness checks
+compare their outputs, and the benchmarks and an offline app run on files that cost what the
+released ones cost without downloading anything. The weights are untrained: their predictions mean
+nothing.
+"""
 from __future__ import annotations
 
 import contextlib
 import json
 import sys
-import types
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from unittest import mock
@@ -15,20 +20,27 @@ from unittest import mock
 import numpy as np
 import torch
 
-REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
-REFERENCE_JSON = REFERENCE_DIR / "poster_v2_reference.json"
-REFERENCE_FILES = {"poster-v2": "poster_v2_reference.json", "poster-v1": "poster_v1_reference.json",
-                   "arm": "arm_reference.json"}
+ORIGINAL_KEYS = Path(__file__).with_name("original_keys.json")
 
 
-@lru_cache(maxsize=3)
-def reference(arch: str = "poster-v2") -> dict:
-    """The original implementation's key list and outputs for the recipe weights."""
-    return json.loads((REFERENCE_DIR / REFERENCE_FILES[arch]).read_text())
+@lru_cache(maxsize=1)
+def _all_original_keys() -> dict[str, dict[str, list]]:
+    return json.loads(ORIGINAL_KEYS.read_text())
 
 
-def recipe_value(name: str, shape: list[int]) -> np.ndarray:
-    """The recipe's float64 value for one non-integer entry."""
+def original_keys(arch: str = "poster-v2", num_classes: int = 7) -> list[tuple[str, list[int], str]]:
+    """``(name, shape, kind)`` of every ``state_dict()`` entry of the original model (no ``module.``
+    prefix): what the released files hold. ``kind`` is ``"int64"`` or ``"float"``."""
+    try:
+        keys = _all_original_keys()[arch][str(num_classes)]
+    except KeyError:
+        known = {a: sorted(int(n) for n in counts) for a, counts in _all_original_keys().items()}
+        raise KeyError(f"no original key list for {arch} with {num_classes} classes; known: {known}") from None
+    return [(name, list(shape), kind) for name, shape, kind in keys]
+
+
+def deterministic_value(name: str, shape: list[int]) -> np.ndarray:
+    """The float64 value of one floating-point entry, from its name and shape."""
     n = int(np.prod(shape)) if shape else 1
     z = np.random.RandomState(zlib.crc32(name.encode("utf-8")) & 0x7FFFFFFF).standard_normal(n).reshape(shape)
     if name.endswith("running_var"):
@@ -48,45 +60,44 @@ def _relative_position_index(size: int) -> torch.Tensor:
     return torch.from_numpy(rel[..., 0] * (2 * size - 1) + rel[..., 1]).long()
 
 
-def recipe_state_dict(num_classes: int = 7, dtype: torch.dtype = torch.float32,
-                      arch: str = "poster-v2") -> dict[str, torch.Tensor]:
-    """Original-named state dict (no ``module.`` prefix) built by the recipe."""
-    keys = reference(arch)[f"checkpoint_keys_{num_classes}cls"]
+def deterministic_state_dict(num_classes: int = 7, dtype: torch.dtype = torch.float32,
+                             arch: str = "poster-v2") -> dict[str, torch.Tensor]:
+    """The original model's state dict (original names, no ``module.`` prefix) with deterministic values.
+
+    Integer entries keep what the model computes itself: 0, and the Swin relative-position index.
+    """
     state = {}
-    for name, shape, kind in keys:
+    for name, shape, kind in original_keys(arch, num_classes):
         if kind == "int64":
             if name.endswith("relative_position_index"):
                 state[name] = _relative_position_index(int(round(shape[0] ** 0.5)))
             else:
                 state[name] = torch.zeros(shape, dtype=torch.int64)
         else:
-            state[name] = torch.from_numpy(recipe_value(name, shape)).to(dtype)
+            state[name] = torch.from_numpy(deterministic_value(name, shape)).to(dtype)
     return state
 
 
-def _foreign_recorder_class() -> type:
-    """A class that lives only in a fake ``__main__``-like module, as the training script's did."""
-    module = types.ModuleType("poster_training_main")
-    exec(  # noqa: S102 - builds a throwaway class for the test fixture only
-        "import numpy as np\n"
-        "class RecorderMeter1:\n"
-        "    def __init__(self, n):\n"
-        "        self.total_epoch = n\n"
-        "        self.epoch_losses = np.zeros((n, 2), dtype=np.float32)\n"
-        "        self.epoch_accuracy = np.arange(2 * n, dtype=np.float32).reshape(n, 2)\n",
-        module.__dict__,
-    )
-    sys.modules[module.__name__] = module
-    return module.RecorderMeter1
+def _recorder_class() -> type:
+    """A fresh class pickled as ``__main__.RecorderMeter1``, as the original training script's recorder
+    was: a class no loader can import."""
+    class RecorderMeter1:
+        def __init__(self, n: int) -> None:
+            self.total_epoch = n
+            self.epoch_losses = np.zeros((n, 2), dtype=np.float32)
+            self.epoch_accuracy = np.arange(2 * n, dtype=np.float32).reshape(n, 2)
+
+    RecorderMeter1.__module__ = "__main__"
+    RecorderMeter1.__qualname__ = "RecorderMeter1"
+    return RecorderMeter1
 
 
-def write_recipe_checkpoint(path: str | Path, num_classes: int = 7, dtype: torch.dtype = torch.float32) -> Path:
-    """Save the recipe weights the way released checkpoints were saved (DataParallel names,
-    training bookkeeping, recorder objects of a class the loader cannot import)."""
+def write_poster_v2_checkpoint(path: str | Path, num_classes: int = 7, dtype: torch.dtype = torch.float32) -> Path:
+    """The deterministic weights saved as POSTER++'s released files were: DataParallel names, training
+    bookkeeping, and recorder objects of a class no loader can import (pickled from ``__main__``)."""
     path = Path(path)
-    recorder_cls = _foreign_recorder_class()
-    recorder_cls.__module__ = "__main__"  # as pickled by the original training script
-    state = {f"module.{k}": v for k, v in recipe_state_dict(num_classes, dtype).items()}
+    recorder_cls = _recorder_class()
+    state = {f"module.{k}": v for k, v in deterministic_state_dict(num_classes, dtype).items()}
     checkpoint = {
         "epoch": 1,
         "state_dict": state,
@@ -109,12 +120,6 @@ def write_recipe_checkpoint(path: str | Path, num_classes: int = 7, dtype: torch
     return path
 
 
-def reference_input(dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """The reference batch: RandomState(20260101).standard_normal((2, 3, 224, 224))."""
-    shape = tuple(reference()["input"]["shape"])
-    return torch.from_numpy(np.random.RandomState(20260101).standard_normal(shape)).to(dtype)
-
-
 @contextlib.contextmanager
 def saved_as_from_gpu() -> Iterator[None]:
     """``torch.save`` inside this block tags every tensor as living on cuda:0, as the released files do."""
@@ -124,10 +129,10 @@ def saved_as_from_gpu() -> Iterator[None]:
         yield
 
 
-def _shared_zeros(state: dict[str, torch.Tensor]) -> callable:
+def _shared_zeros(state: dict[str, torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
     """Views of one zero buffer: optimizer moments of the right shapes that cost one storage in the file."""
     size = max(v.numel() for v in state.values())
-    buffer = {}
+    buffer: dict[torch.dtype, torch.Tensor] = {}
 
     def zeros_like(t: torch.Tensor) -> torch.Tensor:
         base = buffer.setdefault(t.dtype, torch.zeros(size, dtype=t.dtype))
@@ -136,11 +141,11 @@ def _shared_zeros(state: dict[str, torch.Tensor]) -> callable:
 
 
 def write_poster_v1_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -> Path:
-    """The recipe weights as POSTER's ``rafdb_best.pth``: ``iter``, DataParallel-named
+    """The deterministic weights as POSTER's ``rafdb_best.pth``: ``iter``, DataParallel-named
     ``model_state_dict`` and SAM-around-Adam ``optimizer_state_dict`` (an ``old_p`` per trainable
     parameter; here sharing the parameter's storage, so the file is not twice as large)."""
     path = Path(path)
-    state = recipe_state_dict(7, dtype, "poster-v1")
+    state = deterministic_state_dict(7, dtype, "poster-v1")
     trainable = [k for k, v in state.items() if v.is_floating_point() and not k.startswith("face_landback.")
                  and not k.endswith(("running_mean", "running_var"))]
     optimizer = {
@@ -156,10 +161,10 @@ def write_poster_v1_checkpoint(path: str | Path, dtype: torch.dtype = torch.floa
 
 
 def write_arm_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -> Path:
-    """The recipe weights as ARM's ``epoch59_acc0.9205.pth``: ``iter``, unprefixed ``model_state_dict``
-    and Adam's ``optimizer_state_dict`` (step and both moments per parameter)."""
+    """The deterministic weights as ARM's ``epoch59_acc0.9205.pth``: ``iter``, unprefixed
+    ``model_state_dict`` and Adam's ``optimizer_state_dict`` (step and both moments per parameter)."""
     path = Path(path)
-    state = recipe_state_dict(7, dtype, "arm")
+    state = deterministic_state_dict(7, dtype, "arm")
     params = [k for k, v in state.items() if v.is_floating_point() and not k.endswith(("running_mean", "running_var"))]
     zeros_like = _shared_zeros(state)
     optimizer = {
@@ -171,3 +176,16 @@ def write_arm_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -
     with saved_as_from_gpu():
         torch.save({"iter": 59, "model_state_dict": state, "optimizer_state_dict": optimizer}, path)
     return path
+
+
+def write_checkpoint(path: str | Path, arch: str = "poster-v2", num_classes: int = 7,
+                     dtype: torch.dtype = torch.float32) -> Path:
+    """The deterministic weights of ``arch`` saved as its released file was."""
+    if arch == "poster-v2":
+        return write_poster_v2_checkpoint(path, num_classes, dtype)
+    writers = {"poster-v1": write_poster_v1_checkpoint, "arm": write_arm_checkpoint}
+    if arch not in writers:
+        raise KeyError(f"unknown architecture {arch!r}; known: poster-v2, {', '.join(writers)}")
+    if num_classes != 7:
+        raise ValueError(f"{arch} was released with 7 classes only, not {num_classes}")
+    return writers[arch](path, dtype)

@@ -8,9 +8,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from poster.data.datasets import ImageDataset, Item, Skipped, detect_layout, list_images, thumbnail_name
+from poster.data.datasets import ImageDataset, list_images, thumbnail_name
+from poster.data.layouts import detect_layout
+from poster.data.listing import Item, Skipped
 from poster.errors import DatasetError
-from poster.weights.registry import PosterV2Weights
+from poster.weights.released import PosterV2Weights
 from poster.inference.transforms import eval_transform
 from poster.data.sample_faces import face, write_imagefolder
 from tests._data import write_csv, write_rafdb, write_unreadable

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock, ResNet
 
 from .outputs import ModelOutput, NamedMap
 
@@ -25,12 +24,18 @@ HEAD_WEIGHT = "fc.weight"
 _STAGES = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
 
 
-class ResNet18Trunk(ResNet):
-    """torchvision's ResNet-18 up to its last 512x7x7 map (no pooling, no classifier)."""
+class ResNet18Trunk(nn.Module):
+    """torchvision's ResNet-18 up to its last 512x7x7 map (no pooling, no classifier), under its own names."""
 
     def __init__(self) -> None:
-        super().__init__(BasicBlock, [2, 2, 2, 2])
-        del self.avgpool, self.fc
+        super().__init__()
+        # Imported here: torchvision's models package takes seconds to import, and the registry reads
+        # this module's INPUT_SIZE whenever poster is imported.
+        from torchvision.models.resnet import BasicBlock, ResNet
+
+        resnet = ResNet(BasicBlock, [2, 2, 2, 2])
+        for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
+            setattr(self, name, getattr(resnet, name))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))

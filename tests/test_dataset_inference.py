@@ -173,7 +173,7 @@ def test_convert_reports_what_it_inferred(unnamed_8: Path, tmp_path: Path, capsy
 
 def test_train_init_reports_the_init_dataset(unnamed_7: Path, tmp_path: Path) -> None:
     from poster.training.recipe import TrainConfig
-    from poster.training.loop import build_model
+    from poster.training.initial_weights import build_model
 
     said: list[str] = []
     config = TrainConfig.from_recipe("raf-db", tmp_path, tmp_path / "run", init=str(unnamed_7),

@@ -27,8 +27,10 @@ from poster.models import PosterV2
 from poster.weights.released import PosterV2Weights
 from poster.training.sharpness_aware import SAM
 from poster.training.recipe import RECIPES, TrainConfig, class_setup, resume_config, train_transform
-from poster.training.loop import (BEST_FILE, BEST_RUN, CURVES_FILE, LOG_FILE, build_model, fit_head, load_training_state,
-                             make_optimizer, masked_cross_entropy, run_training, sam_step)
+from poster.training.initial_weights import build_model, fit_head
+from poster.training.loop import run_training
+from poster.training.run_folder import BEST_FILE, BEST_RUN, CURVES_FILE, LOG_FILE, load_training_state
+from poster.training.step import make_optimizer, masked_cross_entropy, sam_step
 from poster.inference.transforms import to_batch
 from poster.weights.deterministic import write_poster_v2_checkpoint
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from poster import PosterV2, count_parameters, load_checkpoint
-from poster.models.convert import checkpoint_filter_fn, is_unused
+from poster.models.poster_v2 import checkpoint_filter_fn, is_unused
 from poster.weights.deterministic import deterministic_state_dict, write_poster_v2_checkpoint
 from tests._reference import reference, reference_input
 

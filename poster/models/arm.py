@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .outputs import ModelOutput, NamedMap
+from .renaming import map_state_dict
 
 INPUT_SIZE = 224
 SHUFFLE = 16
@@ -136,5 +137,4 @@ def rename_key(name: str) -> str | None:
 
 def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Original state dict -> (project state dict, dropped keys). Every released key is used."""
-    out = {rename_key(k.removeprefix("module.")) or k: v for k, v in state_dict.items()}
-    return out, []
+    return map_state_dict(state_dict, rename_key)

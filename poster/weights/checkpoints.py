@@ -16,7 +16,6 @@ from torch import nn
 
 from ..errors import CheckpointError
 from ..models import PosterV2
-from ..models.convert import checkpoint_filter_fn as poster_v2_filter_fn
 from ..models.packed import pack_for_cpu
 from . import locate
 from .records import Preprocessing, Weights
@@ -70,11 +69,6 @@ class _ArchFile:
 
 
 def _arch_file(arch: str) -> _ArchFile:
-    if arch == "poster-v2":
-        # Released names, or the project's own (a state_dict() saved with torch.save).
-        return _ArchFile(lambda keys: "transformer.head.weight" in keys or any(k.startswith(("VIT.", "window1."))
-                                                                                for k in keys),
-                         poster_v2_filter_fn, "transformer.head.weight")
     module = importlib.import_module(architecture(arch).module)
     return _ArchFile(module.recognizes, module.checkpoint_filter_fn, module.HEAD_WEIGHT)
 

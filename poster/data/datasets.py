@@ -7,7 +7,6 @@ that a DataLoader worker does not crash.
 """
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,17 +15,13 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import DatasetError
+from ..inference.images import DECODE_ERRORS
 from ..inference.transforms import BARE_MODEL, eval_transform
 from ..weights.records import Preprocessing
 from .layouts import LAYOUTS, detect_layout, list_csv, list_imagefolder, list_rafdb
 from .listing import Listing, Skipped
 
 SPLITS = ("test", "train")
-
-# What Pillow raises on damaged files (SyntaxError: broken PNG chunks, struct.error: short headers).
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
-                  Image.DecompressionBombError)
-
 
 def list_images(data: str | Path, class_names: Sequence[str], folder_names: Sequence[str] = (),
                 *, split: str = "test", layout: str = "auto") -> Listing:
@@ -103,7 +98,7 @@ class ImageDataset(Dataset):
         item = self.listing.items[index]
         try:
             image = read_rgb(self.listing.root / item.path)
-        except _DECODE_ERRORS as exc:
+        except DECODE_ERRORS as exc:
             reason = f"unreadable image ({' '.join(str(exc).split()) or type(exc).__name__})"
             size = self.preprocessing.input_size
             return torch.zeros(3, size, size), index, reason

@@ -71,6 +71,14 @@ class Weights:
     def dataset_key(self) -> str | None:
         return self.dataset or (self.key if self.kind == "checkpoint" else None)
 
+    def names(self) -> set[str]:
+        """Every name the record answers to, normalized: key, title, file name (and the converted
+        file's name for a checkpoint)."""
+        names = {self.key, self.title, self.file_name}
+        if self.kind == "checkpoint":
+            names.add(self.safetensors_name)
+        return {normalize_name(n) for n in names}
+
 
 def normalize_name(name: str) -> str:
     """A name as lookups compare it: lower case, letters and digits only ("RAF-DB" is "rafdb")."""

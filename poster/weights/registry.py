@@ -116,15 +116,10 @@ def all_weights() -> list[Weights]:
 def find_weights(name: str) -> Weights:
     """Any registered weight file by key, title or file name (POSTER++ first where names collide)."""
     wanted = normalize_name(name)
+    # Enum names ("RAF_DB") only for POSTER++ and the backbones: POSTER's and ARM's are the same words.
+    member_name = {id(m.value): normalize_name(m.name) for m in (*PosterV2Weights, *BackboneWeights)}
     for w in all_weights():
-        names = {normalize_name(w.key), normalize_name(w.title), normalize_name(w.file_name)}
-        if w.kind == "checkpoint":
-            names.add(normalize_name(w.safetensors_name))
-            if w.arch == "poster-v2":
-                names |= {normalize_name(m.name) for m in PosterV2Weights if m.value is w}
-        else:
-            names |= {normalize_name(m.name) for m in BackboneWeights if m.value is w}
-        if wanted in names:
+        if wanted in w.names() or wanted == member_name.get(id(w)):
             return w
     known = ", ".join(w.key for w in all_weights())
     raise KeyError(f"unknown weight file {name!r}; known: {known}")

@@ -70,9 +70,7 @@ class PosterV2Weights(enum.Enum):
         """Look a checkpoint up by key ("raf-db"), enum name ("RAF_DB") or title ("RAF-DB")."""
         wanted = normalize_name(name)
         for member in cls:
-            w = member.value
-            if wanted in {normalize_name(w.key), normalize_name(member.name), normalize_name(w.title),
-                          normalize_name(w.file_name), normalize_name(w.safetensors_name)}:
+            if wanted == normalize_name(member.name) or wanted in member.value.names():
                 return member
         known = ", ".join(m.value.key for m in cls)
         raise KeyError(f"unknown dataset checkpoint {name!r}; known: {known}")

@@ -1,10 +1,9 @@
 """Deterministic weights in the original implementations' names, saved like the released files.
 
-Every value follows from the entry's name alone (the rule is written out in tests/reference/README.md),
-so the original code and this project can be given the very same weights: the exactness checks
-compare their outputs, and the benchmarks and an offline app run on files that cost what the
-released ones cost without downloading anything. The weights are untrained: their predictions mean
-nothing.
+Every value follows from the entry's name and shape alone (``deterministic_value``), so the
+original code and this project can be given the very same weights: the exactness checks compare
+their outputs, and the benchmarks and an offline app run on files that cost what the released ones
+cost without downloading anything. The weights are untrained: their predictions mean nothing.
 """
 from __future__ import annotations
 
@@ -40,7 +39,13 @@ def original_keys(arch: str = "poster-v2", num_classes: int = 7) -> list[tuple[s
 
 
 def deterministic_value(name: str, shape: list[int]) -> np.ndarray:
-    """The float64 value of one floating-point entry, from its name and shape."""
+    """The float64 value of one floating-point entry, from its name and shape.
+
+    ``z`` is ``RandomState(crc32(name) & 0x7fffffff).standard_normal(shape)``; the entry is
+    ``0.5 + 0.5 |z|`` for a running variance, ``0.1 z`` for a running mean, ``z / sqrt(fan_in)`` for
+    a tensor of two or more dimensions, ``1 + 0.1 z`` for other weights and layer scales, ``0.1 z``
+    for the rest.
+    """
     n = int(np.prod(shape)) if shape else 1
     z = np.random.RandomState(zlib.crc32(name.encode("utf-8")) & 0x7FFFFFFF).standard_normal(n).reshape(shape)
     if name.endswith("running_var"):

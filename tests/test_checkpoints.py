@@ -17,7 +17,7 @@ import torch
 from poster import CheckpointError, load_checkpoint
 from poster.weights.checkpoints import convert_checkpoint, read_weights, sha256_file
 from poster.weights.safe_pickle import OpaqueObject, safe_torch_load
-from poster.weights.deterministic import deterministic_state_dict
+from poster.weights.deterministic import deterministic_state_dict, original_keys, write_checkpoint
 from tests._reference import reference, reference_input
 
 
@@ -282,3 +282,17 @@ def test_hub_without_network_fails_at_once(monkeypatch, tmp_path):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(CheckpointError, match="poster-test/does-not-exist"):
         load_checkpoint("caer-s")
+
+
+def test_deterministic_checkpoints_of_each_architecture_load_as_released(tmp_path):
+    arm = load_checkpoint(write_checkpoint(tmp_path / "epoch59_acc0.9205.pth", "arm"))
+    assert (arm.info.arch, arm.info.name, arm.info.dataset) == ("arm", "arm-raf-db", "raf-db")
+    with pytest.raises(ValueError, match="poster-v1 was released with 7 classes only"):
+        write_checkpoint(tmp_path / "v1.pth", "poster-v1", num_classes=8)
+    with pytest.raises(KeyError, match="unknown architecture 'vit'"):
+        write_checkpoint(tmp_path / "vit.pth", "vit")
+    with pytest.raises(KeyError, match="no original key list for arm with 8 classes"):
+        original_keys("arm", 8)
+    heads = {n: s for n, s, _ in original_keys("poster-v2", 8) if n.startswith("VIT.head.")}
+    assert heads == {"VIT.head.linear.weight": [8, 768], "VIT.head.linear.bias": [8]}
+

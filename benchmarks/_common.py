@@ -1,12 +1,15 @@
-"""Shared helpers for the benchmark scripts: timing and a model with the reference weights."""
+"""Shared helpers for the benchmark scripts: timing, checkpoints with the deterministic weights, the app
+served on loopback."""
 from __future__ import annotations
 
+import socket
 import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -15,15 +18,49 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def recipe_checkpoint(num_classes: int = 7) -> Path:
-    """The reference-recipe checkpoint, written once per machine into the temp folder."""
-    from tests.recipe import write_recipe_checkpoint
+CHECKPOINT_DIR = Path(tempfile.gettempdir()) / "poster-bench" / "checkpoints"
 
-    path = Path(tempfile.gettempdir()) / "poster-bench" / f"recipe_{num_classes}cls" / "rafdb_best.pth"
+
+def deterministic_checkpoint(arch: str = "poster-v2", num_classes: int = 7) -> Path:
+    """``arch``'s released file (RAF-DB; AffectNet-8 for 8 classes) with the deterministic weights of
+    ``poster.weights.deterministic``: same shapes and cost, untrained. Written once per machine into
+    ``CHECKPOINT_DIR``, laid out as ``python -m poster download`` lays out the released files."""
+    from poster.weights.deterministic import write_checkpoint
+    from poster.weights.registry import weights_for
+
+    record = weights_for(arch, "affectnet-8" if num_classes == 8 else "raf-db")
+    path = CHECKPOINT_DIR / record.subdir / record.file_name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_recipe_checkpoint(path, num_classes)
+        write_checkpoint(path, arch, num_classes)
     return path
+
+
+def astronaut_path() -> Path:
+    """scikit-image's astronaut photo as a file (one face)."""
+    import skimage.data
+
+    return Path(skimage.data.__file__).parent / "astronaut.png"
+
+
+@contextmanager
+def served(store) -> Iterator[str]:
+    """The app with ``store`` on 127.0.0.1 (a free port) for the duration of the block; yields its URL."""
+    from demo import build_demo, launch_kwargs
+    from demo import store as stores
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    old_store = stores._STORE
+    app = build_demo(store)
+    try:
+        app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                   **launch_kwargs())
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.close()
+        stores.set_store(old_store)
 
 
 def time_ms(fn: Callable[[], object], repeats: int = 20, warmup: int = 3, sync: Callable[[], None] | None = None) -> float:

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import _common  # noqa: F401  (puts the project on the path)
 import torch
-from _common import time_interleaved
+from _common import astronaut_path, time_interleaved
 
 from demo.compare_panel import compare_checkpoints
 from demo.explain_panel import PREDICTED, explain_subject
 from demo.photo_tab import analyze_photo
 from demo.store import ModelStore
-from tests._app import astronaut_path
-from tests.recipe import write_arm_checkpoint, write_poster_v1_checkpoint, write_recipe_checkpoint
+from poster.weights.deterministic import write_arm_checkpoint, write_poster_v1_checkpoint
+from poster.weights.deterministic import write_poster_v2_checkpoint
 
 KEYS = {"POSTER++": "raf-db", "POSTER": "poster-v1-raf-db", "ARM": "arm-raf-db"}
 
@@ -28,7 +28,7 @@ KEYS = {"POSTER++": "raf-db", "POSTER": "poster-v1-raf-db", "ARM": "arm-raf-db"}
 def checkpoint_folder() -> Path:
     """The three architectures' recipe checkpoints, laid out as the download command does."""
     root = Path(tempfile.gettempdir()) / "poster-bench" / "all-architectures"
-    files = {root / "rafdb_best.pth": lambda p: write_recipe_checkpoint(p, 7),
+    files = {root / "rafdb_best.pth": lambda p: write_poster_v2_checkpoint(p, 7),
              root / "poster-v1" / "rafdb_best.pth": write_poster_v1_checkpoint,
              root / "arm" / "epoch59_acc0.9205.pth": write_arm_checkpoint}
     for path, write in files.items():

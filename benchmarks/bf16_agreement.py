@@ -4,7 +4,7 @@
 
 Crops are aligned faces of the two test photos (scikit-image's astronaut, matplotlib's Grace
 Hopper) under the changes a webcam brings: small shifts, turns, zoom, light and noise, plus the
-eight face crops the tests use. Without ``--checkpoint`` the reference-recipe checkpoint is used:
+eight face crops the tests use. Without ``--checkpoint`` the deterministic-weights checkpoint is used:
 its weights are not trained, so its classes are close calls more often than a trained model's.
 """
 from __future__ import annotations
@@ -15,19 +15,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance
 
-from _common import machine, recipe_checkpoint
+from _common import deterministic_checkpoint, machine
 from poster import load_checkpoint
+from poster.data.sample_faces import face_crops, sample_photos
 from poster.inference.faces import FaceDetector, align_face
 from poster.inference.transforms import to_batch
-
-
-def photos() -> list[np.ndarray]:
-    from matplotlib import cbook
-    from skimage import data
-
-    with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as image:
-        hopper = np.asarray(image.convert("RGB"))
-    return [data.astronaut(), hopper]
 
 
 def webcam_like(photo: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
@@ -45,12 +37,10 @@ def webcam_like(photo: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
 
 
 def crops(count: int) -> list[np.ndarray]:
-    from tests import _data
-
     detector = FaceDetector()
     rng = np.random.RandomState(0)
-    out = [np.asarray(Image.fromarray(c).resize((224, 224), Image.Resampling.BILINEAR)) for c in _data.face_crops()]
-    sources = photos()
+    out = [np.asarray(Image.fromarray(c).resize((224, 224), Image.Resampling.BILINEAR)) for c in face_crops()]
+    sources = sample_photos()
     while len(out) < count:
         frame = webcam_like(sources[len(out) % len(sources)], rng)
         faces = detector.detect(frame).faces
@@ -62,10 +52,10 @@ def crops(count: int) -> list[np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--crops", type=int, default=96)
-    parser.add_argument("--checkpoint", default=None, help="a checkpoint file or registry name (default: recipe)")
+    parser.add_argument("--checkpoint", default=None, help="a checkpoint file or registry name (default: deterministic weights)")
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
-    source = args.checkpoint or recipe_checkpoint()
+    source = args.checkpoint or deterministic_checkpoint()
     exact = load_checkpoint(source)
     fast = load_checkpoint(source, dtype=torch.bfloat16)
     images = crops(args.crops)

@@ -3,7 +3,7 @@
     python benchmarks/evaluate_speed.py [--images 96] [--batch-size 32] [--workers N] [--threads N] [--dtype float32 bfloat16]
 
 The dataset is generated: RAF-DB-sized 100x100 face photos in the ImageFolder layout; the
-checkpoint is the reference recipe (same architecture and cost as a released one). Goals:
+checkpoint holds the deterministic weights (same architecture and cost as a released one). Goals:
 RAF-DB's 3,068 test images in under 3 minutes on the 2-core CPU (>= 17 img/s) and under
 15 seconds on one GPU (>= 205 img/s).
 """
@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 
 import torch
-from _common import machine, recipe_checkpoint  # also puts the project on sys.path
+from _common import deterministic_checkpoint, machine  # also puts the project on sys.path
 
 from poster import load_checkpoint  # noqa: E402
 from poster.data.datasets import ImageDataset, list_images  # noqa: E402
 from poster.evaluation.run import default_workers, evaluate  # noqa: E402
-from poster.weights.registry import PosterV2Weights  # noqa: E402
-from tests._data import write_imagefolder  # noqa: E402
+from poster.weights.released import PosterV2Weights  # noqa: E402
+from poster.data.sample_faces import write_imagefolder  # noqa: E402
 
 RAFDB_TEST_IMAGES = 3068
 GOAL_SECONDS = {"cpu": 180.0, "cuda": 15.0}
@@ -47,7 +47,7 @@ def main() -> None:
         write_imagefolder(Path(folder), labels, raf.folder_names)
         listing = list_images(folder, raf.class_names, raf.folder_names)
         for device, dtype in [(d, t) for d in devices for t in args.dtype]:
-            model = load_checkpoint(recipe_checkpoint(), device=device, dtype=getattr(torch, dtype))
+            model = load_checkpoint(deterministic_checkpoint(), device=device, dtype=getattr(torch, dtype))
             workers = args.workers if args.workers is not None else default_workers(torch.device(device))
             # Warm-up: first calls pick kernels and fill caches; not part of a long run's rate.
             evaluate(model, ImageDataset(listing.limit(args.batch_size)), batch_size=args.batch_size,

@@ -15,10 +15,9 @@ import statistics
 import time
 from typing import Callable
 
-import numpy as np
 import torch
 
-from _common import machine, recipe_checkpoint
+from _common import deterministic_checkpoint, machine
 from poster import load_checkpoint
 
 GOAL = 2.5
@@ -26,15 +25,11 @@ GOAL = 2.5
 
 def face_batch(size: int) -> torch.Tensor:
     """``size`` real face crops: the two sample photos' faces, repeated."""
-    from matplotlib import cbook
-    from PIL import Image
-    from skimage import data
-
+    from poster.data.sample_faces import sample_photos
     from poster.inference.faces import FaceDetector, align_face
     from poster.inference.transforms import to_batch
 
-    with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as im:
-        photos = [data.astronaut(), np.asarray(im.convert("RGB"))]
+    photos = sample_photos()
     detector = FaceDetector()
     crops = [align_face(photo, detector.detect(photo).faces[0]).image for photo in photos]
     return to_batch([crops[i % len(crops)] for i in range(size)])
@@ -70,7 +65,7 @@ def main() -> None:
     from explain import Explainer, summary
 
     print(f"CPU: {machine()}")
-    model = load_checkpoint(recipe_checkpoint())
+    model = load_checkpoint(deterministic_checkpoint())
     explainer = Explainer(model)
 
     def plain(x: torch.Tensor) -> torch.Tensor:

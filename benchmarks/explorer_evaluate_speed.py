@@ -21,13 +21,14 @@ import zipfile
 from pathlib import Path
 
 import torch
-from _common import machine, recipe_checkpoint  # also puts the project on sys.path
+from _common import deterministic_checkpoint  # also puts the project on sys.path
+from _common import machine  # noqa: E402
 
 from demo.evaluate_upload import evaluate_archive, fast_dtype  # noqa: E402
 from demo.store import ModelStore# noqa: E402
 from poster.cli import main as cli  # noqa: E402
 from poster.weights.registry import PosterV2Weights  # noqa: E402
-from tests._data import write_imagefolder  # noqa: E402
+from poster.data.sample_faces import write_imagefolder  # noqa: E402
 
 GOAL_RATIO = 1.2
 
@@ -42,7 +43,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     raf = PosterV2Weights.RAF_DB.value
-    checkpoint = recipe_checkpoint()
+    checkpoint = deterministic_checkpoint()
     store = ModelStore(checkpoint_dirs=[checkpoint.parent])
     dtype = fast_dtype(store)
     with tempfile.TemporaryDirectory() as folder:

@@ -7,7 +7,7 @@ a running one. Each client is its own ``gradio_client.Client`` that sends the as
 ``/analyze`` again and again until time is up. For every N it prints requests per second, p50 /
 p95 latency, the error count (must be 0) and the server's resident memory before and after.
 
-``--recipe`` serves a recipe checkpoint (deterministic untrained weights, same cost as a real
+``--recipe`` serves a checkpoint with deterministic weights (untrained, same cost as a real
 one) from a temporary folder, for machines without the released weights; otherwise the app finds
 checkpoints as usual (checkpoints/, POSTER_CHECKPOINT_DIR, POSTER_HUB_REPO).
 """
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16], help="default: 1 4 16")
     parser.add_argument("--seconds", type=float, default=20.0, help="per level (default: 20)")
     parser.add_argument("--url", help="a running app to test instead of starting one")
-    parser.add_argument("--recipe", action="store_true", help="serve a recipe checkpoint from a temporary folder")
+    parser.add_argument("--recipe", action="store_true", help="serve a checkpoint with the deterministic weights from a temporary folder")
     args = parser.parse_args(argv)
 
     proc = None
@@ -187,9 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             env = dict(os.environ)
             if args.recipe:
-                from tests.recipe import write_recipe_checkpoint
+                from poster.weights.deterministic import write_poster_v2_checkpoint
 
-                write_recipe_checkpoint(work / "rafdb_best.pth")
+                write_poster_v2_checkpoint(work / "rafdb_best.pth")
                 env["POSTER_CHECKPOINT_DIR"] = str(work)
             proc, url = start_server(env, work / "server.log")
             pid = proc.pid

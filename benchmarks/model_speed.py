@@ -14,31 +14,16 @@ import argparse
 import numpy as np
 import torch
 
-from _common import machine, recipe_checkpoint, time_interleaved, time_ms
+from _common import deterministic_checkpoint, machine, time_interleaved, time_ms
 from original_forward import original_forward, plain_copy
 from poster import load_checkpoint
 
 TITLES = {"poster-v2": "POSTER++", "poster-v1": "POSTER", "arm": "ARM"}
 
 
-def seed_checkpoint(arch: str):
-    """POSTER's or ARM's recipe checkpoint, written once per machine into the temp folder."""
-    import tempfile
-    from pathlib import Path
-
-    from tests.recipe import write_arm_checkpoint, write_poster_v1_checkpoint
-
-    name = {"poster-v1": "rafdb_best.pth", "arm": "epoch59_acc0.9205.pth"}[arch]
-    path = Path(tempfile.gettempdir()) / "poster-bench" / arch / name
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        (write_poster_v1_checkpoint if arch == "poster-v1" else write_arm_checkpoint)(path)
-    return path
-
-
 def seed_models(arch: str):
     """(original forward, baseline model, fp32 model, bf16 model) for POSTER or ARM."""
-    path = seed_checkpoint(arch)
+    path = deterministic_checkpoint(arch)
     if arch == "poster-v1":
         import original_poster_v1 as original
 
@@ -69,15 +54,13 @@ def speed_table(title: str, original, baseline, fp32, bf16, repeats: int) -> Non
 
 def face_crops(count: int = 240) -> torch.Tensor:
     """Real face crops: the two sample photos' faces under flips, shifts, rotations, colour changes."""
-    from matplotlib import cbook
     from PIL import Image, ImageEnhance
-    from skimage import data
 
+    from poster.data.sample_faces import sample_photos
     from poster.inference.faces import FaceDetector, align_face
     from poster.inference.transforms import to_batch
 
-    with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as im:
-        photos = [data.astronaut(), np.asarray(im.convert("RGB"))]
+    photos = sample_photos()
     detector = FaceDetector()
     rng = np.random.RandomState(0)
     crops = []
@@ -111,7 +94,7 @@ def main() -> None:
     if args.arch not in ("all", "poster-v2"):
         return
     print("\nPOSTER++")
-    path = recipe_checkpoint()
+    path = deterministic_checkpoint()
 
     baseline = plain_copy(load_checkpoint(path))
     fp32 = load_checkpoint(path)
@@ -136,7 +119,7 @@ def main() -> None:
             full = torch.cat([fp32(c) for c in crops.split(16)])
             fast = torch.cat([bf16(c).float() for c in crops.split(16)])
         agree = (full.argmax(1) == fast.argmax(1)).float().mean().item()
-        print(f"\nbf16 vs fp32 on {len(crops)} real face crops (reference-recipe weights): "
+        print(f"\nbf16 vs fp32 on {len(crops)} real face crops (deterministic weights): "
               f"max |logit diff| {(full - fast).abs().max():.4f} (logit range {full.min():.2f}..{full.max():.2f}), "
               f"top-1 agreement {agree:.1%}")
 

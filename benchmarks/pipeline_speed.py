@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from _common import machine, recipe_checkpoint
+from _common import deterministic_checkpoint, machine
 from poster import load_checkpoint
 from poster.inference.faces import VIDEO_MAX_SIDE, FaceDetector, align_face
 from poster.inference.transforms import to_batch
@@ -32,7 +32,7 @@ def webcam_frame() -> np.ndarray:
 
 
 def run(device: torch.device, frames: int, dtype: torch.dtype, detect_side: int) -> None:
-    model = load_checkpoint(recipe_checkpoint(), device=device, dtype=dtype)
+    model = load_checkpoint(deterministic_checkpoint(), device=device, dtype=dtype)
     detector = FaceDetector()
     frame = webcam_frame()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

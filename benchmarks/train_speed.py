@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from poster.models import PosterV2  # noqa: E402
 from poster.training.recipe import TrainConfig  # noqa: E402
-from poster.training.loop import make_optimizer, sam_step  # noqa: E402
+from poster.training.step import make_optimizer, sam_step  # noqa: E402
 
 
 def images_per_second(device: torch.device, batch: int, steps: int, amp: torch.dtype | None) -> float:

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from _common import machine, recipe_checkpoint
+from _common import deterministic_checkpoint
+from _common import machine, served
 
 CHROMIUM = "/usr/bin/chromium"
 LIVE = "#webcam-live .poster-live"
@@ -72,9 +73,8 @@ def main() -> None:
 
     from demo import precision as precisions
     from demo.store import ModelStore
-    from tests._app import served
 
-    store = ModelStore(device=args.device, checkpoint_dirs=[recipe_checkpoint().parent])
+    store = ModelStore(device=args.device, checkpoint_dirs=[deterministic_checkpoint().parent])
     store.predictor("raf-db")
     formats = args.precision or precisions.choices(store.on_gpu)
     camera = write_y4m(Path(tempfile.mkdtemp()) / "face.y4m", camera_photo())

@@ -13,7 +13,8 @@ import argparse
 import numpy as np
 from PIL import Image
 
-from _common import machine, recipe_checkpoint, time_interleaved
+from _common import deterministic_checkpoint
+from _common import machine, time_interleaved
 from demo import live_tracking
 from demo.store import ModelStore
 
@@ -29,7 +30,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    store = ModelStore(device="cpu", checkpoint_dirs=[recipe_checkpoint().parent])
+    store = ModelStore(device="cpu", checkpoint_dirs=[deterministic_checkpoint().parent])
     image = frame()
     variants = {  # name: (precision, alternate, full detection every frame)
         "float32, detect + classify every frame": ("float32", False, True),

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image, UnidentifiedImageError
 
-from poster.data.datasets import IMAGE_SUFFIXES
+from poster.data.layouts import IMAGE_SUFFIXES
 from poster.errors import PosterError
 
 LABEL_SUFFIXES = {".csv", ".txt"}

@@ -16,14 +16,12 @@ from typing import Any
 import pandas as pd
 
 from poster.data.datasets import thumbnail_name
+from poster.data.layouts import IMAGE_SUFFIXES
+from poster.evaluation.run import PREDICTIONS, RUN_JSON, THUMBNAILS
 
 DEFAULT_RUNS_DIR = Path("runs")
-RUN_JSON = "run.json"
-PREDICTIONS = "predictions.parquet"
-THUMBNAILS = "thumbs"
 REQUIRED_COLUMNS = ("path", "label", "label_name", "pred", "pred_name", "confidence", "margin",
                     "loss", "correct")
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 # run.json fields the explorer reads: field -> (accepted types, what the message asks for).
 _NUMBER = ((int, float), "a number")
 _TEXT = ((str,), "a string")

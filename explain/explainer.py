@@ -16,8 +16,8 @@ from poster.inference.faces import FaceCrop
 from poster.models.poster_v2 import INPUT_SIZE, PosterV2
 from poster.inference.transforms import denormalize, to_batch
 
-from .maps import upsample
 from .attention import attention_rollout, query_index, received_attention
+from .explained_face import ExplainedFace
 from .gradcam import Target, gradcam_pass
 
 MAP_KINDS = ("gradcam_image", "gradcam_landmark", "cross_attention", "rollout")
@@ -25,7 +25,7 @@ Faces = torch.Tensor | Sequence[np.ndarray | FaceCrop]
 
 
 @dataclass(frozen=True, eq=False)
-class FaceExplanation:
+class FaceExplanation(ExplainedFace):
     """Everything explained about one face. Map lists hold one map per scale (28, 14, 7 px grids;
     the rollout's three are 7x7), at native resolution, as numpy arrays."""
 
@@ -42,19 +42,6 @@ class FaceExplanation:
     rollout: list[np.ndarray]                # CLS rollout over each scale's 7x7 tokens
     crop: FaceCrop | None = None             # where the crop came from, if it was given
 
-    @property
-    def predicted(self) -> int:
-        return int(np.argmax(self.logits))
-
-    @property
-    def label(self) -> str:
-        return self.class_names[self.predicted]
-
-    def top_classes(self, k: int = 3) -> list[tuple[str, float]]:
-        """The k most probable classes with their probabilities, most probable first."""
-        order = np.argsort(-self.probabilities)[:k]
-        return [(self.class_names[i], float(self.probabilities[i])) for i in order]
-
     def maps(self, kind: str) -> list[np.ndarray]:
         """The three maps of one of ``MAP_KINDS``."""
         if kind not in MAP_KINDS:
@@ -68,18 +55,6 @@ class FaceExplanation:
             side = int(round(matrix.shape[-1] ** 0.5))
             out.append(matrix[query_index(point, side, self.image.shape[0])].reshape(side, side))
         return out
-
-    def on_crop(self, map2d: np.ndarray) -> np.ndarray:
-        """A map bilinearly upsampled to the crop's pixels (224 x 224)."""
-        return upsample(map2d, self.image.shape[:2])
-
-    def on_photo(self, map2d: np.ndarray, photo_shape: Sequence[int], crop: FaceCrop | None = None,
-                 fill: float = 0.0) -> np.ndarray:
-        """A map warped back onto the original photo's (H, W) grid through the crop's transform."""
-        crop = crop or self.crop
-        if crop is None:
-            raise ValueError("this face was given as pixels, not a FaceCrop: pass the crop it came from")
-        return crop.warp_to_photo(map2d, photo_shape, fill=fill)
 
 
 class Explainer:

@@ -19,8 +19,8 @@ from torch import nn
 from poster.inference.faces import FaceCrop
 from poster.inference.transforms import denormalize, model_batch, preprocessing_of
 
+from .explained_face import ExplainedFace
 from .gradcam import Target, gradcam_map, resolve_target
-from .maps import upsample
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class LabelledMap:
 
 
 @dataclass(frozen=True, eq=False)
-class ModelExplanation:
+class ModelExplanation(ExplainedFace):
     """One face explained by a self-describing model."""
 
     image: np.ndarray                     # (224, 224, 3) uint8 RGB: the crop the model saw
@@ -49,22 +49,6 @@ class ModelExplanation:
     attention: list[LabelledMap]          # the model's attention where it has a spatial meaning, else a note
     native: list[LabelledMap] = field(default_factory=list)  # the model's own maps (ARM's 11x11 map)
     crop: FaceCrop | None = None
-
-    @property
-    def predicted(self) -> int:
-        return int(np.argmax(self.logits))
-
-    @property
-    def label(self) -> str:
-        return self.class_names[self.predicted]
-
-    def on_crop(self, map2d: np.ndarray) -> np.ndarray:
-        return upsample(map2d, self.image.shape[:2])
-
-    def on_photo(self, map2d: np.ndarray, photo_shape: Sequence[int], fill: float = 0.0) -> np.ndarray:
-        if self.crop is None:
-            raise ValueError("this face was given as pixels, not a FaceCrop")
-        return self.crop.warp_to_photo(map2d, photo_shape, fill=fill)
 
 
 class ModelExplainer:

@@ -6,7 +6,7 @@ from typing import Any
 from .errors import CheckpointError, DatasetError, DownloadError, ImageError, PosterError
 from .models import PosterOutput, PosterV2
 from .weights.checkpoints import CheckpointInfo, count_parameters, load_checkpoint
-from .weights.registry import BackboneWeights, PosterV2Weights
+from .weights.released import BackboneWeights, PosterV2Weights
 
 __all__ = [
     "PosterV2", "PosterOutput", "Predictor", "load_checkpoint", "CheckpointInfo", "count_parameters",

@@ -55,19 +55,19 @@ def face_detector():
     return FaceDetector()
 
 
-# --- POSTER++ checkpoints built from the reference recipe in tests/reference (no trained weights here) ---
+# --- POSTER++ checkpoints with the deterministic weights of poster.weights.deterministic (nothing trained here) ---
 
 @pytest.fixture(scope="session")
-def recipe_checkpoint(tmp_path_factory) -> Path:
+def deterministic_checkpoint(tmp_path_factory) -> Path:
     """A released-style RAF-DB checkpoint file (float32, 7 classes, recorder objects inside)."""
-    from tests.recipe import write_recipe_checkpoint
+    from poster.weights.deterministic import write_poster_v2_checkpoint
 
-    return write_recipe_checkpoint(tmp_path_factory.mktemp("ckpt") / "rafdb_best.pth", 7)
+    return write_poster_v2_checkpoint(tmp_path_factory.mktemp("ckpt") / "rafdb_best.pth", 7)
 
 
 @pytest.fixture(scope="session")
-def recipe_model(recipe_checkpoint: Path):
-    """The recipe checkpoint loaded once, float32 on the CPU, in eval mode."""
+def deterministic_model(deterministic_checkpoint: Path):
+    """The deterministic checkpoint loaded once, float32 on the CPU, in eval mode."""
     from poster import load_checkpoint
 
-    return load_checkpoint(recipe_checkpoint)
+    return load_checkpoint(deterministic_checkpoint)

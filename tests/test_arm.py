@@ -11,7 +11,8 @@ import torch
 from poster import CheckpointError, count_parameters, load_checkpoint
 from poster.models.arm import ARM
 from poster.weights.safe_pickle import safe_torch_load
-from tests.recipe import recipe_state_dict, reference, reference_input, write_arm_checkpoint
+from poster.weights.deterministic import deterministic_state_dict, write_arm_checkpoint
+from tests._reference import reference, reference_input
 
 REF = reference("arm")
 
@@ -71,7 +72,7 @@ def test_parameter_count_and_maps(model64: ARM) -> None:
 
 
 def test_strict_loading_names_keys(tmp_path: Path) -> None:
-    state = recipe_state_dict(7, arch="arm")
+    state = deterministic_state_dict(7, arch="arm")
     del state["arm.alpha"]
     torch.save({"iter": 1, "model_state_dict": state}, tmp_path / "arm.pth")
     with pytest.raises(CheckpointError, match=r"does not fit ARM: missing 1 keys \(arm.alpha\)"):

@@ -17,37 +17,38 @@ import torch
 from poster import CheckpointError, load_checkpoint
 from poster.weights.checkpoints import convert_checkpoint, read_weights, sha256_file
 from poster.weights.safe_pickle import OpaqueObject, safe_torch_load
-from tests.recipe import recipe_state_dict, reference, reference_input
+from poster.weights.deterministic import deterministic_state_dict, original_keys, write_checkpoint
+from tests._reference import reference, reference_input
 
 
 # --- released files load as they are ----------------------------------------------------------
 
-def test_released_checkpoint_loads_with_foreign_recorder(recipe_checkpoint):
-    raw = safe_torch_load(str(recipe_checkpoint))
+def test_released_checkpoint_loads_with_foreign_recorder(deterministic_checkpoint):
+    raw = safe_torch_load(str(deterministic_checkpoint))
     assert isinstance(raw["recorder"], OpaqueObject)
     assert type(raw["recorder"]).__module__ == "__main__"
     np.testing.assert_array_equal(raw["recorder"].state["epoch_accuracy"], np.arange(6, dtype=np.float32).reshape(3, 2))
     assert raw["epoch"] == 1 and float(raw["best_acc"]) == 0.0
 
 
-def test_info_from_registry(recipe_model, recipe_checkpoint):
-    info = recipe_model.info
+def test_info_from_registry(deterministic_model, deterministic_checkpoint):
+    info = deterministic_model.info
     assert info.dataset == "raf-db" and info.published_accuracy == 92.21
     assert info.class_names == ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral")
-    assert info.sha256 == sha256_file(recipe_checkpoint) and len(info.sha256) == 64
-    assert not recipe_model.training
+    assert info.sha256 == sha256_file(deterministic_checkpoint) and len(info.sha256) == 64
+    assert not deterministic_model.training
 
 
-def test_dataset_argument_sets_class_order(recipe_checkpoint, tmp_path):
+def test_dataset_argument_sets_class_order(deterministic_checkpoint, tmp_path):
     path = tmp_path / "my_run.pth"
-    path.write_bytes(recipe_checkpoint.read_bytes())
+    path.write_bytes(deterministic_checkpoint.read_bytes())
     assert load_checkpoint(path).info.class_names == tuple(f"class {i}" for i in range(7))
     info = load_checkpoint(path, dataset="caer-s").info
     assert info.class_names[3] == "Happy" and info.dataset == "caer-s"
 
 
 def test_checkpoint_saved_on_gpu_loads_on_cpu(tmp_path, monkeypatch):
-    state = {"module." + k: v for k, v in recipe_state_dict(7).items()}
+    state = {"module." + k: v for k, v in deterministic_state_dict(7).items()}
     import torch.serialization as serialization
 
     monkeypatch.setattr(serialization, "location_tag", lambda storage: "cuda:0")
@@ -70,35 +71,35 @@ def _save_state(path: Path, state: dict) -> Path:
 
 
 def test_unexpected_key_is_named(tmp_path):
-    state = recipe_state_dict(7)
+    state = deterministic_state_dict(7)
     state["VIT.extra_adapter.weight"] = torch.zeros(3)
     with pytest.raises(CheckpointError, match=r"unexpected 1 keys \(VIT.extra_adapter.weight\)"):
         load_checkpoint(_save_state(tmp_path / "x.pth", state))
 
 
 def test_missing_key_is_named(tmp_path):
-    state = recipe_state_dict(7)
+    state = deterministic_state_dict(7)
     del state["attn2.proj.bias"]
     with pytest.raises(CheckpointError, match=r"missing 1 keys \(fusion.1.attn.proj.bias\)"):
         load_checkpoint(_save_state(tmp_path / "x.pth", state))
 
 
 def test_wrong_shape_is_named(tmp_path):
-    state = recipe_state_dict(7)
+    state = deterministic_state_dict(7)
     state["conv1.bias"] = torch.zeros(65)
     with pytest.raises(CheckpointError, match=r"wrong shape .*image_proj.0.bias"):
         load_checkpoint(_save_state(tmp_path / "x.pth", state))
 
 
 def test_wrong_relative_position_index_is_refused(tmp_path):
-    state = recipe_state_dict(7)
+    state = deterministic_state_dict(7)
     state["attn3.relative_position_index"] = torch.zeros(49, 49, dtype=torch.long)
     with pytest.raises(CheckpointError, match="relative-position index"):
         load_checkpoint(_save_state(tmp_path / "x.pth", state))
 
 
 def test_class_count_must_match_dataset(tmp_path):
-    path = _save_state(tmp_path / "x.pth", recipe_state_dict(8))
+    path = _save_state(tmp_path / "x.pth", deterministic_state_dict(8))
     with pytest.raises(CheckpointError, match="8 classes but raf-db has 7"):
         load_checkpoint(path, dataset="raf-db")
 
@@ -151,9 +152,9 @@ def test_unknown_main_function_becomes_inert(tmp_path):
 # --- corrupt and foreign files: one clear line each --------------------------------------------
 
 @pytest.fixture(scope="module")
-def truncated(recipe_checkpoint, tmp_path_factory):
+def truncated(deterministic_checkpoint, tmp_path_factory):
     path = tmp_path_factory.mktemp("bad") / "rafdb_best.pth"
-    data = recipe_checkpoint.read_bytes()
+    data = deterministic_checkpoint.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path
 
@@ -202,21 +203,21 @@ def test_directory_and_missing_file(tmp_path):
 
 # --- the project's format ---------------------------------------------------------------------
 
-def test_convert_round_trip_gives_identical_logits(recipe_checkpoint, recipe_model, tmp_path):
-    out = convert_checkpoint(recipe_checkpoint, tmp_path / "rafdb.safetensors")
+def test_convert_round_trip_gives_identical_logits(deterministic_checkpoint, deterministic_model, tmp_path):
+    out = convert_checkpoint(deterministic_checkpoint, tmp_path / "rafdb.safetensors")
     converted = load_checkpoint(out)
-    assert converted.info.class_names == recipe_model.info.class_names
+    assert converted.info.class_names == deterministic_model.info.class_names
     assert converted.info.dataset == "raf-db" and converted.info.published_accuracy == 92.21
     _, meta = read_weights(out)
     assert meta["sha256"] == sha256_file(out)
     x = reference_input(torch.float32)
     with torch.inference_mode():
-        assert torch.equal(converted(x), recipe_model(x))
+        assert torch.equal(converted(x), deterministic_model(x))
 
 
-def test_convert_command(recipe_checkpoint, tmp_path):
+def test_convert_command(deterministic_checkpoint, tmp_path):
     out = tmp_path / "converted.safetensors"
-    result = subprocess.run([sys.executable, "-m", "poster", "convert", str(recipe_checkpoint), str(out),
+    result = subprocess.run([sys.executable, "-m", "poster", "convert", str(deterministic_checkpoint), str(out),
                              "--dataset", "raf-db"], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert result.returncode == 0, result.stderr
     assert "raf-db, 7 classes: Surprise, Fear" in result.stdout
@@ -224,13 +225,13 @@ def test_convert_command(recipe_checkpoint, tmp_path):
 
     with safe_open(str(out), framework="pt") as fh:
         meta = fh.metadata()
-    assert meta["source_sha256"] == sha256_file(recipe_checkpoint)
+    assert meta["source_sha256"] == sha256_file(deterministic_checkpoint)
     assert meta["num_classes"] == "7" and meta["published_accuracy"] == "92.21"
 
 
-def test_convert_needs_dataset_for_unknown_7_class_file(recipe_checkpoint, tmp_path):
+def test_convert_needs_dataset_for_unknown_7_class_file(deterministic_checkpoint, tmp_path):
     src = tmp_path / "mine.pth"
-    src.write_bytes(recipe_checkpoint.read_bytes())
+    src.write_bytes(deterministic_checkpoint.read_bytes())
     with pytest.raises(CheckpointError, match="--dataset"):
         convert_checkpoint(src, tmp_path / "out.safetensors")
 
@@ -243,9 +244,9 @@ def test_foreign_safetensors_is_refused(tmp_path):
         load_checkpoint(tmp_path / "other.safetensors")
 
 
-def test_manifest_mismatch_is_detected(recipe_checkpoint, tmp_path):
+def test_manifest_mismatch_is_detected(deterministic_checkpoint, tmp_path):
     path = tmp_path / "rafdb_best.pth"
-    path.write_bytes(recipe_checkpoint.read_bytes())
+    path.write_bytes(deterministic_checkpoint.read_bytes())
     (tmp_path / "manifest.json").write_text('{"files": {"rafdb_best.pth": {"sha256": "' + "0" * 64 + '"}}}')
     with pytest.raises(CheckpointError, match="does not match the sha256"):
         load_checkpoint(path)
@@ -253,10 +254,10 @@ def test_manifest_mismatch_is_detected(recipe_checkpoint, tmp_path):
 
 # --- finding files by name --------------------------------------------------------------------
 
-def test_registry_name_found_in_env_folder(recipe_checkpoint, monkeypatch, tmp_path):
+def test_registry_name_found_in_env_folder(deterministic_checkpoint, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("POSTER_CHECKPOINT_DIR", str(recipe_checkpoint.parent))
-    assert load_checkpoint("raf-db").info.source == str(recipe_checkpoint)
+    monkeypatch.setenv("POSTER_CHECKPOINT_DIR", str(deterministic_checkpoint.parent))
+    assert load_checkpoint("raf-db").info.source == str(deterministic_checkpoint)
     assert load_checkpoint("RAF-DB").info.dataset == "raf-db"
 
 
@@ -281,3 +282,17 @@ def test_hub_without_network_fails_at_once(monkeypatch, tmp_path):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(CheckpointError, match="poster-test/does-not-exist"):
         load_checkpoint("caer-s")
+
+
+def test_deterministic_checkpoints_of_each_architecture_load_as_released(tmp_path):
+    arm = load_checkpoint(write_checkpoint(tmp_path / "epoch59_acc0.9205.pth", "arm"))
+    assert (arm.info.arch, arm.info.name, arm.info.dataset) == ("arm", "arm-raf-db", "raf-db")
+    with pytest.raises(ValueError, match="poster-v1 was released with 7 classes only"):
+        write_checkpoint(tmp_path / "v1.pth", "poster-v1", num_classes=8)
+    with pytest.raises(KeyError, match="unknown architecture 'vit'"):
+        write_checkpoint(tmp_path / "vit.pth", "vit")
+    with pytest.raises(KeyError, match="no original key list for arm with 8 classes"):
+        original_keys("arm", 8)
+    heads = {n: s for n, s, _ in original_keys("poster-v2", 8) if n.startswith("VIT.head.")}
+    assert heads == {"VIT.head.linear.weight": [8, 768], "VIT.head.linear.bias": [8]}
+

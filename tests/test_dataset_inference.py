@@ -15,10 +15,11 @@ from poster.cli import evaluate as evaluate_module
 from poster.weights.checkpoints import read_weights
 from poster.errors import DatasetError
 from poster.evaluation.protocol import infer_dataset
-from poster.weights.registry import PosterV2Weights
-from tests._data import face, write_csv, write_imagefolder, write_rafdb
+from poster.weights.released import PosterV2Weights
+from poster.data.sample_faces import face, write_imagefolder
+from tests._data import write_csv, write_rafdb
 from poster.weights.registry import ARCHITECTURES
-from tests.recipe import write_recipe_checkpoint
+from poster.weights.deterministic import write_poster_v2_checkpoint
 
 RAF = PosterV2Weights.RAF_DB.value
 AFFECTNET_7 = PosterV2Weights.AFFECTNET_7.value
@@ -29,12 +30,12 @@ pytestmark = pytest.mark.filterwarnings("ignore:y_pred contains classes not in y
 @pytest.fixture(scope="module")
 def unnamed_7(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 7-class released-style file under a name of its own: nothing in it tells its dataset."""
-    return write_recipe_checkpoint(tmp_path_factory.mktemp("weights") / "my_run.pth", 7)
+    return write_poster_v2_checkpoint(tmp_path_factory.mktemp("weights") / "my_run.pth", 7)
 
 
 @pytest.fixture(scope="module")
 def unnamed_8(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_recipe_checkpoint(tmp_path_factory.mktemp("weights8") / "my_run8.pth", 8)
+    return write_poster_v2_checkpoint(tmp_path_factory.mktemp("weights8") / "my_run8.pth", 8)
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +173,7 @@ def test_convert_reports_what_it_inferred(unnamed_8: Path, tmp_path: Path, capsy
 
 def test_train_init_reports_the_init_dataset(unnamed_7: Path, tmp_path: Path) -> None:
     from poster.training.recipe import TrainConfig
-    from poster.training.loop import build_model
+    from poster.training.initial_weights import build_model
 
     said: list[str] = []
     config = TrainConfig.from_recipe("raf-db", tmp_path, tmp_path / "run", init=str(unnamed_7),

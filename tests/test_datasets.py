@@ -8,11 +8,15 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from poster.data.datasets import ImageDataset, Item, Skipped, detect_layout, list_images, thumbnail_name
+from poster.data.datasets import ImageDataset, list_images, thumbnail_name
+from poster.data.layouts import detect_layout
+from poster.data.listing import Item, Skipped
+from poster.weights.records import Preprocessing
 from poster.errors import DatasetError
-from poster.weights.registry import PosterV2Weights
+from poster.weights.released import PosterV2Weights
 from poster.inference.transforms import eval_transform
-from tests._data import face, write_csv, write_imagefolder, write_rafdb, write_unreadable
+from poster.data.sample_faces import face, write_imagefolder
+from tests._data import write_csv, write_rafdb, write_unreadable
 
 RAF = PosterV2Weights.RAF_DB.value
 AFFECTNET7 = PosterV2Weights.AFFECTNET_7.value
@@ -212,6 +216,18 @@ def test_unreadable_image_is_a_sentinel_recorded_by_the_caller(tmp_path: Path) -
     assert [s.path for s in dataset.skipped] == ["test/2/broken.jpg", "test/3/truncated.jpg"]
     assert dataset.skipped[0].reason.startswith("unreadable image (cannot identify image file")
     assert dataset.skipped[1].reason.startswith("unreadable image (")
+
+
+def test_dataset_sizes_images_and_placeholders_by_its_preprocessing(tmp_path: Path) -> None:
+    write_imagefolder(tmp_path, [0, 1], RAF.folder_names)
+    write_unreadable(tmp_path / "test" / "2" / "broken.jpg")
+    listing = list_images(tmp_path, RAF.class_names, RAF.folder_names)
+    dataset = ImageDataset(listing, preprocessing=Preprocessing(input_size=112))
+    items = [dataset[i] for i in range(len(dataset))]
+    assert [error != "" for _, _, error in items] == [False, True, False]  # test/2/broken.jpg sorts first
+    assert {tuple(image.shape) for image, _, _ in items} == {(3, 112, 112)}
+    assert not items[1][0].any()
+    assert {tuple(image.shape) for image, _, _ in ImageDataset(listing)} == {(3, 224, 224)}
 
 
 def test_thumbnails_are_written_under_the_relative_path(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """`poster.weights.download` against a small HTTP server on 127.0.0.1 (offline, bounded in time).
 
-The server serves a released-style recipe checkpoint and backbone files, plus the ways a real
+The server serves a released-style deterministic checkpoint and backbone files, plus the ways a real
 download goes wrong: a truncated file, Google Drive's quota and virus-scan pages, a connection
 that drops halfway, a server that ignores Range.
 """
@@ -29,7 +29,8 @@ from poster.errors import DownloadError
 from poster.weights.registry import find_weights
 from poster.weights.sources import ENV_URL_TEMPLATE, confirmation_url, sources_for
 
-from .recipe import recipe_value, reference, write_arm_checkpoint, write_poster_v1_checkpoint, write_recipe_checkpoint
+from poster.weights.deterministic import (deterministic_value, original_keys, write_arm_checkpoint, write_poster_v1_checkpoint,
+                                          write_poster_v2_checkpoint)
 
 QUOTA_PAGE = """<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head><body>
 <p class="uc-error-caption">Sorry, you can't view or download this file at this time.</p>
@@ -119,15 +120,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def weight_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, memoryview]:
-    """Served files by name: the float32 recipe checkpoint (~230 MB) and backbones built from it."""
+    """Served files by name: the float32 deterministic checkpoint (~230 MB) and backbones built from it."""
     folder = tmp_path_factory.mktemp("served")
-    checkpoint = write_recipe_checkpoint(folder / "rafdb_best.pth", num_classes=7)
-    keys = reference()["checkpoint_keys_7cls"]
-    ir50 = {n.removeprefix("ir_back."): torch.from_numpy(recipe_value(n, s)).half()
+    checkpoint = write_poster_v2_checkpoint(folder / "rafdb_best.pth", num_classes=7)
+    keys = original_keys("poster-v2", 7)
+    ir50 = {n.removeprefix("ir_back."): torch.from_numpy(deterministic_value(n, s)).half()
             for n, s, kind in keys if n.startswith("ir_back.") and kind != "int64"}
     ir50.update({n.removeprefix("ir_back."): torch.zeros(s, dtype=torch.int64)
                  for n, s, kind in keys if n.startswith("ir_back.") and kind == "int64"})
-    mobilefacenet = {n.removeprefix("face_landback."): torch.from_numpy(recipe_value(n, s)).float()
+    mobilefacenet = {n.removeprefix("face_landback."): torch.from_numpy(deterministic_value(n, s)).float()
                      if kind != "int64" else torch.zeros(s, dtype=torch.int64)
                      for n, s, kind in keys if n.startswith("face_landback.")}
     torch.save(ir50, folder / "ir50.pth")

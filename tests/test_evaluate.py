@@ -1,6 +1,6 @@
 """`python -m poster evaluate` and `poster.evaluation.run.evaluate` on tiny datasets in every layout.
 
-The checkpoint is the reference recipe (deterministic weights saved like a released file), built
+The checkpoint holds the deterministic weights saved like a released file, built
 once per module; datasets hold a handful of real face photos, as a forward pass costs ~0.1 s.
 """
 from __future__ import annotations
@@ -22,12 +22,13 @@ from poster.data.datasets import ImageDataset, list_images
 from poster.devices import pick_device
 from poster.errors import PosterError
 from poster.evaluation.run import evaluate
-from poster.weights.registry import PosterV2Weights
-from tests._data import write_csv, write_imagefolder, write_rafdb, write_unreadable
-from tests.recipe import write_recipe_checkpoint
+from poster.weights.released import PosterV2Weights
+from poster.data.sample_faces import write_imagefolder
+from tests._data import write_csv, write_rafdb, write_unreadable
+from poster.weights.deterministic import write_poster_v2_checkpoint
 
 RAF = PosterV2Weights.RAF_DB.value
-# The recipe weights predict classes the tiny datasets lack; scikit-learn warns about that.
+# The deterministic weights predict classes the tiny datasets lack; scikit-learn warns about that.
 pytestmark = pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
 BASE_COLUMNS = ["path", "label", "label_name", "pred", "pred_name"]
 TAIL_COLUMNS = ["confidence", "margin", "loss", "correct"]
@@ -36,7 +37,7 @@ TAIL_COLUMNS = ["confidence", "margin", "loss", "correct"]
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # The released file name tells the loader it is the RAF-DB checkpoint (class order, 92.21 %).
-    return write_recipe_checkpoint(tmp_path_factory.mktemp("weights") / RAF.file_name)
+    return write_poster_v2_checkpoint(tmp_path_factory.mktemp("weights") / RAF.file_name)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Explanations: attention maps against the reference, Grad-CAM sanity checks, rendering, warping.
 
-A float64 recipe model runs the reference batch once (float64 convolutions are slow on CPU); a
+A float64 model with the deterministic weights runs the reference batch once (float64 convolutions are slow on CPU); a
 float32 copy explains real faces (the astronaut and Grace Hopper, cropped by ``poster.inference.faces``).
 Every expensive pass runs once per module.
 """
@@ -18,7 +18,8 @@ from explain import attention
 from poster.weights.checkpoints import load_checkpoint
 from poster.inference.faces import FaceCrop, align_face
 from poster.inference.transforms import to_batch
-from tests.recipe import reference, reference_input, write_recipe_checkpoint
+from poster.weights.deterministic import write_poster_v2_checkpoint
+from tests._reference import reference, reference_input
 
 LEVEL_SIDES = (28, 14, 7)
 
@@ -27,7 +28,7 @@ LEVEL_SIDES = (28, 14, 7)
 
 @pytest.fixture(scope="module")
 def model64(tmp_path_factory: pytest.TempPathFactory):
-    path = write_recipe_checkpoint(tmp_path_factory.mktemp("explain") / "recipe64.pth", 7, torch.float64)
+    path = write_poster_v2_checkpoint(tmp_path_factory.mktemp("explain") / "deterministic64.pth", 7, torch.float64)
     # channels_last float64 convolutions are ~4x slower on CPU than contiguous ones
     return load_checkpoint(path, dtype=torch.float64, channels_last=False)
 

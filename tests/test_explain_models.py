@@ -13,8 +13,8 @@ from explain import Explainer, ModelExplainer, explainer_for
 from explain.gradcam import gradcam_map
 from poster import load_checkpoint
 from poster.inference.transforms import model_batch
-from tests._data import face_crops
-from tests.recipe import write_arm_checkpoint, write_poster_v1_checkpoint
+from poster.data.sample_faces import face_crops
+from poster.weights.deterministic import write_arm_checkpoint, write_poster_v1_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +33,10 @@ def _crops(n: int) -> list[np.ndarray]:
     return [np.asarray(Image.fromarray(c).resize((224, 224), Image.BILINEAR)) for c in face_crops()[:n]]
 
 
-def test_explainer_for_picks_by_interface(v1_model, arm_model, recipe_model) -> None:
+def test_explainer_for_picks_by_interface(v1_model, arm_model, deterministic_model) -> None:
     assert isinstance(explainer_for(v1_model), ModelExplainer)
     assert isinstance(explainer_for(arm_model), ModelExplainer)
-    assert isinstance(explainer_for(recipe_model), Explainer)
+    assert isinstance(explainer_for(deterministic_model), Explainer)
 
 
 def test_poster_v1_maps_are_labelled_with_their_grids(v1_model) -> None:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from data_explorer.archive import ArchiveCaps, ArchiveError, unpack_zip
 from poster.data.datasets import list_images
-from tests import _data
+from poster.data import sample_faces as _data
 from tests._app import RAF_CLASSES, RAF_FOLDERS
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import _data
+from poster.data import sample_faces as _data
 from tests._app import RAF_FOLDERS, RUN_LABELS, app_store, checkpoint_dir, served  # noqa: F401
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -27,7 +27,7 @@ TIMEOUT_MS = 180_000
 def labeled_zip(folder: Path, labels: list[int], name: str) -> Path:
     data = folder / f"{name}-data"
     _data.write_imagefolder(data, labels, RAF_FOLDERS)
-    _data._save(_data.face(0), data / "test" / "9" / "stray.jpg")  # an unknown class folder
+    _data.save_jpeg(_data.face(0), data / "test" / "9" / "stray.jpg")  # an unknown class folder
     archive = folder / f"{name}.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         for path in sorted(data.rglob("*.jpg")):

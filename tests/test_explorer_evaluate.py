@@ -19,7 +19,7 @@ from demo.evaluate_upload import evaluate_archive, remove_session_dir, storage_n
 from demo.explorer_panels import progress_html
 from demo.explorer_tab import open_run
 from poster.cli import main
-from tests import _data
+from poster.data import sample_faces as _data
 from tests._app import RAF_FOLDERS, RUN_LABELS, app_store, checkpoint_dir, served  # noqa: F401
 
 
@@ -38,8 +38,8 @@ def labeled_set(folder: Path, *, extras: bool = True) -> Path:
     image over a small pixel cap."""
     _data.write_imagefolder(folder, RUN_LABELS, RAF_FOLDERS)
     if extras:
-        _data._save(_data.face(3), folder / "test" / "9" / "stray.jpg")
-        _data._save(_data.face(4).resize((400, 400)), folder / "test" / "1" / "huge.jpg")
+        _data.save_jpeg(_data.face(3), folder / "test" / "9" / "stray.jpg")
+        _data.save_jpeg(_data.face(4).resize((400, 400)), folder / "test" / "1" / "huge.jpg")
     return folder
 
 

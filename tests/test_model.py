@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from poster import PosterV2, count_parameters, load_checkpoint
-from poster.models.convert import checkpoint_filter_fn, is_unused
-from tests.recipe import recipe_state_dict, reference, reference_input, write_recipe_checkpoint
+from poster.models.poster_v2 import checkpoint_filter_fn, is_unused
+from poster.weights.deterministic import deterministic_state_dict, write_poster_v2_checkpoint
+from tests._reference import reference, reference_input
 
 
 @pytest.fixture(scope="module")
 def model64(tmp_path_factory):
-    path = write_recipe_checkpoint(tmp_path_factory.mktemp("f64") / "rafdb_best.pth", 7, torch.float64)
+    path = write_poster_v2_checkpoint(tmp_path_factory.mktemp("f64") / "rafdb_best.pth", 7, torch.float64)
     return load_checkpoint(path, dtype=torch.float64)
 
 
@@ -31,7 +32,7 @@ def test_float64_logits_match_reference(outputs64, model64):
 
 
 def test_float64_eight_classes_match_reference(tmp_path):
-    path = write_recipe_checkpoint(tmp_path / "affectnet8_best.pth", 8, torch.float64)
+    path = write_poster_v2_checkpoint(tmp_path / "affectnet8_best.pth", 8, torch.float64)
     model = load_checkpoint(path, dtype=torch.float64)
     assert model.num_classes == 8 and model.info.dataset == "affectnet-8"
     with torch.inference_mode():
@@ -63,33 +64,33 @@ def test_intermediates_shapes(outputs64):
         torch.testing.assert_close(attn.sum(-1), torch.ones_like(attn.sum(-1)))
 
 
-def test_float32_logits_match_reference(recipe_model):
-    assert recipe_model.dtype == torch.float32
+def test_float32_logits_match_reference(deterministic_model):
+    assert deterministic_model.dtype == torch.float32
     with torch.inference_mode():
-        logits = recipe_model(reference_input(torch.float32))
+        logits = deterministic_model(reference_input(torch.float32))
     np.testing.assert_allclose(logits.numpy(), np.array(reference()["logits_7cls"]), rtol=0, atol=1e-3)
 
 
-def test_plain_forward_records_nothing(recipe_model):
+def test_plain_forward_records_nothing(deterministic_model):
     with torch.inference_mode():
-        out = recipe_model._forward(reference_input(torch.float32), intermediates=False)
+        out = deterministic_model._forward(reference_input(torch.float32), intermediates=False)
     assert out.cross_attention == [] and out.vit_attention == [] and out.landmarks is None
 
 
-def test_channels_last_and_contiguous_agree(recipe_checkpoint):
-    plain = load_checkpoint(recipe_checkpoint, channels_last=False)
-    fast = load_checkpoint(recipe_checkpoint, channels_last=True)
+def test_channels_last_and_contiguous_agree(deterministic_checkpoint):
+    plain = load_checkpoint(deterministic_checkpoint, channels_last=False)
+    fast = load_checkpoint(deterministic_checkpoint, channels_last=True)
     x = reference_input(torch.float32)
     with torch.inference_mode():
         torch.testing.assert_close(plain(x), fast(x), rtol=0, atol=1e-4)
 
 
-def test_bfloat16_keeps_top_class(recipe_checkpoint, recipe_model):
-    model = load_checkpoint(recipe_checkpoint, dtype=torch.bfloat16)
+def test_bfloat16_keeps_top_class(deterministic_checkpoint, deterministic_model):
+    model = load_checkpoint(deterministic_checkpoint, dtype=torch.bfloat16)
     assert model.dtype == torch.bfloat16
     x = reference_input(torch.float32)
     with torch.inference_mode():
-        low, full = model(x).float(), recipe_model(x)
+        low, full = model(x).float(), deterministic_model(x)
     assert torch.equal(low.argmax(1), full.argmax(1))
     # bfloat16 keeps ~3 significant digits; through 40+ layers the logits move by about 0.1 here.
     assert (low - full).abs().max() < 0.2
@@ -102,7 +103,7 @@ def test_parameter_count():
 
 
 def test_unused_keys_are_exactly_the_documented_ones():
-    state = recipe_state_dict(7)
+    state = deterministic_state_dict(7)
     mapped, dropped = checkpoint_filter_fn({f"module.{k}": v for k, v in state.items()})
     unused = {k for k in state if is_unused(k)}
     assert {k.removeprefix("module.") for k in dropped} == unused | {
@@ -111,9 +112,9 @@ def test_unused_keys_are_exactly_the_documented_ones():
     assert set(mapped) == set(PosterV2(7).state_dict())
 
 
-def test_input_shape_is_checked(recipe_model):
+def test_input_shape_is_checked(deterministic_model):
     with pytest.raises(ValueError, match="224"):
-        recipe_model(torch.zeros(1, 3, 112, 112))
+        deterministic_model(torch.zeros(1, 3, 112, 112))
 
 
 def test_train_mode_keeps_landmark_backbone_frozen():
@@ -121,17 +122,17 @@ def test_train_mode_keeps_landmark_backbone_frozen():
     assert model.image_backbone.training and not model.landmark_backbone.training
 
 
-def test_model_loaded_under_inference_mode_runs(recipe_checkpoint, recipe_model):
+def test_model_loaded_under_inference_mode_runs(deterministic_checkpoint, deterministic_model):
     x = reference_input(torch.float32)
     with torch.inference_mode():
-        model = load_checkpoint(recipe_checkpoint)
+        model = load_checkpoint(deterministic_checkpoint)
         # Such weights cannot be packed (no version counter), so this is the plain path against the
         # packed one: equal up to float32 rounding.
-        torch.testing.assert_close(model(x), recipe_model(x), rtol=0, atol=1e-4)
+        torch.testing.assert_close(model(x), deterministic_model(x), rtol=0, atol=1e-4)
 
 
-def test_position_bias_cache_follows_weight_updates(recipe_checkpoint):
-    model = load_checkpoint(recipe_checkpoint)
+def test_position_bias_cache_follows_weight_updates(deterministic_checkpoint):
+    model = load_checkpoint(deterministic_checkpoint)
     x = reference_input(torch.float32)
     with torch.inference_mode():
         before = model(x)

@@ -12,7 +12,7 @@ from poster import PosterV2, load_checkpoint
 from poster.models import pack_for_cpu
 from poster.models.packed import FoldedBatchNorm2d, FusedActivation, PackedConv2d, PackedLinear
 from poster.models.pairing import POST_OPS, fusion_chains
-from tests.recipe import reference_input
+from tests._reference import reference_input
 
 DTYPES = [torch.float32, torch.bfloat16]
 TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 0.1}
@@ -257,19 +257,19 @@ def test_weights_made_under_inference_mode_stay_unpacked():
     assert not linear._packed._entries
 
 
-def test_loader_packs_cpu_models_and_keeps_the_state_dict(recipe_model):
-    assert isinstance(recipe_model.image_backbone.stem.conv, PackedConv2d)
-    assert isinstance(recipe_model.image_backbone.stem.bn, FoldedBatchNorm2d)
-    assert isinstance(recipe_model.transformer.head, PackedLinear)
-    plain = PosterV2(recipe_model.num_classes)
-    plain.load_state_dict(recipe_model.state_dict(), strict=True)
+def test_loader_packs_cpu_models_and_keeps_the_state_dict(deterministic_model):
+    assert isinstance(deterministic_model.image_backbone.stem.conv, PackedConv2d)
+    assert isinstance(deterministic_model.image_backbone.stem.bn, FoldedBatchNorm2d)
+    assert isinstance(deterministic_model.transformer.head, PackedLinear)
+    plain = PosterV2(deterministic_model.num_classes)
+    plain.load_state_dict(deterministic_model.state_dict(), strict=True)
     x = reference_input(torch.float32)
     with torch.inference_mode():
-        torch.testing.assert_close(recipe_model(x), plain.eval()(x), rtol=0, atol=1e-4)
+        torch.testing.assert_close(deterministic_model(x), plain.eval()(x), rtol=0, atol=1e-4)
 
 
-def test_copies_rebuild_their_own_packs(recipe_checkpoint):
-    model = load_checkpoint(recipe_checkpoint)
+def test_copies_rebuild_their_own_packs(deterministic_checkpoint):
+    model = load_checkpoint(deterministic_checkpoint)
     x = reference_input(torch.float32)
     with torch.no_grad():
         expected = model(x)

@@ -1,6 +1,6 @@
 """POSTER (v1) against the original implementation's outputs, through the released-checkpoint loader.
 
-The files are the reference recipe saved as ``rafdb_best.pth`` was: ``iter``, DataParallel names,
+The files are the deterministic weights saved as ``rafdb_best.pth`` was: ``iter``, DataParallel names,
 SAM-around-Adam state with ``old_p`` copies, every tensor tagged as on cuda:0.
 """
 from __future__ import annotations
@@ -17,8 +17,9 @@ from poster import CheckpointError, count_parameters, load_checkpoint
 from poster.models.poster_v1 import PosterV1, checkpoint_filter_fn, is_unused
 from poster.weights.registry import create_model
 from poster.weights.safe_pickle import safe_torch_load
-from tests.recipe import (recipe_state_dict, reference, reference_input, write_poster_v1_checkpoint,
-                          write_recipe_checkpoint)
+from poster.weights.deterministic import (deterministic_state_dict, original_keys, write_poster_v1_checkpoint,
+                                          write_poster_v2_checkpoint)
+from tests._reference import reference, reference_input
 
 REF = reference("poster-v1")
 ORIGINAL_MODULES = [f"pyramid_fuse.blocks.{b}.block_{level}.attn_{kind}"
@@ -46,13 +47,13 @@ def test_released_layout_is_what_the_loader_reads(file64: Path) -> None:
         assert b"cuda:0" in zf.read(next(n for n in zf.namelist() if n.endswith("data.pkl")))
 
 
-def test_architecture_and_record_come_from_the_keys(outputs64, recipe_checkpoint: Path) -> None:
+def test_architecture_and_record_come_from_the_keys(outputs64, deterministic_checkpoint: Path) -> None:
     model, _ = outputs64
     info = model.info
     assert isinstance(model, PosterV1) and info.arch == "poster-v1"
     assert (info.name, info.dataset, info.published_accuracy) == ("poster-v1-raf-db", "raf-db", 92.05)
     assert info.preprocessing.colour_order == "BGR"
-    assert recipe_checkpoint.name == "rafdb_best.pth" and load_checkpoint(recipe_checkpoint).info.arch == "poster-v2"
+    assert deterministic_checkpoint.name == "rafdb_best.pth" and load_checkpoint(deterministic_checkpoint).info.arch == "poster-v2"
 
 
 def test_float64_logits_and_feature_match_reference(outputs64) -> None:
@@ -80,7 +81,7 @@ def test_float32_logits_within_1e3(tmp_path: Path) -> None:
 
 
 def test_parameter_counts_stored_and_used() -> None:
-    keys = REF["checkpoint_keys_7cls"]
+    keys = original_keys("poster-v1", 7)
     stored = sum(math.prod(s) for n, s, t in keys if t != "int64" and not n.endswith(("running_mean", "running_var")))
     assert stored == REF["parameters_stored"] == 71_850_399
     model = PosterV1(7)
@@ -89,7 +90,7 @@ def test_parameter_counts_stored_and_used() -> None:
 
 
 def test_unused_keys_are_dropped_by_the_explicit_list() -> None:
-    state = recipe_state_dict(7, arch="poster-v1")
+    state = deterministic_state_dict(7, arch="poster-v1")
     mapped, dropped = checkpoint_filter_fn({f"module.{k}": v for k, v in state.items()})
     assert {k.removeprefix("module.") for k in dropped} == {k for k in state if is_unused(k)}
     assert {".".join(k.split(".")[1:3]) for k in dropped} == {
@@ -98,7 +99,7 @@ def test_unused_keys_are_dropped_by_the_explicit_list() -> None:
 
 
 def test_strict_loading_names_unexpected_and_missing_keys(tmp_path: Path) -> None:
-    state = {f"module.{k}": v for k, v in recipe_state_dict(7, arch="poster-v1").items()}
+    state = {f"module.{k}": v for k, v in deterministic_state_dict(7, arch="poster-v1").items()}
     extra = dict(state, **{"module.pyramid_fuse.blocks.0.block_l.adapter.weight": torch.zeros(2)})
     torch.save({"model_state_dict": extra}, tmp_path / "extra.pth")
     with pytest.raises(CheckpointError, match=r"does not fit POSTER: unexpected 1 keys \(pyramid_fuse.blocks.0.block_l.adapter"):

@@ -1,4 +1,4 @@
-"""Predictor and the `predict` command on real photos (recipe weights: nothing trained here)."""
+"""Predictor and the `predict` command on real photos (deterministic weights: nothing trained here)."""
 from __future__ import annotations
 
 import json
@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def predictor(recipe_model, face_detector) -> Predictor:
-    return Predictor(recipe_model, face_detector)
+def predictor(deterministic_model, face_detector) -> Predictor:
+    return Predictor(deterministic_model, face_detector)
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +45,14 @@ def test_one_face_with_probabilities(predictor, astronaut):
     json.dumps(summary)
 
 
-def test_probabilities_equal_the_network_on_the_crop(predictor, recipe_model, astronaut):
+def test_probabilities_equal_the_network_on_the_crop(predictor, deterministic_model, astronaut):
     import torch
 
     from poster.inference.transforms import to_batch
 
     face = predictor.predict(astronaut)[0]
     with torch.inference_mode():
-        logits = recipe_model(to_batch([face.crop.image]))
+        logits = deterministic_model(to_batch([face.crop.image]))
     np.testing.assert_allclose(face.probabilities, torch.softmax(logits, 1)[0].numpy(), atol=1e-6)
 
 
@@ -93,16 +93,16 @@ def test_bad_input_raises_image_error(predictor, photo_path, tmp_path, content, 
         predictor.predict(path)
 
 
-def test_pixel_cap(recipe_model, face_detector, astronaut):
-    small_cap = Predictor(recipe_model, face_detector, max_pixels=100_000)
+def test_pixel_cap(deterministic_model, face_detector, astronaut):
+    small_cap = Predictor(deterministic_model, face_detector, max_pixels=100_000)
     with pytest.raises(ImageError, match="too large"):
         small_cap.predict(astronaut)
 
 
-def test_flip_tta_averages_face_and_mirror(recipe_model, face_detector, astronaut):
-    plain = Predictor(recipe_model, face_detector).predict(astronaut)[0]
-    tta = Predictor(recipe_model, face_detector, tta_flip=True).predict(astronaut)[0]
-    mirrored = Predictor(recipe_model, face_detector).classify([plain.crop.image[:, ::-1].copy()])[0]
+def test_flip_tta_averages_face_and_mirror(deterministic_model, face_detector, astronaut):
+    plain = Predictor(deterministic_model, face_detector).predict(astronaut)[0]
+    tta = Predictor(deterministic_model, face_detector, tta_flip=True).predict(astronaut)[0]
+    mirrored = Predictor(deterministic_model, face_detector).classify([plain.crop.image[:, ::-1].copy()])[0]
     assert not np.allclose(plain.probabilities, tta.probabilities)
     import torch
 
@@ -124,11 +124,11 @@ def _run(*args: str, env_dir: Path | None = None, cwd: Path = ROOT) -> subproces
                           env=env, cwd=cwd, timeout=300)
 
 
-def test_predict_command_json_and_annotations(recipe_checkpoint, photo_path, tmp_path):
+def test_predict_command_json_and_annotations(deterministic_checkpoint, photo_path, tmp_path):
     bad = tmp_path / "notes.jpg"
     bad.write_text("not a picture")
     out = tmp_path / "annotated"
-    result = _run(str(photo_path), str(bad), "--json", "--annotate", str(out), env_dir=recipe_checkpoint.parent)
+    result = _run(str(photo_path), str(bad), "--json", "--annotate", str(out), env_dir=deterministic_checkpoint.parent)
     assert result.returncode == 1, result.stderr  # one file failed, the other still processed
     doc = json.loads(result.stdout)
     assert doc["classes"][0] == "Surprise"
@@ -139,8 +139,8 @@ def test_predict_command_json_and_annotations(recipe_checkpoint, photo_path, tmp
     assert annotated.shape == (512, 512, 3)
 
 
-def test_predict_command_table(recipe_checkpoint, photo_path):
-    result = _run(str(photo_path), "--checkpoint", str(recipe_checkpoint))
+def test_predict_command_table(deterministic_checkpoint, photo_path):
+    result = _run(str(photo_path), "--checkpoint", str(deterministic_checkpoint))
     assert result.returncode == 0, result.stderr
     assert "1 face(s)" in result.stdout and "Happiness" in result.stdout
 

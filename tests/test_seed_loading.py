@@ -16,8 +16,10 @@ from poster.weights.checkpoints import convert_checkpoint, read_weights
 from poster.inference.predictor import Predictor
 from poster.weights.registry import list_weights
 from poster.inference.transforms import denormalize, model_batch, to_batch
-from tests._data import face_crops, write_rafdb
-from tests.recipe import reference_input, write_arm_checkpoint, write_poster_v1_checkpoint
+from poster.data.sample_faces import face_crops
+from tests._data import write_rafdb
+from poster.weights.deterministic import write_arm_checkpoint, write_poster_v1_checkpoint
+from tests._reference import reference_input
 
 pytestmark = pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
 

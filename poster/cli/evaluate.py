@@ -9,13 +9,13 @@ from typing import Any
 
 import torch
 
-from ..data.datasets import LAYOUTS, SPLITS, ImageDataset, list_images
+from ..data.datasets import SPLITS, ImageDataset, list_images
+from ..data.layouts import LAYOUTS
 from ..devices import pick_device
 from ..evaluation.protocol import (ARM_PROTOCOL_BATCH, DEFAULT_BATCH, PROTOCOLS, choose_protocol, describe_protocol,
                                    infer_dataset)
 from ..evaluation.run import (RUN_JSON, THUMBNAIL_SIZE, THUMBNAILS, default_workers, evaluate, run_summary,
                               staged_run_dir, write_run)
-from ..inference.transforms import eval_transform
 from ..weights.checkpoints import CheckpointInfo, describe_dataset, load_checkpoint, with_dataset
 from ..weights.locate import default_checkpoint
 from ..weights.registry import checkpoint_weights, dataset_weights
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"protocol: {describe_protocol(protocol, batch_size)}", file=sys.stderr)
 
     with staged_run_dir(out) as stage:
-        dataset = ImageDataset(listing, transform=eval_transform(preprocessing=info.preprocessing),
+        dataset = ImageDataset(listing, preprocessing=info.preprocessing,
                                thumbnail_dir=stage / THUMBNAILS if args.thumbnails else None,
                                thumbnail_size=THUMBNAIL_SIZE)
         workers = args.workers if args.workers is not None else default_workers(device)

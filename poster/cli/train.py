@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..data.datasets import LAYOUTS
+from ..data.layouts import LAYOUTS
 from ..devices import pick_device
 from ..errors import PosterError
 from ..training import distributed

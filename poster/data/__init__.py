@@ -1,6 +1,8 @@
 """Labeled datasets and the statistics computed on their predictions."""
 from . import metrics
-from .datasets import LAYOUTS, SPLITS, ImageDataset, Listing, detect_layout, list_images
+from .datasets import SPLITS, ImageDataset, list_images
+from .layouts import LAYOUTS, detect_layout
+from .listing import Listing
 from .label_errors import label_issue_mask
 from .label_order import LabelOrder, diagnose
 

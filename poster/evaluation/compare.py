@@ -7,7 +7,6 @@ disagree. Accuracies are in percent, as in run.json.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 

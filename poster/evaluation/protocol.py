@@ -7,8 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.datasets import _SPLIT_FOLDERS as SPLIT_FOLDERS
-from ..data.datasets import RAFDB_LABEL_FILE, detect_layout
+from ..data.layouts import RAFDB_LABEL_FILE, SPLIT_FOLDERS, detect_layout
 from ..errors import DatasetError
 from ..weights.checkpoints import DATASET_CHOICES
 from ..weights.registry import checkpoint_weights, dataset_weights

@@ -7,7 +7,6 @@ Accuracies are in percent, as in run.json.
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Sequence
 
 import numpy as np

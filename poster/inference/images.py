@@ -37,7 +37,7 @@ _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1")
 
 # Exceptions Pillow raises while decoding damaged data (SyntaxError: broken PNG chunks,
 # struct.error: short headers); DecompressionBombError is a subclass of Exception.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
                   Image.DecompressionBombError)
 
 
@@ -100,7 +100,7 @@ def _from_bytes(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     except Image.DecompressionBombError as exc:
         raise ImageError(f"image too large: {name} exceeds Pillow's decompression-bomb limit "
                          f"({_one_line(exc)})") from exc
-    except _DECODE_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         raise ImageError(f"corrupt image: {name} could not be opened ({_one_line(exc)})") from exc
     with image:
         return _decode(image, name, max_pixels)
@@ -116,7 +116,7 @@ def _decode(image: Image.Image, name: str, max_pixels: int) -> np.ndarray:
         return np.require(_pil_to_rgb(image), np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
     except ImageError:
         raise
-    except _DECODE_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         text = _one_line(exc)
         if isinstance(exc, EOFError) or "truncated" in text.lower():
             raise ImageError(f"truncated image: {name} ends before all pixels ({text})") from exc

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock, ResNet
 
 from .outputs import ModelOutput, NamedMap
+from .renaming import map_state_dict
 
 INPUT_SIZE = 224
 SHUFFLE = 16
@@ -25,12 +25,18 @@ HEAD_WEIGHT = "fc.weight"
 _STAGES = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
 
 
-class ResNet18Trunk(ResNet):
-    """torchvision's ResNet-18 up to its last 512x7x7 map (no pooling, no classifier)."""
+class ResNet18Trunk(nn.Module):
+    """torchvision's ResNet-18 up to its last 512x7x7 map (no pooling, no classifier), under its own names."""
 
     def __init__(self) -> None:
-        super().__init__(BasicBlock, [2, 2, 2, 2])
-        del self.avgpool, self.fc
+        super().__init__()
+        # Imported here: torchvision's models package takes seconds to import, and the registry reads
+        # this module's INPUT_SIZE whenever poster is imported.
+        from torchvision.models.resnet import BasicBlock, ResNet
+
+        resnet = ResNet(BasicBlock, [2, 2, 2, 2])
+        for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
+            setattr(self, name, getattr(resnet, name))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -131,5 +137,4 @@ def rename_key(name: str) -> str | None:
 
 def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Original state dict -> (project state dict, dropped keys). Every released key is used."""
-    out = {rename_key(k.removeprefix("module.")) or k: v for k, v in state_dict.items()}
-    return out, []
+    return map_state_dict(state_dict, rename_key)

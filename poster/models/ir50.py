@@ -96,3 +96,38 @@ class IR50(nn.Module):
         f2 = self.stage2(f1)
         f3 = self.stage3(f2)
         return f1, f2, f3
+
+
+# The original network (face.evoLVe; POSTER++'s ``ir_back``) names its layers by position.
+_STEM = {"0": "conv", "1": "bn", "2": "act"}
+_RESIDUAL = {"0": "bn1", "1": "conv1", "2": "act", "3": "conv2", "4": "bn2"}
+_SHORTCUT = {"0": "conv", "1": "bn"}
+# Stage of each unit in face.evoLVe's flat numbering ``body.0`` .. ``body.23``; stage 4 is not used here.
+_FLAT_STAGE = (1,) * 3 + (2,) * 4 + (3,) * 14 + (4,) * 3
+_FLAT_START = {1: 0, 2: 3, 3: 7, 4: 21}
+
+
+def split_flat_key(name: str) -> str:
+    """face.evoLVe's flat ``body.N.*`` -> POSTER++'s per-stage ``bodyS.U.*``; other names unchanged
+    (an index past the 24 units is left as it is, for strict loading to report)."""
+    parts = name.split(".")
+    if len(parts) < 3 or parts[0] != "body" or not parts[1].isdigit() or int(parts[1]) >= len(_FLAT_STAGE):
+        return name
+    index = int(parts[1])
+    stage = _FLAT_STAGE[index]
+    return ".".join([f"body{stage}", str(index - _FLAT_START[stage])] + parts[2:])
+
+
+def original_key(name: str) -> str | None:
+    """A key of the original IR-50 as POSTER++ stores it (``input_layer.*``, ``body1.0.*``) -> the
+    name under ``IR50``; None for keys outside the stem and the three stages used."""
+    parts = name.split(".")
+    if parts[0] == "input_layer" and len(parts) > 2 and parts[1] in _STEM:
+        return ".".join(["stem", _STEM[parts[1]]] + parts[2:])
+    if parts[0] in ("body1", "body2", "body3") and len(parts) > 4:
+        branch, index = parts[2], parts[3]
+        table = {"res_layer": ("residual", _RESIDUAL), "shortcut_layer": ("shortcut", _SHORTCUT)}.get(branch)
+        if table is None or index not in table[1]:
+            return None
+        return ".".join([f"stage{parts[0][-1]}", parts[1], table[0], table[1][index]] + parts[4:])
+    return None

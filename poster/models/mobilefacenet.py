@@ -87,3 +87,45 @@ class MobileFaceNet(nn.Module):
     def landmarks(self, f3: torch.Tensor) -> torch.Tensor:
         """The 136-value landmark head on the last feature map."""
         return self.head(f3)
+
+
+# The original network's module names (POSTER++'s ``face_landback``) -> this module's.
+_MODULES = {
+    "conv1": "stem", "conv2_dw": "stem_dw", "conv_23": "down1", "conv_3": "stage1",
+    "conv_34": "down2", "conv_4": "stage2", "conv_45": "down3", "conv_5": "stage3",
+    "conv_6_sep": "expand",
+}
+_BLOCK = {"conv": "expand", "conv_dw": "depthwise", "project": "project"}
+_CONV = {"conv": "conv", "bn": "bn", "prelu": "act"}
+_HEAD = {"conv_6_dw": "pool", "linear": "fc", "bn": "bn"}
+
+
+def original_key(name: str) -> str | None:
+    """A key of the original MobileFaceNet (``conv1.conv.weight``, ``conv_3.model.0.conv_dw.bn.bias``,
+    ``output_layer.linear.weight``) -> the name under ``MobileFaceNet``; None for unknown keys."""
+    parts = name.split(".")
+    top, rest = parts[0], parts[1:]
+    if top == "output_layer":
+        inner = _HEAD.get(rest[0]) if rest else None
+        if inner is None:
+            return None
+        if rest[0] == "conv_6_dw":
+            return _join_conv(["head", "pool"], rest[1:])
+        return ".".join(["head", inner] + rest[1:])
+    if top not in _MODULES:
+        return None
+    out = [_MODULES[top]]
+    if top in ("conv1", "conv2_dw", "conv_6_sep"):  # plain conv-bn-prelu blocks
+        return _join_conv(out, rest)
+    if rest and rest[0] == "model":  # a stage of residual bottlenecks
+        out.append(rest[1])
+        rest = rest[2:]
+    if not rest or rest[0] not in _BLOCK:
+        return None
+    return _join_conv(out + [_BLOCK[rest[0]]], rest[1:])
+
+
+def _join_conv(prefix: list[str], rest: list[str]) -> str | None:
+    if not rest or rest[0] not in _CONV:
+        return None
+    return ".".join(prefix + [_CONV[rest[0]]] + rest[1:])

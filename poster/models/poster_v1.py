@@ -15,11 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .convert import rename
+from . import ir50, mobilefacenet
 from .ir50 import IR50
 from .layers import Mlp, SqueezeExcite, attend
 from .mobilefacenet import MobileFaceNet
 from .outputs import ModelOutput, NamedMap
+from .renaming import map_state_dict
 
 INPUT_SIZE = 224
 BACKBONE_SIZE = 112
@@ -34,8 +35,6 @@ HEAD_WEIGHT = "head.weight"
 
 # Stored in the released file but never reaching the logits (12.94 M values).
 UNUSED_PREFIXES = ("ir_back.output_layer.", "face_landback.output_layer.", "pyramid_fuse.cls_token")
-_IR_STAGE_OF = [1] * 3 + [2] * 4 + [3] * 14
-_IR_OFFSET = {1: 0, 2: 3, 3: 7}
 _BLOCK = {"norm1": "norm_image_attn", "attn_img": "image_attn", "norm2": "norm_image_mlp", "mlp1": "image_mlp",
           "norm3": "norm_landmark_attn", "attn_lm": "landmark_attn", "norm4": "norm_landmark_mlp",
           "mlp2": "landmark_mlp", "conv": "token_mix"}
@@ -228,14 +227,12 @@ def is_unused(name: str) -> bool:
 def rename_key(name: str) -> str | None:
     """Original POSTER name -> project name (None for names this mapping does not know)."""
     parts = name.split(".")
-    if parts[0] == "ir_back" and len(parts) > 2 and parts[1] == "body":
-        index = int(parts[2])
-        if index >= len(_IR_STAGE_OF):
-            return None
-        stage = _IR_STAGE_OF[index]
-        parts = ["ir_back", f"body{stage}", str(index - _IR_OFFSET[stage])] + parts[3:]
-    if parts[0] in ("ir_back", "face_landback"):
-        return rename(".".join(parts))
+    if parts[0] == "ir_back":  # face.evoLVe's flat numbering of the units
+        inner = ir50.original_key(ir50.split_flat_key(".".join(parts[1:])))
+        return None if inner is None else f"image_backbone.{inner}"
+    if parts[0] == "face_landback":
+        inner = mobilefacenet.original_key(".".join(parts[1:]))
+        return None if inner is None else f"landmark_backbone.{inner}"
     if parts[0] == "ir_layer":
         return ".".join(["image_proj"] + parts[1:])
     if parts[0] == "se_block" and parts[1] in ("linear1", "linear2"):
@@ -261,12 +258,4 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str,
     Keys that never reach the logits are dropped by name; unknown keys keep their original name so
     that strict loading reports them.
     """
-    out: dict[str, torch.Tensor] = {}
-    dropped: list[str] = []
-    for key, value in state_dict.items():
-        name = key.removeprefix("module.")
-        if is_unused(name):
-            dropped.append(key)
-            continue
-        out[rename_key(name) or name] = value
-    return out, dropped
+    return map_state_dict(state_dict, rename_key, lambda name, value: is_unused(name))

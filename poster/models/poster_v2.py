@@ -7,21 +7,25 @@ for a two-block ViT whose CLS token, gated by a squeeze-excite layer, gives the 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import ir50, mobilefacenet
 from .ir50 import IR50
-from .layers import CrossFusionBlock, SqueezeExcite, TransformerBlock
+from .layers import CrossFusionBlock, SqueezeExcite, TransformerBlock, relative_position_index
 from .mobilefacenet import MobileFaceNet
+from .renaming import map_state_dict
 
 INPUT_SIZE = 224
 BACKBONE_SIZE = 112
 FUSION_DIMS = (64, 128, 256)
 FUSION_HEADS = (2, 4, 8)
 FUSION_WINDOWS = (28, 14, 7)
+HEAD_WEIGHT = "transformer.head.weight"
 
 
 @dataclass
@@ -137,3 +141,97 @@ class PosterV2(nn.Module):
             return PosterOutput(logits=logits)
         return PosterOutput(logits=logits, image_features=img, landmark_features=lm,
                             cross_attention=cross_attention, vit_attention=vit_attention, landmarks=head)
+
+
+# --- The original repository's checkpoints (Talented-Q/POSTER_V2) --------------------------------
+
+# Stored in every released file but never used by the published forward pass (14.5 M values).
+UNUSED_PREFIXES = (
+    "ir_back.output_layer.",
+    "VIT.IRLinear1.",
+    "VIT.IRLinear2.",
+    "VIT.CON1.",
+    "VIT.patch_embed.",
+    "VIT.eca_block.",
+)
+UNUSED_PATTERNS = (re.compile(r"^VIT\.blocks\.\d+\.conv\."),)
+_VIT = {
+    "cls_token": "transformer.cls_token", "pos_embed": "transformer.pos_embed",
+    "norm": "transformer.norm", "se_block.linear1": "transformer.se.fc1",
+    "se_block.linear2": "transformer.se.fc2", "head.linear": "transformer.head",
+}
+_FFN = {"gamma1": "ls1.gamma", "gamma2": "ls2.gamma", "norm": "norm_mlp", "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
+
+
+def recognizes(keys: set[str]) -> bool:
+    """True for the key set of a released POSTER++ file (``module.`` already stripped) or of this model."""
+    return HEAD_WEIGHT in keys or any(k.startswith(("VIT.", "window1.")) for k in keys)
+
+
+def is_unused(name: str) -> bool:
+    """True for original keys whose values the published forward pass never reads."""
+    return name.startswith(UNUSED_PREFIXES) or any(p.match(name) for p in UNUSED_PATTERNS)
+
+
+def rename_key(name: str) -> str | None:
+    """Original parameter name -> project name (None for names this mapping does not know)."""
+    parts = name.split(".")
+    head, rest = parts[0], parts[1:]
+    if head == "ir_back":
+        return _prefixed("image_backbone", ir50.original_key(".".join(rest)))
+    if head == "face_landback":
+        return _prefixed("landmark_backbone", mobilefacenet.original_key(".".join(rest)))
+    if head == "last_face_conv":
+        return ".".join(["landmark_proj"] + rest)
+    if m := re.fullmatch(r"conv([123])", head):
+        return ".".join([f"image_proj.{int(m[1]) - 1}"] + rest)
+    if m := re.fullmatch(r"window([123])", head):
+        return ".".join([f"fusion.{int(m[1]) - 1}.norm_image"] + rest[1:]) if rest[0] == "norm" else None
+    if m := re.fullmatch(r"attn([123])", head):
+        inner = {"qkv": "kv"}.get(rest[0], rest[0])
+        return ".".join([f"fusion.{int(m[1]) - 1}.attn", inner] + rest[1:])
+    if m := re.fullmatch(r"ffn([123])", head):
+        return _join_mapped(f"fusion.{int(m[1]) - 1}", rest, _FFN)
+    if head in ("embed_q", "embed_k"):
+        level = 0 if head == "embed_q" else 1
+        return ".".join([f"token_embed.levels.{level}"] + rest)
+    if head == "embed_v" and rest[0] == "proj":
+        return ".".join(["token_embed.levels.2.0"] + rest[1:])
+    if head == "VIT":
+        if rest[0] == "blocks":
+            return ".".join(["transformer.blocks"] + rest[1:])
+        return _join_mapped(None, rest, _VIT)
+    return None
+
+
+def _prefixed(prefix: str, name: str | None) -> str | None:
+    return None if name is None else f"{prefix}.{name}"
+
+
+def _join_mapped(prefix: str | None, rest: list[str], table: dict[str, str]) -> str | None:
+    for length in (2, 1):
+        key = ".".join(rest[:length])
+        if key in table:
+            out = [table[key]] + rest[length:]
+            return ".".join(([prefix] if prefix else []) + out)
+    return None
+
+
+def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Original (optionally ``module.``-prefixed) state dict -> (project state dict, dropped keys).
+
+    Known-unused keys are dropped by name. Relative-position indices are recomputed by the model
+    and only checked here. Unknown keys are returned under their original name so that strict
+    loading reports them.
+    """
+    def drop(name: str, value: torch.Tensor) -> bool:
+        if is_unused(name):
+            return True
+        if name.endswith("relative_position_index"):
+            size = int(round(value.shape[0] ** 0.5))
+            if not torch.equal(value.cpu().long(), relative_position_index(size)):
+                raise ValueError(f"{name} differs from the standard relative-position index")
+            return True
+        return False
+
+    return map_state_dict(state_dict, rename_key, drop)

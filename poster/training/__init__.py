@@ -1,4 +1,4 @@
-"""Training and fine-tuning with the published recipe: the loop, its log, the recipe, sharpness-aware minimization."""
+"""Training and fine-tuning with the published recipe: the loop, one step, the starting weights, the run folder, the recipe, sharpness-aware minimization."""
 from .loop import TrainResult, run_training
 from .recipe import RECIPES, TrainConfig, resume_config
 from .sharpness_aware import SAM

@@ -15,7 +15,6 @@ Under ``torchrun`` every process runs the same code; only rank 0 writes.
 """
 from __future__ import annotations
 
-import json
 import math
 import random
 import sys
@@ -23,41 +22,34 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from ..atomic import atomic_path, write_json_atomic
-from ..data import metrics
+from ..atomic import write_json_atomic
 from ..data.datasets import ImageDataset, list_images
 from ..devices import pick_device
-from ..errors import CheckpointError, PosterError
-from ..evaluation.run import predictions_table, run_summary, staged_run_dir, write_run
+from ..errors import PosterError
+from ..evaluation.run import predictions_table
 from ..inference.transforms import eval_transform
 from ..models import PosterV2
 from ..weights import locate
-from ..weights.checkpoints import CheckpointInfo, load_pretrained_backbones, read_weights, save_safetensors, sha256_file
-from ..weights.registry import canonical_class
+from ..weights.checkpoints import sha256_file
 from . import distributed
 from .distributed import BalancedSampler, DistInfo
+from .initial_weights import build_model
 from .log import RunLog, plot_curves
 from .recipe import CONFIG_FILE, TrainConfig, class_setup, train_transform
+from .run_folder import (BEST_FILE, BEST_RUN, CURVES_FILE, HISTORY_FILE, LOG_FILE, describe_epoch, epoch_record,
+                         load_training_state, restore_training_state, rng_state, save_best, save_training_state)
 from .sharpness_aware import SAM
-
-LOG_FILE = "train.log"
-HISTORY_FILE = "history.json"
-CURVES_FILE = "curves.png"
-STATE_FILE = "last.pt"
-BEST_FILE = "best.safetensors"
-BEST_RUN = "best-test"
-STATE_FORMAT = "poster-v2-training-state"
+from .step import amp_dtype, make_optimizer, sam_step
 
 
 # --- Data ---------------------------------------------------------------------------------
@@ -76,131 +68,6 @@ def train_loader(dataset: ImageDataset, config: TrainConfig, info: DistInfo, see
     # saves, so a resumed run draws the same augmentation as an uninterrupted one.
     return DataLoader(dataset, batch_size=config.batch_size // info.world_size, sampler=sampler,
                       num_workers=config.workers, pin_memory=device.type == "cuda", drop_last=False)
-
-
-# --- Model --------------------------------------------------------------------------------
-
-def build_model(config: TrainConfig, class_names: Sequence[str],
-                log: Callable[[str], None] | None = None) -> PosterV2:
-    """POSTER++ for ``class_names``: fine-tuned from ``config.init``, or pretrained backbones."""
-    say = log or (lambda message: None)
-    model = PosterV2(len(class_names))
-    if config.init:
-        path = locate.resolve(config.init)
-        state, meta = read_weights(path, config.init_dataset)
-        state, note = fit_head(state, meta["class_names"], class_names)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        head = {"transformer.head.weight", "transformer.head.bias"}
-        allowed = set() if head <= state.keys() else head  # a dropped head stays freshly initialised
-        if set(missing) - allowed or unexpected:
-            raise CheckpointError(f"{path.name} does not fit POSTER++ (missing {sorted(missing)[:4]}, "
-                                  f"unexpected {sorted(unexpected)[:4]})")
-        say(f"initialised from {path} ({meta['name']}; {meta['dataset'] or 'dataset'} "
-            f"{meta['dataset_reason'].replace('--dataset', '--init-dataset')}); {note}")
-        return model
-    load_pretrained_backbones(model, ir50=config.ir50, mobilefacenet=config.mobilefacenet)
-    for label, source in (("IR-50", config.ir50), ("MobileFaceNet", config.mobilefacenet)):
-        say(f"{label}: {'pretrained weights from ' + str(source) if source else 'RANDOM weights (no pretraining)'}")
-    return model
-
-
-def fit_head(state: dict[str, torch.Tensor], old_names: Sequence[str],
-             new_names: Sequence[str]) -> tuple[dict[str, torch.Tensor], str]:
-    """Make a checkpoint's classification head fit ``new_names``; returns the state and what was done.
-
-    Same classes (by canonical name) in another order: rows reordered. Unnamed classes, same count:
-    kept as they are. Otherwise the head is dropped, so the model's freshly initialised head stays.
-    """
-    old = [canonical_class(n) for n in old_names]
-    new = [canonical_class(n) for n in new_names]
-    weight, bias = state["transformer.head.weight"], state["transformer.head.bias"]
-    if old == new:
-        return state, "head kept"
-    if not old and weight.shape[0] == len(new):
-        return state, "head kept (the checkpoint names no classes; assumed to be in the same order)"
-    if sorted(old) == sorted(new) and len(set(old)) == len(old):
-        order = [old.index(name) for name in new]
-        state = dict(state, **{"transformer.head.weight": weight[order], "transformer.head.bias": bias[order]})
-        return state, "head rows reordered to the new class order"
-    state = {k: v for k, v in state.items() if not k.startswith("transformer.head.")}
-    return state, f"head replaced ({weight.shape[0]} -> {len(new)} classes, freshly initialised)"
-
-
-def make_optimizer(model: nn.Module, config: TrainConfig) -> tuple[SAM, torch.optim.lr_scheduler.ExponentialLR]:
-    """SAM around Adam over the trainable weights, and the per-epoch exponential decay."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = SAM(trainable, torch.optim.Adam, rho=config.rho, lr=config.lr, weight_decay=config.weight_decay)
-    # The scheduler drives the base optimizer, whose step() is the one that runs (see poster.training.sharpness_aware).
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer.base_optimizer, gamma=config.gamma)
-    return optimizer, scheduler
-
-
-def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for float32. ``auto``: bfloat16 on GPUs that have it."""
-    if precision == "auto":
-        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if cuda_bf16 else None
-    if precision == "fp16" and device.type != "cuda":
-        raise PosterError("fp16 mixed precision needs a GPU; use bf16 or fp32 on the CPU")
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-# --- One step -----------------------------------------------------------------------------
-
-@dataclass
-class StepOutput:
-    """The first pass of a SAM step (at the weights before the update)."""
-
-    loss: torch.Tensor    # scalar, detached
-    logits: torch.Tensor  # (B, C) float32, detached
-    applied: bool         # False when an fp16 overflow made the step skip
-
-
-def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean cross-entropy over the kept items (unreadable images stay in the batch with keep 0,
-    so that every process still runs the same forward and backward passes)."""
-    losses = F.cross_entropy(logits.float(), labels, reduction="none")
-    if keep is None:
-        return losses.mean()
-    keep = keep.to(losses.dtype)
-    return (losses * keep).sum() / keep.sum().clamp_min(1)
-
-
-def sam_step(model: nn.Module, optimizer: SAM, images: torch.Tensor, labels: torch.Tensor, *,
-             keep: torch.Tensor | None = None, amp: torch.dtype | None = None,
-             scaler: torch.amp.GradScaler | None = None) -> StepOutput:
-    """One SAM update on one batch. With DDP both backward passes are all-reduced (no ``no_sync``).
-
-    With an fp16 ``scaler`` the first gradient is unscaled before SAM reads its norm; an overflow
-    there skips the whole step (the scaler lowers its scale), one in the second pass skips the
-    base optimizer's step as GradScaler always does. bfloat16 and float32 need no scaler.
-    """
-    def forward_backward() -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.autocast(images.device.type, dtype=amp, enabled=amp is not None):
-            logits = model(images)
-        loss = masked_cross_entropy(logits, labels, keep)
-        (scaler.scale(loss) if scaler is not None else loss).backward()
-        return loss.detach(), logits.detach().float()
-
-    optimizer.zero_grad(set_to_none=True)
-    loss, logits = forward_backward()
-    if scaler is not None:
-        scaler.unscale_(optimizer)
-    norm = optimizer.first_step(zero_grad=True)
-    if scaler is not None and not torch.isfinite(norm):
-        optimizer.restore()
-        optimizer.zero_grad(set_to_none=True)
-        scaler.update()
-        return StepOutput(loss, logits, applied=False)
-    forward_backward()
-    if scaler is None:
-        optimizer.second_step(zero_grad=True)
-    else:
-        optimizer.restore()
-        scaler.step(optimizer.base_optimizer)  # a separate optimizer object: unscales the new grads
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-    return StepOutput(loss, logits, applied=True)
 
 
 # --- Evaluation ---------------------------------------------------------------------------
@@ -242,40 +109,6 @@ def predict_test(model: PosterV2, dataset: ImageDataset, info: DistInfo, *, batc
     items = [dataset.listing.items[i] for i in all_indices]
     table = predictions_table(all_logits, [i.label for i in items], [i.path for i in items], dataset.class_names)
     return table, all_logits
-
-
-# --- Run folder state ----------------------------------------------------------------------
-
-def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def load_training_state(run_dir: str | Path) -> dict[str, Any]:
-    """``last.pt`` of a run, read with ``weights_only=True`` (tensors and plain data only)."""
-    path = Path(run_dir) / STATE_FILE
-    if not path.is_file():
-        raise PosterError(f"nothing to resume in {run_dir}: no {STATE_FILE} (no epoch finished yet)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated file, or a pickle asking for more than tensors and data
-        raise CheckpointError(f"cannot read {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}") from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise CheckpointError(f"{path} is not a POSTER++ training state")
-    return state
-
-
-def _save_torch(obj: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
 
 
 # --- The run ------------------------------------------------------------------------------
@@ -333,7 +166,7 @@ def run_training(config: TrainConfig, *, resume: bool = False, info: DistInfo | 
     start_epoch = 0
     source_sha256 = sha256_file(locate.resolve(config.init)) if config.init and not state and info.is_main else ""
     if state is not None:
-        _restore(state, model, optimizer, scheduler, scaler, info, device, seed, log)
+        restore_training_state(state, model, optimizer, scheduler, scaler, info, device, seed, log)
         history, best, start_epoch = list(state["history"]), dict(state["best"]), int(state["epoch"])
         source_sha256 = state.get("source_sha256", "")
         log(f"resuming {run_dir} after epoch {start_epoch} of {config.epochs}")
@@ -371,24 +204,20 @@ def run_training(config: TrainConfig, *, resume: bool = False, info: DistInfo | 
         result.epochs_run += 1
         if tested is not None:
             predictions, result.test_logits = tested
-            record = _epoch_record(epoch + 1, lr, train_stats, predictions, len(class_names), eval_seconds)
+            record = epoch_record(epoch + 1, lr, train_stats, predictions, len(class_names), eval_seconds)
             history.append(record)
             if record["test_accuracy"] > best["accuracy"]:
                 best = {"epoch": epoch + 1, "accuracy": record["test_accuracy"]}
-                _save_best(model, predictions, test_set, config, dataset_key, class_names, epoch + 1,
+                save_best(model, predictions, test_set, config, dataset_key, class_names, epoch + 1,
                            record["test_accuracy"], device, eval_seconds, source_sha256)
             write_json_atomic(run_dir / HISTORY_FILE, history)
             plot_curves(history, run_dir / CURVES_FILE)
-            log(_describe_epoch(record, best, len(train_set.skipped), len(test_set.skipped)))
+            log(describe_epoch(record, best, len(train_set.skipped), len(test_set.skipped)))
         rngs = distributed.all_gather_objects(rng_state(device), info)
         if info.is_main:
-            _save_torch({
-                "format": STATE_FORMAT, "epoch": epoch + 1, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "rng": rngs, "history": history, "best": best, "config": config.to_dict(),
-                "source_sha256": source_sha256,
-            }, run_dir / STATE_FILE)
+            save_training_state(run_dir, epoch=epoch + 1, model=model, optimizer=optimizer, scheduler=scheduler,
+                                scaler=scaler, rngs=rngs, history=history, best=best, config=config,
+                                source_sha256=source_sha256)
         distributed.barrier(info)
 
     if info.is_main:
@@ -399,23 +228,6 @@ def run_training(config: TrainConfig, *, resume: bool = False, info: DistInfo | 
             log(f"best test accuracy {best['accuracy']:.2f} % at epoch {best['epoch']}: "
                 f"{result.best_checkpoint}, evaluation run {result.best_run}")
     return result
-
-
-def _restore(state: dict[str, Any], model: PosterV2, optimizer: SAM, scheduler: torch.optim.lr_scheduler.LRScheduler,
-             scaler: torch.amp.GradScaler | None, info: DistInfo, device: torch.device, seed: int,
-             log: Callable[[str], None]) -> None:
-    """Put weights, optimizer, schedule, loss scale and this process's RNG back as last.pt has them."""
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    rngs = state["rng"]
-    if len(rngs) == info.world_size:
-        set_rng_state(rngs[info.rank], device)
-    else:
-        torch.manual_seed(seed + 1 + info.rank + 1000 * int(state["epoch"]))
-        log(f"note: resumed on {info.world_size} processes, saved on {len(rngs)}: augmentation reseeded")
 
 
 def _train_epoch(net: nn.Module, optimizer: SAM, loader: DataLoader, dataset: ImageDataset, info: DistInfo,
@@ -452,58 +264,3 @@ def _train_epoch(net: nn.Module, optimizer: SAM, loader: DataLoader, dataset: Im
         [loss_sum, correct, seen, skipped_steps], info, device)
     return {"loss": loss_sum / max(seen, 1), "accuracy": 100 * correct / max(seen, 1), "images": seen,
             "seconds": elapsed, "images_per_second": seen / max(elapsed, 1e-9), "skipped_steps": skipped_steps}
-
-
-def _epoch_record(epoch: int, lr: float, train: dict[str, float], predictions: pd.DataFrame, num_classes: int,
-                  eval_seconds: float) -> dict[str, Any]:
-    labels, preds = predictions["label"].to_numpy(), predictions["pred"].to_numpy()
-    return {
-        "epoch": epoch, "lr": lr,
-        # Training figures come from each step's first pass, at the weights before its update.
-        "train_loss": train["loss"], "train_accuracy": train["accuracy"],
-        "test_loss": float(predictions["loss"].mean()) if len(predictions) else math.nan,
-        "test_accuracy": 100 * metrics.accuracy(labels, preds),
-        "test_mean_class_accuracy": 100 * metrics.mean_class_accuracy(labels, preds, num_classes),
-        "test_macro_f1": 100 * metrics.macro_f1(labels, preds, num_classes),
-        "train_images": int(train["images"]), "test_images": len(predictions),
-        "train_seconds": round(train["seconds"], 3), "test_seconds": round(eval_seconds, 3),
-        "images_per_second": round(train["images_per_second"], 4),
-        "skipped_steps": int(train["skipped_steps"]),
-    }
-
-
-def _describe_epoch(record: dict[str, Any], best: dict[str, Any], train_skipped: int, test_skipped: int) -> str:
-    text = (f"epoch {record['epoch']}: lr {record['lr']:.3g} | train loss {record['train_loss']:.4f} "
-            f"acc {record['train_accuracy']:.2f} % | test loss {record['test_loss']:.4f} "
-            f"acc {record['test_accuracy']:.2f} % macro-F1 {record['test_macro_f1']:.2f} % | "
-            f"{record['images_per_second']:.3g} img/s | best {best['accuracy']:.2f} % (epoch {best['epoch']})")
-    if train_skipped or test_skipped:
-        text += f" | unreadable or skipped: {train_skipped} train, {test_skipped} test"
-    if record["skipped_steps"]:
-        text += f" | {record['skipped_steps']} fp16 overflow steps skipped"
-    return text
-
-
-def _start_description(config: TrainConfig) -> dict[str, str | None]:
-    if config.init:
-        return {"init": config.init}
-    return {"ir50": config.ir50, "mobilefacenet": config.mobilefacenet}
-
-
-def _save_best(model: PosterV2, predictions: pd.DataFrame, test_set: ImageDataset, config: TrainConfig,
-               dataset_key: str | None, class_names: Sequence[str], epoch: int, accuracy: float,
-               device: torch.device, eval_seconds: float, source_sha256: str) -> None:
-    """best.safetensors, then its evaluation run (so the run always describes the file beside it)."""
-    run_dir = Path(config.out)
-    path = run_dir / BEST_FILE
-    # published_accuracy is the figure a checkpoint is reported with: here, the measured test accuracy.
-    save_safetensors(model.state_dict(), path, dataset=dataset_key, class_names=class_names,
-                     source_sha256=source_sha256, published_accuracy=round(accuracy, 4), name=run_dir.name,
-                     extra={"epoch": epoch, "test_accuracy": accuracy, "training_run": str(run_dir),
-                            "started_from": _start_description(config)})
-    info = CheckpointInfo(name=run_dir.name, dataset=dataset_key, class_names=tuple(class_names),
-                          sha256=sha256_file(path), published_accuracy=round(accuracy, 4), source=str(path))
-    summary = run_summary(predictions, info, test_set, split="test", device=device, duration_s=eval_seconds)
-    summary |= {"training_run": str(run_dir), "epoch": epoch}
-    with staged_run_dir(run_dir / BEST_RUN) as stage:
-        write_run(stage, predictions, summary)

@@ -14,8 +14,7 @@ from typing import Any
 from torchvision import transforms as T
 
 from ..errors import PosterError
-from ..inference.transforms import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE
-from ..weights.registry import PosterV2Weights
+from ..weights.released import POSTER_V2_PREPROCESSING, PosterV2Weights
 
 CONFIG_FILE = "train.json"  # a run's resolved settings, in its folder
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -165,10 +164,11 @@ def class_setup(config: TrainConfig) -> tuple[tuple[str, ...], tuple[str, ...], 
 
 def train_transform(config: TrainConfig) -> T.Compose:
     """The original training augmentation (random erasing works on the normalized tensor)."""
+    pre = POSTER_V2_PREPROCESSING
     return T.Compose([
-        T.Resize((INPUT_SIZE, INPUT_SIZE)),
+        T.Resize((pre.input_size, pre.input_size)),
         T.RandomHorizontalFlip(config.flip_p),
         T.ToTensor(),
-        T.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD),
+        T.Normalize(mean=pre.mean, std=pre.std),
         T.RandomErasing(p=config.erase_p, scale=tuple(config.erase_scale)),
     ])

@@ -3,9 +3,10 @@ from .checkpoints import (CheckpointInfo, convert_checkpoint, count_parameters, 
                           read_weights, verify_checkpoint)
 from .download import OfflineError, download, download_many
 from .locate import default_checkpoint, resolve, search_dirs
-from .registry import (ARCHITECTURES, DATASET_KEYS, ARMWeights, BackboneWeights, Preprocessing, PosterV1Weights,
-                       PosterV2Weights, Weights, all_weights, checkpoint_weights, create_model, dataset_weights,
+from .records import Preprocessing, Weights
+from .registry import (ARCHITECTURES, DATASET_KEYS, all_weights, checkpoint_weights, create_model, dataset_weights,
                        find_weights, list_weights)
+from .released import ARMWeights, BackboneWeights, PosterV1Weights, PosterV2Weights
 from .safe_pickle import UnsafePickleError, safe_torch_load
 
 __all__ = [

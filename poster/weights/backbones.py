@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..models import PosterV2
-from ..models.convert import rename
+from ..models import PosterV2, ir50, mobilefacenet
 from . import locate
 from .files import fit_problems, few
 from .registry import create_model
@@ -45,36 +44,26 @@ def _expected_state(num_classes: int) -> dict[str, torch.Tensor]:
 
 
 def _ir50_state(source: str | Path) -> dict[str, torch.Tensor]:
-    raw = _tensor_dict(source)
     out = {}
-    # face.evoLVe numbering (body.0..23) or the POSTER++ split (body1/body2/body3).
-    stage_of = [1] * 3 + [2] * 4 + [3] * 14 + [4] * 3
-    offset = {1: 0, 2: 3, 3: 7}
-    for key, value in raw.items():
-        key = key.removeprefix("module.")
-        parts = key.split(".")
-        if parts[0] == "body":
-            index = int(parts[1])
-            stage = stage_of[index]
-            if stage == 4:
-                continue
-            key = ".".join([f"body{stage}", str(index - offset[stage])] + parts[2:])
-        if key.startswith("output_layer."):
+    for key, value in _tensor_dict(source).items():
+        # face.evoLVe numbering (body.0..23) or the POSTER++ split (body1/body2/body3).
+        key = ir50.split_flat_key(key.removeprefix("module."))
+        if key.startswith(("body4.", "output_layer.")):  # face recognition's last stage and embedding
             continue
-        new = rename("ir_back." + key)
+        new = ir50.original_key(key)
         if new is None:
             raise CheckpointError(f"ir50 weights: unexpected key {key}")
-        out[new.removeprefix("image_backbone.")] = value
+        out[new] = value
     return out
 
 
 def _mobilefacenet_state(source: str | Path) -> dict[str, torch.Tensor]:
     out = {}
     for key, value in _tensor_dict(source).items():
-        new = rename("face_landback." + key.removeprefix("module."))
+        new = mobilefacenet.original_key(key.removeprefix("module."))
         if new is None:
             raise CheckpointError(f"mobilefacenet weights: unexpected key {key}")
-        out[new.removeprefix("landmark_backbone.")] = value
+        out[new] = value
     return out
 
 

@@ -7,7 +7,7 @@ its class count, in that order, and ``CheckpointInfo.dataset_reason`` says which
 from __future__ import annotations
 
 import importlib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,11 +16,12 @@ from torch import nn
 
 from ..errors import CheckpointError
 from ..models import PosterV2
-from ..models.convert import checkpoint_filter_fn as poster_v2_filter_fn
 from ..models.packed import pack_for_cpu
 from . import locate
-from .registry import (ARCHITECTURES, DATASET_KEYS, Preprocessing, PosterV2Weights, Weights, architecture,
-                       create_model, dataset_weights, find_weights, list_weights, weights_for)
+from .records import Preprocessing, Weights
+from .registry import (ARCHITECTURES, DATASET_KEYS, architecture, create_model, dataset_weights, find_weights,
+                       list_weights, weights_for)
+from .released import POSTER_V2_PREPROCESSING, PosterV2Weights
 from .backbones import load_pretrained_backbones, verify_backbone
 from .safe_pickle import safe_torch_load
 from .files import (FORMAT, FORMAT_VERSION, MANIFEST_NAME, check_manifest, fit_problems, is_safetensors,
@@ -44,7 +45,7 @@ class CheckpointInfo:
     source: str
     arch: str = "poster-v2"
     dataset_reason: str = ""  # how the dataset (and so the class order) is known, or why it is not
-    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    preprocessing: Preprocessing = POSTER_V2_PREPROCESSING
 
     @property
     def num_classes(self) -> int:
@@ -68,11 +69,6 @@ class _ArchFile:
 
 
 def _arch_file(arch: str) -> _ArchFile:
-    if arch == "poster-v2":
-        # Released names, or the project's own (a state_dict() saved with torch.save).
-        return _ArchFile(lambda keys: "transformer.head.weight" in keys or any(k.startswith(("VIT.", "window1."))
-                                                                                for k in keys),
-                         poster_v2_filter_fn, "transformer.head.weight")
     module = importlib.import_module(architecture(arch).module)
     return _ArchFile(module.recognizes, module.checkpoint_filter_fn, module.HEAD_WEIGHT)
 

@@ -12,7 +12,8 @@ import torch
 
 from ..atomic import atomic_path
 from ..errors import CheckpointError
-from .registry import ARCHITECTURES, Preprocessing
+from .records import Preprocessing
+from .registry import ARCHITECTURES, default_preprocessing
 
 FORMAT = "poster-v2"  # the project's safetensors format (for every architecture; "arch" says which)
 FORMAT_VERSION = "1"
@@ -41,7 +42,7 @@ def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, *, datase
         "arch": arch, "dataset": dataset or "", "class_names": json.dumps(list(class_names)),
         "num_classes": str(len(class_names)), "source_sha256": source_sha256,
         "published_accuracy": "" if published_accuracy is None else str(published_accuracy),
-        "preprocessing": json.dumps(asdict(preprocessing or Preprocessing())),
+        "preprocessing": json.dumps(asdict(preprocessing or default_preprocessing(arch))),
         "extra": json.dumps(extra or {}),
     }
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}

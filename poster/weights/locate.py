@@ -5,7 +5,8 @@ import os
 from pathlib import Path
 
 from ..errors import CheckpointError
-from .registry import Weights, all_weights, find_weights
+from .records import Weights
+from .registry import all_weights, find_weights
 
 ENV_DIR = "POSTER_CHECKPOINT_DIR"      # folder(s) with weight files, os.pathsep-separated
 ENV_HUB_REPO = "POSTER_HUB_REPO"       # a Hugging Face Hub model repository holding the files

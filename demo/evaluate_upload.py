@@ -206,7 +206,8 @@ def _evaluate(archive, checkpoint, limit, session_dir, uploads, store: ModelStor
         listing = without_rejected(listing, unpacked).limit(count)
         name = run_name(key, path.stem)
         with staged_run_dir(out_root / name) as stage:
-            dataset = ImageDataset(listing, thumbnail_dir=stage / "thumbs", thumbnail_size=THUMBNAIL_SIZE)
+            dataset = ImageDataset(listing, preprocessing=info.preprocessing, thumbnail_dir=stage / "thumbs",
+                                   thumbnail_size=THUMBNAIL_SIZE)
             start = time.perf_counter()
             steps = evaluate_in_steps(model, dataset, batch_size=batch_size, device=store.device)
             try:

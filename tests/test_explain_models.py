@@ -3,7 +3,6 @@ spatial layers, v1's landmark attention on the 7x7 grid, its image tokens report
 picture, ARM's 11x11 de-albino map."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

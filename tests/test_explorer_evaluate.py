@@ -20,7 +20,7 @@ from demo.explorer_panels import progress_html
 from demo.explorer_tab import open_run
 from poster.cli import main
 from poster.data import sample_faces as _data
-from tests._app import RAF_FOLDERS, RUN_LABELS, app_store, checkpoint_dir, served  # noqa: F401
+from tests._app import RAF_FOLDERS, RUN_LABELS, app_store, architectures_dir, checkpoint_dir, served  # noqa: F401
 
 
 @pytest.fixture
@@ -103,6 +103,27 @@ def test_in_app_evaluation_gives_the_command_lines_predictions(tmp_path, uploads
 
     remove_session_dir(session)
     assert not Path(session).exists()
+
+
+def test_poster_v1_is_evaluated_in_bgr_as_on_the_command_line(tmp_path, uploads, architectures_dir):  # noqa: F811
+    from demo.store import ModelStore
+
+    store = ModelStore(device="cpu", checkpoint_dirs=[architectures_dir])
+    archive = zipped(labeled_set(tmp_path / "set", extras=False), uploads / "faces.zip")
+    payloads, session = run_to_end(str(archive), "poster-v1-raf-db", None, None, store=store, caps=CAPS, batch_size=8)
+    summary = payloads[-1]
+    assert summary["status"] == "done" and summary["checkpoint_arch"] == "poster-v1" and summary["colour_order"] == "BGR"
+    run = explorer_runs.get_run(summary["run"], None, session)
+
+    out = tmp_path / "cli-run"
+    assert main(["evaluate", "--checkpoint", str(architectures_dir / "poster-v1" / "rafdb_best.pth"), "--arch",
+                 "poster-v1", "--data", str(tmp_path / "set"), "--out", str(out), "--dtype", "bfloat16",
+                 "--batch-size", "8"]) == 0
+    cli = pd.read_parquet(out / "predictions.parquet").set_index("path")
+    app = run.predictions.set_index("path").loc[cli.index]
+    probs = [c for c in cli.columns if c.startswith("prob_")]
+    np.testing.assert_allclose(app[probs].to_numpy(), cli[probs].to_numpy(), atol=1e-6)
+    remove_session_dir(session)
 
 
 def test_cancelling_leaves_no_run_and_no_unpacked_files(tmp_path, uploads, app_store):  # noqa: F811

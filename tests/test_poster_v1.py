@@ -17,8 +17,7 @@ from poster import CheckpointError, count_parameters, load_checkpoint
 from poster.models.poster_v1 import PosterV1, checkpoint_filter_fn, is_unused
 from poster.weights.registry import create_model
 from poster.weights.safe_pickle import safe_torch_load
-from poster.weights.deterministic import (deterministic_state_dict, original_keys, write_poster_v1_checkpoint,
-                                          write_poster_v2_checkpoint)
+from poster.weights.deterministic import deterministic_state_dict, original_keys, write_poster_v1_checkpoint
 from tests._reference import reference, reference_input
 
 REF = reference("poster-v1")

@@ -1,15 +1,12 @@
-"""Shared helpers for the benchmark scripts: timing, checkpoints with the deterministic weights, the app
-served on loopback."""
+"""Shared helpers for the benchmark scripts: timing, checkpoints with the deterministic weights, sample photos."""
 from __future__ import annotations
 
-import socket
 import statistics
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 
@@ -41,26 +38,6 @@ def astronaut_path() -> Path:
     import skimage.data
 
     return Path(skimage.data.__file__).parent / "astronaut.png"
-
-
-@contextmanager
-def served(store) -> Iterator[str]:
-    """The app with ``store`` on 127.0.0.1 (a free port) for the duration of the block; yields its URL."""
-    from demo import build_demo, launch_kwargs
-    from demo import store as stores
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    old_store = stores._STORE
-    app = build_demo(store)
-    try:
-        app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                   **launch_kwargs())
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        app.close()
-        stores.set_store(old_store)
 
 
 def time_ms(fn: Callable[[], object], repeats: int = 20, warmup: int = 3, sync: Callable[[], None] | None = None) -> float:

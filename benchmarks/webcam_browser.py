@@ -20,7 +20,8 @@ import numpy as np
 from PIL import Image
 
 from _common import deterministic_checkpoint
-from _common import machine, served
+from _common import machine
+from demo import served_on_loopback
 
 CHROMIUM = "/usr/bin/chromium"
 LIVE = "#webcam-live .poster-live"
@@ -81,7 +82,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"CPU: {machine()}; model on {store.device}; load average before: {load:.2f}; "
           f"Chromium on this machine, fake 640x480 camera; {args.seconds:g} s per format after {args.warmup:g} s")
-    with served(store) as url, sync_playwright() as p:
+    with served_on_loopback(store) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
             "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--use-fake-ui-for-media-stream",
             "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={camera}"])

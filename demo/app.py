@@ -7,7 +7,10 @@ the page's load chain; the end of a visitor's session.
 """
 from __future__ import annotations
 
+import socket
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import gradio as gr
 from starlette.middleware import Middleware
@@ -23,6 +26,7 @@ from .model_tab import banner, build_model_tab, checkpoint_dropdown, header_line
 from .outputs import outputs_of, returning, unchanged
 from .photo_result import PhotoResult, PhotoView
 from .photo_tab import analyze_photo, build_photo_tab
+from . import store as stores
 from .store import ModelStore, get_store
 from .webcam_tab import build_webcam_tab
 
@@ -163,4 +167,23 @@ def launch_kwargs(limits: Limits | None = None) -> dict:
             "footer_links": ["api", "gradio"], "app_kwargs": {"middleware": [middleware]}}
 
 
-__all__ = ["build_demo", "launch_kwargs", "render"]
+@contextmanager
+def served_on_loopback(store: ModelStore) -> Iterator[str]:
+    """The app with ``store`` on 127.0.0.1 (a free port) for the duration of the block; yields its URL.
+
+    For tests and benchmarks that talk to a real server; the process-wide store is restored after.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    previous = stores._STORE
+    app = build_demo(store)
+    try:
+        app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs())
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.close()
+        stores.set_store(previous)
+
+
+__all__ = ["build_demo", "launch_kwargs", "render", "served_on_loopback"]

@@ -114,26 +114,19 @@ def free_port() -> int:
 
 @contextmanager
 def served(store, runs_root: Path | None = None) -> Iterator[str]:
-    """The app on 127.0.0.1 (a free port) for the duration of the block; yields its URL."""
+    """The app on 127.0.0.1 (a free port) for the duration of the block, its runs in ``runs_root``; yields its URL."""
     import os
 
-    from demo import build_demo, launch_kwargs
-    from demo import store as process_store
+    from demo import served_on_loopback
     from demo.limits import ENV_RUNS_DIR
 
     old = os.environ.get(ENV_RUNS_DIR)
-    old_store = process_store._STORE
     if runs_root is not None:
         os.environ[ENV_RUNS_DIR] = str(runs_root)
-    demo = build_demo(store)
-    port = free_port()
     try:
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                    **launch_kwargs())
-        yield f"http://127.0.0.1:{port}/"
+        with served_on_loopback(store) as url:
+            yield url
     finally:
-        demo.close()
-        process_store.set_store(old_store)
         if runs_root is not None:
             if old is None:
                 os.environ.pop(ENV_RUNS_DIR, None)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -19,14 +18,9 @@ from PIL import Image
 from tests._app import (RAF_CLASSES, app_store, architectures_dir, astronaut_path, checkpoint_dir,  # noqa: F401
                         empty_store, served, write_run)
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+from tests._browser import ARTIFACTS, BASE_ARGS, CHROMIUM, playwright_api
+from tests._browser import wait_for_text as wait_for_any_text
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-BASE_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-             "--disable-dev-shm-usage"]
 BOX_COLOR = np.array([0x4E, 0x79, 0xA7])  # poster.inference.draw.PALETTE[0]: the first face's box and label
 TIMEOUT_MS = 90_000
 
@@ -106,9 +100,7 @@ def page(browser, app_url, request):
 
 
 def wait_for_text(page, selector: str, pattern: str) -> str:
-    locator = page.locator(selector)
-    playwright_api.expect(locator).to_contain_text(re.compile(pattern), timeout=TIMEOUT_MS)
-    return locator.inner_text()
+    return wait_for_any_text(page, selector, pattern, TIMEOUT_MS)
 
 
 @contextmanager

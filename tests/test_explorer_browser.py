@@ -6,7 +6,6 @@ test-artifacts/.
 from __future__ import annotations
 
 import re
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -15,12 +14,9 @@ import pytest
 from poster.data import sample_faces as _data
 from tests._app import RAF_FOLDERS, RUN_LABELS, app_store, checkpoint_dir, served  # noqa: F401
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+from tests._browser import ARTIFACTS, BASE_ARGS, CHROMIUM, playwright_api
+from tests._browser import wait_for_text as wait_for_any_text
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 TIMEOUT_MS = 180_000
 
 
@@ -43,7 +39,7 @@ def page(app_store, tmp_path_factory):  # noqa: F811
     ARTIFACTS.mkdir(exist_ok=True)
     with served(app_store) as url, playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+                                    args=BASE_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.set_default_timeout(TIMEOUT_MS)
         errors: list[str] = []
@@ -57,9 +53,7 @@ def page(app_store, tmp_path_factory):  # noqa: F811
 
 
 def wait_for_text(page, selector: str, pattern: str) -> str:
-    locator = page.locator(selector)
-    playwright_api.expect(locator).to_contain_text(re.compile(pattern), timeout=TIMEOUT_MS)
-    return locator.inner_text()
+    return wait_for_any_text(page, selector, pattern, TIMEOUT_MS)
 
 
 def upload(page, archive: Path) -> None:

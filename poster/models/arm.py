@@ -35,7 +35,7 @@ class ResNet18Trunk(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         # Imported here: torchvision's models package takes seconds to import, and the registry reads
-        # this module's INPUT_SIZE whenever poster is imported.
+        # this module (its weights enum) whenever poster is imported.
         from torchvision.models.resnet import BasicBlock, ResNet
 
         resnet = ResNet(BasicBlock, [2, 2, 2, 2])

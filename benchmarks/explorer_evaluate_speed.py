@@ -27,7 +27,7 @@ from _common import machine  # noqa: E402
 from demo.evaluate_upload import evaluate_archive, fast_dtype  # noqa: E402
 from demo.store import ModelStore# noqa: E402
 from poster.cli import main as cli  # noqa: E402
-from poster.weights.registry import PosterV2Weights  # noqa: E402
+from poster.models.poster_v2 import PosterV2Weights  # noqa: E402
 from poster.data.sample_faces import write_imagefolder  # noqa: E402
 
 GOAL_RATIO = 1.2

@@ -12,7 +12,8 @@ from typing import Callable
 import gradio as gr
 
 from poster.errors import CheckpointError, DownloadError
-from poster.weights.registry import PosterV2Weights, checkpoint_weights
+from poster.models.poster_v2 import PosterV2Weights
+from poster.weights.registry import checkpoint_weights
 
 from . import render
 from .messages import quote, sentence

@@ -30,12 +30,13 @@ from gradio.utils import get_upload_folder
 from data_explorer.archive import ArchiveCaps, Unpacked, unpack_zip
 from poster.data import metrics
 from poster.weights.checkpoints import load_checkpoint
-from poster.data.datasets import ImageDataset, Listing, Skipped, list_images
+from poster.data.datasets import ImageDataset, list_images
+from poster.data.listing import Listing, Skipped
 from poster.errors import PosterError
 from poster.evaluation.run import THUMBNAIL_SIZE, run_summary, staged_run_dir, write_run
 from poster.evaluation.steps import evaluate_in_steps
 from poster.data.label_order import diagnose
-from poster.weights.registry import PosterV2Weights
+from poster.models.poster_v2 import PosterV2Weights
 
 from .explorer_runs import SESSION_PREFIX
 from .messages import sentence

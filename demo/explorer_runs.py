@@ -14,7 +14,7 @@ import gradio as gr
 
 from data_explorer.hub_runs import ENV_RUNS_REPO, hub_runs
 from data_explorer.runs import Run, find_runs
-from poster.weights.registry import PosterV2Weights
+from poster.models.poster_v2 import PosterV2Weights
 
 from . import render
 from .limits import runs_dir

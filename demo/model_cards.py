@@ -5,7 +5,8 @@ Every figure comes from ``poster.weights.registry``; nothing here restates a num
 """
 from __future__ import annotations
 
-from poster.weights.registry import ARCHITECTURES, Architecture, Weights, dataset_weights, list_weights
+from poster.models.weights_api import Weights
+from poster.weights.registry import ARCHITECTURES, Architecture, dataset_weights, list_weights
 
 from .store import checkpoint_label
 

@@ -20,7 +20,9 @@ from poster.errors import CheckpointError
 from poster.inference.faces import DetectorConfig, FaceDetector
 from poster.devices import pick_device
 from poster.inference.predictor import Predictor
-from poster.weights.registry import ARCHITECTURES, PosterV2Weights, Weights, checkpoint_weights, find_weights
+from poster.models.poster_v2 import PosterV2Weights
+from poster.models.weights_api import Weights
+from poster.weights.registry import ARCHITECTURES, checkpoint_weights, find_weights
 
 from .limits import upload_memory_bytes
 from .locks import ReadWriteLock

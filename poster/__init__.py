@@ -4,13 +4,12 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import CheckpointError, DatasetError, DownloadError, ImageError, PosterError
-from .models import PosterOutput, PosterV2
+from .models import IR50Weights, MobileFaceNetWeights, PosterOutput, PosterV2, PosterV2Weights
 from .weights.checkpoints import CheckpointInfo, count_parameters, load_checkpoint
-from .weights.released import BackboneWeights, PosterV2Weights
 
 __all__ = [
     "PosterV2", "PosterOutput", "Predictor", "load_checkpoint", "CheckpointInfo", "count_parameters",
-    "PosterV2Weights", "BackboneWeights", "PosterError", "CheckpointError", "ImageError",
+    "PosterV2Weights", "IR50Weights", "MobileFaceNetWeights", "PosterError", "CheckpointError", "ImageError",
     "DatasetError", "DownloadError",
 ]
 

@@ -15,7 +15,7 @@ from poster.cli import evaluate as evaluate_module
 from poster.weights.checkpoints import read_weights
 from poster.errors import DatasetError
 from poster.evaluation.protocol import infer_dataset
-from poster.weights.released import PosterV2Weights
+from poster.models.poster_v2 import PosterV2Weights
 from poster.data.sample_faces import face, write_imagefolder
 from tests._data import write_csv, write_rafdb
 from poster.weights.registry import ARCHITECTURES

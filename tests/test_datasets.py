@@ -11,9 +11,9 @@ from torch.utils.data import DataLoader
 from poster.data.datasets import ImageDataset, list_images, thumbnail_name
 from poster.data.layouts import detect_layout
 from poster.data.listing import Item, Skipped
-from poster.weights.records import Preprocessing
+from poster.models.weights_api import Preprocessing
 from poster.errors import DatasetError
-from poster.weights.released import PosterV2Weights
+from poster.models.poster_v2 import PosterV2Weights
 from poster.inference.transforms import eval_transform
 from poster.data.sample_faces import face, write_imagefolder
 from tests._data import write_csv, write_rafdb, write_unreadable

@@ -22,7 +22,7 @@ from poster.data.datasets import ImageDataset, list_images
 from poster.devices import pick_device
 from poster.errors import PosterError
 from poster.evaluation.run import evaluate
-from poster.weights.released import PosterV2Weights
+from poster.models.poster_v2 import PosterV2Weights
 from poster.data.sample_faces import write_imagefolder
 from tests._data import write_csv, write_rafdb, write_unreadable
 from poster.weights.deterministic import write_poster_v2_checkpoint

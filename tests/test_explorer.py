@@ -14,7 +14,7 @@ from data_explorer import analysis
 from data_explorer.label_errors import label_issue_mask, suspected_label_errors
 from data_explorer.runs import find_runs, load_run
 from poster.evaluation.run import predictions_table, write_run
-from poster.weights.registry import PosterV2Weights
+from poster.models.poster_v2 import PosterV2Weights
 
 NAMES = PosterV2Weights.RAF_DB.value.class_names  # Surprise, Fear, Disgust, Happiness, ...
 

@@ -16,7 +16,7 @@ from poster.evaluation.compare import compare_tables, paired_bootstrap
 from poster.data.metrics import mcnemar_exact
 from poster.evaluation.run import predictions_table, write_run
 from poster.data.label_order import best_assignment, diagnose, hungarian_max
-from poster.weights.released import PosterV2Weights
+from poster.models.poster_v2 import PosterV2Weights
 from poster.evaluation.report import run_report
 
 NAMES = PosterV2Weights.RAF_DB.value.class_names

@@ -24,7 +24,7 @@ from poster.weights.checkpoints import load_checkpoint, read_weights, save_safet
 from poster.training.distributed import BalancedSampler
 from poster.errors import PosterError
 from poster.models import PosterV2
-from poster.weights.released import PosterV2Weights
+from poster.models.poster_v2 import PosterV2Weights
 from poster.training.sharpness_aware import SAM
 from poster.training.recipe import RECIPES, TrainConfig, class_setup, resume_config, train_transform
 from poster.training.initial_weights import build_model, fit_head

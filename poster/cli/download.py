@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import DownloadError
 from ..weights import locate
 from ..weights.download import OfflineError, default_dir, download, downloadable
-from ..weights.records import Weights
+from ..models.weights_api import Weights
 from ..weights.registry import ARCHITECTURES, all_weights, list_weights
 from ..weights.sources import ENV_URL_TEMPLATE, SOURCE_CHOICES, manual_route
 

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from ..errors import DatasetError
 from ..inference.images import DECODE_ERRORS
 from ..inference.transforms import BARE_MODEL, eval_transform
-from ..weights.records import Preprocessing
+from ..models.weights_api import Preprocessing
 from .layouts import LAYOUTS, detect_layout, list_csv, list_imagefolder, list_rafdb
 from .listing import Listing, Skipped
 

@@ -15,8 +15,8 @@ import io
 from pathlib import Path
 
 from ..errors import DatasetError
+from ..models.dataset_facts import RAF_DB_CLASS_NAMES
 from ..weights.registry import canonical_class
-from ..weights.released import PosterV2Weights
 from .listing import Item, Listing, Skipped
 
 LAYOUTS = ("imagefolder", "rafdb", "csv")
@@ -89,7 +89,7 @@ def list_rafdb(data: Path, class_names: tuple[str, ...], split: str) -> Listing:
     if root is None:
         raise DatasetError(f"not a RAF-DB release: {data / RAFDB_LABEL_FILE} not found")
     # RAF-DB's labels 1..7 name its own classes; map them by name onto the checkpoint's order.
-    rafdb_names = PosterV2Weights.RAF_DB.value.class_names
+    rafdb_names = RAF_DB_CLASS_NAMES
     index = {_name_key(name): i for i, name in enumerate(class_names)}
     items, skipped = [], []
     label_file = root / RAFDB_LABEL_FILE

@@ -12,8 +12,8 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms as T
 
-from ..weights.records import Preprocessing
-from ..weights.released import POSTER_V2_PREPROCESSING
+from ..models.poster_v2 import POSTER_V2_PREPROCESSING
+from ..models.weights_api import Preprocessing
 
 # A bare model (no checkpoint record) is fed as POSTER++ is: RGB, ImageNet statistics.
 BARE_MODEL = POSTER_V2_PREPROCESSING

@@ -11,11 +11,15 @@ The batch term makes a face's logits depend on the other images of its batch, in
 """
 from __future__ import annotations
 
+import enum
+
 import torch
 from torch import nn
 
+from .dataset_facts import RAF_DB_CLASS_NAMES, RAF_DB_FOLDER_NAMES, raf_db_meta
 from .outputs import ModelOutput, NamedMap
 from .renaming import map_state_dict
+from .weights_api import Metric, Preprocessing, Weights
 
 INPUT_SIZE = 224
 SHUFFLE = 16
@@ -31,7 +35,7 @@ class ResNet18Trunk(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         # Imported here: torchvision's models package takes seconds to import, and the registry reads
-        # this module's INPUT_SIZE whenever poster is imported.
+        # this module (its weights enum) whenever poster is imported.
         from torchvision.models.resnet import BasicBlock, ResNet
 
         resnet = ResNet(BasicBlock, [2, 2, 2, 2])
@@ -138,3 +142,32 @@ def rename_key(name: str) -> str | None:
 def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Original state dict -> (project state dict, dropped keys). Every released key is used."""
     return map_state_dict(state_dict, rename_key)
+
+
+# --- The released weights -----------------------------------------------------------------------
+
+ARM_PREPROCESSING = Preprocessing(input_size=INPUT_SIZE)
+
+
+class ARMWeights(enum.Enum):
+    """The released ARM checkpoint (Shi and Zhu 2021)."""
+
+    RAF_DB = Weights(
+        key="arm-raf-db",
+        title="ARM RAF-DB",
+        file_name="epoch59_acc0.9205.pth",
+        gdrive_id="1v5j0WUxOMeDXOFBVIJaDSnGdYef3KSxO",
+        arch="arm",
+        dataset="raf-db",
+        preprocessing=ARM_PREPROCESSING,
+        class_names=RAF_DB_CLASS_NAMES,
+        folder_names=RAF_DB_FOLDER_NAMES,
+        published_accuracy=92.05,
+        published_metrics=(
+            Metric(92.05, "accuracy of this checkpoint (its file name), RAF-DB test set in batches of 64 "
+                          "in label-file order: ARM adds a mean over the batch, so the figure depends on it"),
+            Metric(90.42, "RAF-DB accuracy the paper and the repository's README report now"),
+        ),
+        subdir="arm",
+        meta=raf_db_meta(linked="from the repository's README, June to October 2021"),
+    )

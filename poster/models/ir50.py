@@ -5,10 +5,13 @@ the embedding head of the face-recognition network are not part of the model.
 """
 from __future__ import annotations
 
+import enum
 from collections import OrderedDict
 
 import torch
 from torch import nn
+
+from .weights_api import Weights
 
 
 class Subsample(nn.Module):
@@ -131,3 +134,18 @@ def original_key(name: str) -> str | None:
             return None
         return ".".join([f"stage{parts[0][-1]}", parts[1], table[0], table[1][index]] + parts[4:])
     return None
+
+
+# --- The released weights -----------------------------------------------------------------------
+
+class IR50Weights(enum.Enum):
+    """The pretrained IR-50 that POSTER++ training starts its image stream from."""
+
+    MS_CELEB_1M = Weights(
+        key="ir50",
+        title="IR-50 face recognition backbone (MS-Celeb-1M)",
+        file_name="ir50.pth",
+        gdrive_id="17QAIPlpZUwkQzOTNiu-gUFLTqAxS-qHt",
+        kind="backbone",
+        meta={"hub_repo": "KaliberAI/posterv2_ir50", "hub_file": "ir50.pth", "bytes": 122_022_895},
+    )

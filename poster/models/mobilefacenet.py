@@ -7,10 +7,13 @@ points are not meaningful landmarks there.
 """
 from __future__ import annotations
 
+import enum
 from collections import OrderedDict
 
 import torch
 from torch import nn
+
+from .weights_api import Weights
 
 
 class ConvBN(nn.Sequential):
@@ -129,3 +132,17 @@ def _join_conv(prefix: list[str], rest: list[str]) -> str | None:
     if not rest or rest[0] not in _CONV:
         return None
     return ".".join(prefix + [_CONV[rest[0]]] + rest[1:])
+
+
+# --- The released weights -----------------------------------------------------------------------
+
+class MobileFaceNetWeights(enum.Enum):
+    """The pretrained MobileFaceNet that POSTER++ training starts its frozen landmark stream from."""
+
+    LANDMARKS_68 = Weights(
+        key="mobilefacenet",
+        title="MobileFaceNet 68-point landmark backbone",
+        file_name="mobilefacenet_model_best.pth.tar",
+        gdrive_id="1SMYP5NDkmDE3eLlciN7Z4px-bvFEuHEX",
+        kind="backbone",
+    )

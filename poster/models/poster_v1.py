@@ -11,16 +11,20 @@ LayerNorm and a squeeze-excite gate, gives the expression.
 """
 from __future__ import annotations
 
+import enum
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import ir50, mobilefacenet
+from .dataset_facts import RAF_DB_CLASS_NAMES, RAF_DB_FOLDER_NAMES, raf_db_meta
 from .ir50 import IR50
 from .layers import Mlp, SqueezeExcite, attend
 from .mobilefacenet import MobileFaceNet
 from .outputs import ModelOutput, NamedMap
 from .renaming import map_state_dict
+from .weights_api import Metric, Preprocessing, Weights
 
 INPUT_SIZE = 224
 BACKBONE_SIZE = 112
@@ -259,3 +263,30 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str,
     that strict loading reports them.
     """
     return map_state_dict(state_dict, rename_key, lambda name, value: is_unused(name))
+
+
+# --- The released weights -----------------------------------------------------------------------
+
+# The original test script reads images with OpenCV and never converts them to RGB.
+POSTER_V1_PREPROCESSING = Preprocessing(input_size=INPUT_SIZE, colour_order="BGR")
+
+
+class PosterV1Weights(enum.Enum):
+    """The released POSTER checkpoint (Zheng et al. 2022); only RAF-DB was published."""
+
+    RAF_DB = Weights(
+        key="poster-v1-raf-db",
+        title="POSTER RAF-DB",
+        file_name="rafdb_best.pth",
+        gdrive_id="",
+        gdrive_folder="1jeCPTGjBL8YgKKB9YrI9TYZywme8gymv",
+        arch="poster-v1",
+        dataset="raf-db",
+        class_names=RAF_DB_CLASS_NAMES,
+        folder_names=RAF_DB_FOLDER_NAMES,
+        published_accuracy=92.05,
+        published_metrics=(Metric(92.05, "RAF-DB test accuracy reported in the paper"),),
+        preprocessing=POSTER_V1_PREPROCESSING,
+        subdir="poster-v1",
+        meta=raf_db_meta(),
+    )

@@ -7,6 +7,7 @@ for a two-block ViT whose CLS token, gated by a squeeze-excite layer, gives the 
 """
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass, field
 
@@ -15,10 +16,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import ir50, mobilefacenet
+from .dataset_facts import RAF_DB_CLASS_NAMES, RAF_DB_FOLDER_NAMES, raf_db_meta
 from .ir50 import IR50
 from .layers import CrossFusionBlock, SqueezeExcite, TransformerBlock, relative_position_index
 from .mobilefacenet import MobileFaceNet
 from .renaming import map_state_dict
+from .weights_api import Preprocessing, Weights, normalize_name
 
 INPUT_SIZE = 224
 BACKBONE_SIZE = 112
@@ -235,3 +238,72 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str,
         return False
 
     return map_state_dict(state_dict, rename_key, drop)
+
+
+# --- The released weights -----------------------------------------------------------------------
+
+POSTER_V2_PREPROCESSING = Preprocessing(input_size=INPUT_SIZE)
+
+
+class PosterV2Weights(enum.Enum):
+    """The four dataset checkpoints of POSTER++ (Mao et al., 2023)."""
+
+    RAF_DB = Weights(
+        key="raf-db",
+        dataset="raf-db",
+        preprocessing=POSTER_V2_PREPROCESSING,
+        title="RAF-DB",
+        file_name="rafdb_best.pth",
+        gdrive_id="1aVm_hmJyZ5E_0p25XTbm3X9ophsKqCxv",
+        class_names=RAF_DB_CLASS_NAMES,
+        folder_names=RAF_DB_FOLDER_NAMES,
+        published_accuracy=92.21,
+        meta=raf_db_meta(),
+    )
+    AFFECTNET_7 = Weights(
+        key="affectnet-7",
+        dataset="affectnet-7",
+        preprocessing=POSTER_V2_PREPROCESSING,
+        title="AffectNet-7",
+        file_name="affectnet7_best.pth",
+        gdrive_id="1c_gp5UdlcMjIB2dZtdhXFfHOQg1OqU-D",
+        class_names=("Neutral", "Happiness", "Sadness", "Surprise", "Fear", "Disgust", "Anger"),
+        folder_names=("0", "1", "2", "3", "4", "5", "6"),
+        published_accuracy=67.49,
+        meta={"images": "AffectNet manually annotated faces, 7 basic expressions", "test_images": 3500},
+    )
+    AFFECTNET_8 = Weights(
+        key="affectnet-8",
+        dataset="affectnet-8",
+        preprocessing=POSTER_V2_PREPROCESSING,
+        title="AffectNet-8",
+        file_name="affectnet8_best.pth",
+        gdrive_id="1tdYH12vgWnIWfupuBkP3jmWS0pJtDxvh",
+        class_names=("Neutral", "Happiness", "Sadness", "Surprise", "Fear", "Disgust", "Anger",
+                     "Contempt"),
+        folder_names=("0", "1", "2", "3", "4", "5", "6", "7"),
+        published_accuracy=63.77,
+        meta={"images": "AffectNet manually annotated faces, 8 expressions", "test_images": 4000},
+    )
+    CAER_S = Weights(
+        key="caer-s",
+        dataset="caer-s",
+        preprocessing=POSTER_V2_PREPROCESSING,
+        title="CAER-S",
+        file_name="caers_best.pth",
+        gdrive_id="1Q7RDJxVPTkDH2rlhiAiOpSbIo1wUOqPv",
+        class_names=("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise"),
+        folder_names=("Anger", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise"),
+        published_accuracy=93.00,
+        meta={"images": "CAER-S video frames of TV shows", "test_images": 20913},
+    )
+
+    @classmethod
+    def get(cls, name: str) -> "PosterV2Weights":
+        """Look a checkpoint up by key ("raf-db"), enum name ("RAF_DB") or title ("RAF-DB")."""
+        wanted = normalize_name(name)
+        for member in cls:
+            if wanted == normalize_name(member.name) or wanted in member.value.names():
+                return member
+        known = ", ".join(m.value.key for m in cls)
+        raise KeyError(f"unknown dataset checkpoint {name!r}; known: {known}")

@@ -14,7 +14,7 @@ from typing import Any
 from torchvision import transforms as T
 
 from ..errors import PosterError
-from ..weights.released import POSTER_V2_PREPROCESSING, PosterV2Weights
+from ..models.poster_v2 import POSTER_V2_PREPROCESSING, PosterV2Weights
 
 CONFIG_FILE = "train.json"  # a run's resolved settings, in its folder
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

@@ -17,11 +17,11 @@ from torch import nn
 from ..errors import CheckpointError
 from ..models import PosterV2
 from ..models.packed import pack_for_cpu
+from ..models.poster_v2 import POSTER_V2_PREPROCESSING, PosterV2Weights
+from ..models.weights_api import Preprocessing, Weights
 from . import locate
-from .records import Preprocessing, Weights
 from .registry import (ARCHITECTURES, DATASET_KEYS, architecture, create_model, dataset_weights, find_weights,
                        list_weights, weights_for)
-from .released import POSTER_V2_PREPROCESSING, PosterV2Weights
 from .backbones import load_pretrained_backbones, verify_backbone
 from .safe_pickle import safe_torch_load
 from .files import (FORMAT, FORMAT_VERSION, MANIFEST_NAME, check_manifest, fit_problems, is_safetensors,

@@ -21,7 +21,7 @@ from ..errors import CheckpointError, DownloadError
 from . import locate
 from . import sources
 from .checkpoints import MANIFEST_NAME, sha256_file, verify_backbone, verify_checkpoint
-from .records import Weights
+from ..models.weights_api import Weights
 from .registry import find_weights
 from .sources import Source, describe_html, drive_link, folder_file_id, other_sources, sources_for
 from .transfer import HtmlAnswer, ProgressFn, Unreachable, fetch

@@ -12,7 +12,7 @@ import torch
 
 from ..atomic import atomic_path
 from ..errors import CheckpointError
-from .records import Preprocessing
+from ..models.weights_api import Preprocessing
 from .registry import ARCHITECTURES, default_preprocessing
 
 FORMAT = "poster-v2"  # the project's safetensors format (for every architecture; "arch" says which)

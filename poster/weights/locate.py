@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from ..errors import CheckpointError
-from .records import Weights
+from ..models.weights_api import Weights
 from .registry import all_weights, find_weights
 
 ENV_DIR = "POSTER_CHECKPOINT_DIR"      # folder(s) with weight files, os.pathsep-separated

@@ -1,7 +1,8 @@
 """The architectures and their released weight files: names to model builders, lookups of records.
 
 In the manner of timm's and torchvision's registries: ``create_model(arch, num_classes=...)`` builds a
-model, ``list_weights()`` lists the released checkpoints; the records live in ``poster.weights.released``.
+model, ``list_weights()`` lists the released checkpoints. Each model module holds the weights enum of
+its own released files; this table gathers them.
 """
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from .records import Preprocessing, Weights, normalize_name
-from .released import ARMWeights, BackboneWeights, PosterV1Weights, PosterV2Weights
+from ..models.arm import ARMWeights
+from ..models.ir50 import IR50Weights
+from ..models.mobilefacenet import MobileFaceNetWeights
+from ..models.poster_v1 import PosterV1Weights
+from ..models.poster_v2 import PosterV2Weights
+from ..models.weights_api import Preprocessing, Weights, normalize_name
 
 # Canonical names used to line up classes across datasets ("Happy" in CAER-S is "Happiness").
 CANONICAL_CLASS = {
@@ -56,6 +61,9 @@ ARCHITECTURES: dict[str, Architecture] = {
          "batch_caveat": "adds alpha times the mean over the whole batch to every face, so a face's scores "
                          "depend on the other images of its batch; this project classifies each face alone"}),
 }
+
+# The pretrained backbones that training starts from, beside the backbone modules they belong to.
+BACKBONE_WEIGHTS: tuple[type[enum.Enum], ...] = (IR50Weights, MobileFaceNetWeights)
 
 
 def architecture(name: str) -> Architecture:
@@ -110,14 +118,14 @@ DATASET_KEYS = tuple(m.value.key for m in PosterV2Weights)
 
 def all_weights() -> list[Weights]:
     """Every registered weight file, dataset checkpoints first."""
-    return checkpoint_weights() + [m.value for m in BackboneWeights]
+    return checkpoint_weights() + [m.value for weights in BACKBONE_WEIGHTS for m in weights]
 
 
 def find_weights(name: str) -> Weights:
     """Any registered weight file by key, title or file name (POSTER++ first where names collide)."""
     wanted = normalize_name(name)
-    # Enum names ("RAF_DB") only for POSTER++ and the backbones: POSTER's and ARM's are the same words.
-    member_name = {id(m.value): normalize_name(m.name) for m in (*PosterV2Weights, *BackboneWeights)}
+    # Enum names ("RAF_DB") only for POSTER++: POSTER's and ARM's are the same words.
+    member_name = {id(m.value): normalize_name(m.name) for m in PosterV2Weights}
     for w in all_weights():
         if wanted in w.names() or wanted == member_name.get(id(w)):
             return w

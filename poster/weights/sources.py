@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsp
 
 from ..errors import DownloadError
 from .locate import ENV_DIR, ENV_HUB_REPO
-from .records import Weights
+from ..models.weights_api import Weights
 
 ENV_URL_TEMPLATE = "POSTER_DOWNLOAD_URL"  # e.g. https://mirror.example/poster/{file_name}
 SOURCE_CHOICES = ("auto", "gdrive", "hub", "url")

@@ -1,9 +1,10 @@
 """What a weight file record says: the file, its sources, its classes, its published figures and the
 preprocessing it was trained with.
 
-Modelled on torchvision's weights enums: code asks the record (class order, published accuracy,
-file name, source) instead of scattering constants. The records themselves are in
-``poster.weights.released``; ``poster.weights.registry`` looks them up.
+Modelled on torchvision's ``Weights``: code asks the record (class order, published accuracy, file
+name, source) instead of scattering constants. Each model module holds the enum of its own released
+files (``poster_v2.PosterV2Weights``, ``ir50.IR50Weights``, ...); ``poster.weights.registry`` looks
+them up. Plain dataclasses: reading a record needs no torch.
 """
 from __future__ import annotations
 

@@ -114,10 +114,10 @@ def explain_subject(subject: Subject | None, target: str | None, store: ModelSto
     store = store or get_store()
     no_target = gr.update(choices=[PREDICTED], value=PREDICTED)
     if subject is None:
-        return _view([None] * PANEL_SLOTS, PointView(None, None), None, HINT, no_target)
+        return _view(None, PointView(None, None), None, HINT, no_target)
     predictor, reason = store.try_predictor(subject.model_key)
     if predictor is None:
-        return _view([None] * PANEL_SLOTS, PointView(subject.crop, None), None,
+        return _view(None, PointView(subject.crop, None), None,
                      render.notice(f"No explanation: {short_reason(reason)}", "warn"), no_target)
     names = predictor.class_names
     target_index = names.index(target) if target in names else None
@@ -131,20 +131,20 @@ def explain_subject(subject: Subject | None, target: str | None, store: ModelSto
     status = render.notice(f"{subject.title} · explaining '{target_name}' with {store.label(subject.model_key)}"
                            f" · {seconds:.1f} s.{click}")
     picker = gr.update(choices=target_choices(names), value=target_name if target_index is not None else PREDICTED)
-    return _view(panel_view(explanation).images, point_attention(explanation, *default_point()), explanation,
-                 status, picker)
+    return _view(panel_view(explanation), point_attention(explanation, *default_point()), explanation, status, picker)
 
 
-def _view(images: list[np.ndarray | None], point: PointView, explanation: Any, status: str,
-          target: dict) -> ExplanationView:
+def _view(layout: PanelView | None, point: PointView, explanation: Any, status: str, target: dict) -> ExplanationView:
     """The panel shows once there is a face with an explanation (empty panels look broken); each
-    slot is titled with what its maps are, and slots the model has nothing for are hidden."""
-    if explanation is not None:
-        layout = panel_layout(explanation)
+    slot is titled with what its maps are, and slots the model has nothing for are hidden.
+    ``layout`` is None where there is nothing to explain."""
+    if layout is not None:
+        images = layout.images
         titles = [gr.update(value=_title(t)) for t in layout.titles]
         slots = [gr.update(visible=bool(t)) for t in layout.titles]
         notes, clickable = notes_html(layout), layout.clickable
     else:
+        images = [None] * PANEL_SLOTS
         titles, slots, notes, clickable = [keep()] * PANEL_SLOTS, [keep()] * PANEL_SLOTS, "", True
     return ExplanationView(
         **dict(zip(SLOT_KEYS, images)), crop=point.crop, point=point.point, explanation=explanation, status=status,
@@ -152,13 +152,6 @@ def _view(images: list[np.ndarray | None], point: PointView, explanation: Any, s
         **{f"{key}_title": title for key, title in zip(SLOT_KEYS, titles)},
         **{f"{key}_slot": slot for key, slot in zip(SLOT_KEYS, slots)},
         notes=gr.update(value=notes, visible=bool(notes)), point_row=gr.update(visible=clickable))
-
-
-def panel_layout(explanation: Any) -> PanelView:
-    """The titles and notes of ``explanation``'s panel (images already drawn by the handler)."""
-    if not is_model_explanation(explanation):
-        return PanelView([None] * PANEL_SLOTS, list(POSTER_V2_TITLES), clickable=True)
-    return panel_view(explanation)
 
 
 def default_point() -> tuple[float, float]:

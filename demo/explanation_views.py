@@ -8,7 +8,6 @@ notes, never drawings.
 from __future__ import annotations
 
 import re
-import weakref
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
@@ -47,17 +46,10 @@ def is_model_explanation(explanation: Any) -> bool:
     return isinstance(explanation, ModelExplanation)
 
 
-# The handler draws a model explanation's panels and the panel reads their titles right after:
-# drawn once, kept while the explanation lives.
-_drawn: "weakref.WeakKeyDictionary[Any, PanelView]" = weakref.WeakKeyDictionary()
-
-
 def panel_view(explanation: Any) -> PanelView:
     """The slots to show for ``explanation`` (POSTER++'s four panels, or what the model has)."""
     from explain import render as explain_render
 
-    if is_model_explanation(explanation) and explanation in _drawn:
-        return _drawn[explanation]
     if not is_model_explanation(explanation):
         panels = explain_render.explanation_panels(explanation, tile=TILE)
         return PanelView([panels[k] for k in SLOT_KEYS], list(POSTER_V2_TITLES), clickable=True)
@@ -74,8 +66,7 @@ def panel_view(explanation: Any) -> PanelView:
         images.append(panels["native"])
     images += [None] * (PANEL_SLOTS - len(images))
     titles += [""] * (PANEL_SLOTS - len(titles))
-    view = _drawn[explanation] = PanelView(images, titles, notes)
-    return view
+    return PanelView(images, titles, notes)
 
 
 def notes_html(view: PanelView) -> str:

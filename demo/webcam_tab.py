@@ -26,7 +26,7 @@ from .explain_panel import ExplainPanel, build_explain_panel
 from .files import files_out
 from .gpu import gpu
 from .messages import friendly, sentence
-from .photo_result import PhotoResult, Subject, annotated, bars_html, face_selector, faces_json, find_faces, subject_of, summary_line
+from .photo_result import PhotoResult, Subject, empty_view, find_faces, photo_view
 from .photo_tab import FaceChoice, FaceClick, on_face_click, select_face
 from .limits import Limits
 from .live_tracking import FRAME_MAX_SIDE, LiveSession, decode_frame, process_frame, too_small
@@ -190,11 +190,11 @@ def stop_stream(session: LiveSession | None, *, slots: CameraSlots, visitor: str
 def freeze_frame(session: LiveSession | None, model_key: str | None, store: ModelStore | None = None) -> FrozenView:
     """The newest streamed frame, analyzed like a photo."""
     if not isinstance(session, LiveSession) or session.last_frame is None:
-        return FrozenView(None, render.notice("Start the camera first; the newest frame is frozen.", "info"), "",
-                          face_selector(None), [], None, None, gr.update(visible=True))
-    result = find_faces(session.last_frame.copy(), model_key, store or get_store())
-    return FrozenView(annotated(result, 0), summary_line(result), bars_html(result), face_selector(result, 0),
-                      faces_json(result), result, subject_of(result, 0), gr.update(visible=True))
+        view = empty_view(render.notice("Start the camera first; the newest frame is frozen.", "info"))
+    else:
+        view = photo_view(find_faces(session.last_frame.copy(), model_key, store or get_store()))
+    return FrozenView(view.annotated, view.summary, view.bars, view.faces, view.as_json, view.result, view.subject,
+                      frozen_section=gr.update(visible=True))
 
 
 def download_results(session: LiveSession | None) -> ResultsView:

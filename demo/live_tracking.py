@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from poster.errors import ImageError
-from poster.inference.faces import VIDEO_MAX_SIDE, Face, FaceDetector, align_face
+from poster.inference.faces import VIDEO_MAX_SIDE, DetectorConfig, Face, FaceDetector, align_face
 from poster.inference.images import load_image
 
 from . import precision as precisions
@@ -26,7 +26,7 @@ from .limits import MAX_IMAGE_PIXELS
 from .store import ModelStore, missing_checkpoint_message
 
 FRAME_MAX_SIDE = 480  # frames are processed at most this large (the browser sends them this size)
-MIN_FACE_SIDE = 40  # the detector's smallest face; a smaller frame cannot hold one
+MIN_FACE_SIDE = DetectorConfig.min_face_size  # a smaller frame cannot hold a face the detector finds
 MAX_FRAME_CHARS = 4 * 1024 * 1024  # a 480-px JPEG is ~40 k characters of base64
 IOU_MATCH = 0.3
 FULL_DETECTION_EVERY = 5  # detections between full-frame ones; the others look near known faces only

@@ -167,15 +167,20 @@ def launch_kwargs(limits: Limits | None = None) -> dict:
             "footer_links": ["api", "gradio"], "app_kwargs": {"middleware": [middleware]}}
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @contextmanager
 def served_on_loopback(store: ModelStore) -> Iterator[str]:
     """The app with ``store`` on 127.0.0.1 (a free port) for the duration of the block; yields its URL.
 
     For tests and benchmarks that talk to a real server; the process-wide store is restored after.
     """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     previous = stores._STORE
     app = build_demo(store)
     try:
@@ -186,4 +191,4 @@ def served_on_loopback(store: ModelStore) -> Iterator[str]:
         stores.set_store(previous)
 
 
-__all__ = ["build_demo", "launch_kwargs", "render", "served_on_loopback"]
+__all__ = ["build_demo", "free_port", "launch_kwargs", "render", "served_on_loopback"]

@@ -5,7 +5,6 @@ shipped with scikit-image and matplotlib; nothing is downloaded.
 """
 from __future__ import annotations
 
-import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -104,12 +103,6 @@ def write_run(root: Path, name: str = "raf-db-test", labels: list[int] = RUN_LAB
     }
     write_run_files(run_dir, table, summary)
     return run_dir
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

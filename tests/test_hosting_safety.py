@@ -260,7 +260,7 @@ def test_sigterm_leaves_no_temporary_files(tmp_path, checkpoint_dir):  # noqa: F
     import subprocess
     import sys
 
-    from tests._app import free_port
+    from demo import free_port
 
     temp = tmp_path / "tmp"
     temp.mkdir()

@@ -178,7 +178,8 @@ def free_port() -> int:
 def served_on_loopback(store: ModelStore) -> Iterator[str]:
     """The app with ``store`` on 127.0.0.1 (a free port) for the duration of the block; yields its URL.
 
-    For tests and benchmarks that talk to a real server; the process-wide store is restored after.
+    For tests and benchmarks that talk to a real server; the process-wide store is restored after,
+    and the uploads this server took are deleted with it.
     """
     port = free_port()
     previous = stores._STORE
@@ -188,6 +189,7 @@ def served_on_loopback(store: ModelStore) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/"
     finally:
         app.close()
+        store.forget_all_uploads()
         stores.set_store(previous)
 
 

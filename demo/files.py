@@ -175,7 +175,8 @@ _temporary: list[Path] = []
 def register_temporary(folder: str | os.PathLike) -> None:
     """A folder of the app's own that goes when the app exits."""
     with _lock:
-        _temporary.append(Path(folder))
+        if Path(folder) not in _temporary:
+            _temporary.append(Path(folder))
 
 
 def remove_temporary_files(gradio_files: Iterable[str] = ()) -> None:

@@ -220,6 +220,10 @@ class ModelStore:
         """Delete the uploads ``keys`` (a session's list, when Gradio drops its state)."""
         return len(self._unload(self.uploads.forget([k for k in (keys or ()) if isinstance(k, str)])))
 
+    def forget_all_uploads(self) -> int:
+        """Delete every visitor's uploads (the server that took them is closing); returns how many."""
+        return len(self._unload(self.uploads.close()))
+
     def owns(self, owner: str, key: str) -> bool:
         return self.uploads.owns(owner, key)
 

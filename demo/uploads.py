@@ -44,6 +44,7 @@ class UploadShelf:
         self.per_session = per_session
         self.memory = memory
         self._folder = Path(folder) if folder else None
+        self._made_folder = False
         self._lock = threading.Lock()
         self._kept: dict[str, Upload] = {}
         self._evicted: dict[str, str] = {}  # key -> name, for the one session whose file made room
@@ -153,10 +154,24 @@ class UploadShelf:
             shutil.rmtree(entry.path.parent, ignore_errors=True)
         return [k for k, _ in gone]
 
+    def close(self) -> list[str]:
+        """Delete every upload, and the folder if the shelf made it (the app is closing); returns
+        the keys that were kept."""
+        with self._lock:
+            keys = list(self._kept)
+            made = self._folder if self._made_folder else None
+            if made is not None:
+                self._folder, self._made_folder = None, False
+        gone = self.forget(keys)
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        return gone
+
     def folder(self) -> Path:
         with self._lock:
             if self._folder is None:
                 self._folder = Path(tempfile.mkdtemp(prefix="poster-uploads-"))
+                self._made_folder = True
                 register_temporary(self._folder)
             self._folder.mkdir(parents=True, exist_ok=True)
             return self._folder

@@ -11,6 +11,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .files import register_temporary
 from .live_tracking import LiveSession
 
 CSV_KEEP_SECONDS = 10 * 60  # a download is fetched within seconds; older tables are removed
@@ -42,7 +43,9 @@ def results_file(session: LiveSession | None) -> str | None:
         return None
     folder = Path(tempfile.gettempdir()) / f"poster-webcam-results-{os.getpid()}"
     with _folder_lock:
-        folder.mkdir(parents=True, exist_ok=True)
+        if not folder.is_dir():
+            folder.mkdir(parents=True, exist_ok=True)
+            register_temporary(folder)
         cutoff = time.time() - CSV_KEEP_SECONDS
         for old in folder.glob("*.csv"):
             try:

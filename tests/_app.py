@@ -15,8 +15,7 @@ import torch
 from PIL import Image
 
 from poster.data import sample_faces as _data
-from poster.weights.deterministic import write_arm_checkpoint, write_poster_v1_checkpoint
-from poster.weights.deterministic import write_poster_v2_checkpoint
+from tests._checkpoints import checkpoint_file
 
 RAF_CLASSES = ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral")
 RAF_FOLDERS = ("1", "2", "3", "4", "5", "6", "7")
@@ -27,7 +26,7 @@ RUN_LABELS = [0, 1, 2, 3, 4, 5, 6, 3, 3, 3, 6, 6, 0, 1, 3, 6]
 def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding a RAF-DB-named recipe checkpoint (7 classes)."""
     folder = tmp_path_factory.mktemp("checkpoints")
-    write_poster_v2_checkpoint(folder / "rafdb_best.pth", num_classes=7)
+    checkpoint_file(folder / "rafdb_best.pth", num_classes=7)
     return folder
 
 
@@ -36,11 +35,11 @@ def architectures_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint folder as ``python -m poster download`` lays it out: POSTER++'s RAF-DB file at
     the top, POSTER's (same file name) and ARM's in a folder each."""
     root = tmp_path_factory.mktemp("all-architectures")
-    write_poster_v2_checkpoint(root / "rafdb_best.pth", num_classes=7)
+    checkpoint_file(root / "rafdb_best.pth", num_classes=7)
     (root / "poster-v1").mkdir()
-    write_poster_v1_checkpoint(root / "poster-v1" / "rafdb_best.pth")
+    checkpoint_file(root / "poster-v1" / "rafdb_best.pth", "poster-v1")
     (root / "arm").mkdir()
-    write_arm_checkpoint(root / "arm" / "epoch59_acc0.9205.pth")
+    checkpoint_file(root / "arm" / "epoch59_acc0.9205.pth", "arm")
     return root
 
 

@@ -1,11 +1,23 @@
 """Shared pytest fixtures. Keep each group together under its heading."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
 from PIL import Image
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _app_files_removed_at_the_end() -> Iterator[None]:
+    """The app's own temporary folders (written images, uploads) go when the session ends, as they
+    go when the app exits."""
+    yield
+    files = sys.modules.get("demo.files")
+    if files is not None:
+        files.remove_temporary_files()
 
 
 # --- Real photos shipped inside installed packages (offline) --------------------------------
@@ -57,12 +69,20 @@ def face_detector():
 
 # --- POSTER++ checkpoints with the deterministic weights of poster.weights.deterministic (nothing trained here) ---
 
+@pytest.fixture(scope="session", autouse=True)
+def _checkpoint_originals(tmp_path_factory) -> None:
+    """Each deterministic checkpoint is written once, here, and linked into the tests' folders."""
+    from tests._checkpoints import keep_originals_in
+
+    keep_originals_in(tmp_path_factory.mktemp("deterministic-checkpoints"))
+
+
 @pytest.fixture(scope="session")
 def deterministic_checkpoint(tmp_path_factory) -> Path:
     """A released-style RAF-DB checkpoint file (float32, 7 classes, recorder objects inside)."""
-    from poster.weights.deterministic import write_poster_v2_checkpoint
+    from tests._checkpoints import checkpoint_file
 
-    return write_poster_v2_checkpoint(tmp_path_factory.mktemp("ckpt") / "rafdb_best.pth", 7)
+    return checkpoint_file(tmp_path_factory.mktemp("ckpt") / "rafdb_best.pth")
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from poster.errors import CheckpointError
 from poster.inference.faces import Face
 from poster.inference.predictor import FacePrediction
 from tests._app import RAF_CLASSES, app_store, astronaut_path, checkpoint_dir, empty_store  # noqa: F401
-from poster.weights.deterministic import write_poster_v2_checkpoint
+from tests._checkpoints import checkpoint_file
 
 # gr.Warning outside a page becomes a UserWarning; the tests check the returned messages instead.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")
@@ -178,7 +178,7 @@ def test_compare_runs_every_available_checkpoint(tmp_path, astronaut_result, che
     folder = tmp_path / "two"
     folder.mkdir()
     (folder / "rafdb_best.pth").symlink_to(checkpoint_dir / "rafdb_best.pth")
-    write_poster_v2_checkpoint(folder / "affectnet8_best.pth", num_classes=8)
+    checkpoint_file(folder / "affectnet8_best.pth", num_classes=8)
     store = ModelStore(device="cpu", checkpoint_dirs=[folder])
     view = compare_checkpoints(astronaut_result.subject, store=store)
     assert "RAF-DB" in view.table and "AffectNet-8" in view.table and "Contempt" in view.table

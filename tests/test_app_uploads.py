@@ -83,6 +83,21 @@ def test_a_session_that_ends_takes_its_uploads_along(store, tmp_path):
     assert store.forget_uploads([b]) == 1 and not any((tmp_path / "kept").iterdir())
 
 
+def test_closing_deletes_every_upload_and_only_a_folder_the_shelf_made(store, tmp_path):
+    a = store.add_upload(write(tmp_path, "a.pth", b"a" * 100), owner="A")
+    b = store.add_upload(write(tmp_path, "b.pth", b"b" * 100), owner="B")
+    assert store.forget_all_uploads() == 2 and not store.owns("A", a) and not store.owns("B", b)
+    assert (tmp_path / "kept").is_dir() and not any((tmp_path / "kept").iterdir())  # the caller's folder stays
+
+    own = ModelStore(device="cpu", loader=tiny_loader, checkpoint_dirs=[tmp_path])
+    c = own.add_upload(write(tmp_path, "c.pth", b"c" * 100), owner="C")
+    made = own.uploads.folder()
+    assert made.name.startswith("poster-uploads-") and any(made.iterdir())
+    assert own.forget_all_uploads() == 1 and not made.exists() and not own.owns("C", c)
+    again = own.add_upload(write(tmp_path, "d.pth", b"d" * 100), owner="C")  # the shelf still works after
+    assert own.owns("C", again) and own.forget_all_uploads() == 1
+
+
 def test_nobody_switches_to_another_visitors_upload(store, tmp_path):
     a = store.add_upload(write(tmp_path, "a.pth", b"a" * 100), owner="A")
     view = model_tab.switch_checkpoint(a, None, store=store, uploads=[])

@@ -11,15 +11,16 @@ import torch
 from poster import CheckpointError, count_parameters, load_checkpoint
 from poster.models.arm import ARM
 from poster.weights.safe_pickle import safe_torch_load
-from poster.weights.deterministic import deterministic_state_dict, write_arm_checkpoint
+from poster.weights.deterministic import deterministic_state_dict
 from tests._reference import reference, reference_input
+from tests._checkpoints import checkpoint_file
 
 REF = reference("arm")
 
 
 @pytest.fixture(scope="module")
 def file64(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_arm_checkpoint(tmp_path_factory.mktemp("arm") / "epoch59_acc0.9205.pth", torch.float64)
+    return checkpoint_file(tmp_path_factory.mktemp("arm") / "epoch59_acc0.9205.pth", "arm", dtype=torch.float64)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def test_float64_each_alone_matches_reference(model64: ARM) -> None:
 
 
 def test_float32_within_1e3(tmp_path: Path) -> None:
-    model = load_checkpoint(write_arm_checkpoint(tmp_path / "epoch59_acc0.9205.pth", torch.float32))
+    model = load_checkpoint(checkpoint_file(tmp_path / "epoch59_acc0.9205.pth", "arm", dtype=torch.float32))
     x = reference_input(torch.float32)
     with torch.inference_mode():
         np.testing.assert_allclose(model(x).numpy(), REF["logits_batch_of_2_7cls"], atol=1e-3, rtol=0)

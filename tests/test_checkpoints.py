@@ -18,6 +18,7 @@ from poster.weights.checkpoints import convert_checkpoint, read_weights, sha256_
 from poster.weights.safe_pickle import OpaqueObject, safe_torch_load
 from poster.weights.deterministic import deterministic_state_dict, original_keys, write_checkpoint
 from tests._reference import reference, reference_input
+from tests._checkpoints import checkpoint_file
 
 
 # --- released files load as they are ----------------------------------------------------------
@@ -284,7 +285,7 @@ def test_hub_without_network_fails_at_once(monkeypatch, tmp_path):
 
 
 def test_deterministic_checkpoints_of_each_architecture_load_as_released(tmp_path):
-    arm = load_checkpoint(write_checkpoint(tmp_path / "epoch59_acc0.9205.pth", "arm"))
+    arm = load_checkpoint(checkpoint_file(tmp_path / "epoch59_acc0.9205.pth", "arm"))
     assert (arm.info.arch, arm.info.name, arm.info.dataset) == ("arm", "arm-raf-db", "raf-db")
     with pytest.raises(ValueError, match="poster-v1 was released with 7 classes only"):
         write_checkpoint(tmp_path / "v1.pth", "poster-v1", num_classes=8)

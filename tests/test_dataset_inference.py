@@ -19,7 +19,7 @@ from poster.models.poster_v2 import PosterV2Weights
 from poster.data.sample_faces import face, write_imagefolder
 from tests._data import write_csv, write_rafdb
 from poster.weights.registry import ARCHITECTURES
-from poster.weights.deterministic import write_poster_v2_checkpoint
+from tests._checkpoints import checkpoint_file
 
 RAF = PosterV2Weights.RAF_DB.value
 AFFECTNET_7 = PosterV2Weights.AFFECTNET_7.value
@@ -30,12 +30,12 @@ pytestmark = pytest.mark.filterwarnings("ignore:y_pred contains classes not in y
 @pytest.fixture(scope="module")
 def unnamed_7(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 7-class released-style file under a name of its own: nothing in it tells its dataset."""
-    return write_poster_v2_checkpoint(tmp_path_factory.mktemp("weights") / "my_run.pth", 7)
+    return checkpoint_file(tmp_path_factory.mktemp("weights") / "my_run.pth", num_classes=7)
 
 
 @pytest.fixture(scope="module")
 def unnamed_8(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_poster_v2_checkpoint(tmp_path_factory.mktemp("weights8") / "my_run8.pth", 8)
+    return checkpoint_file(tmp_path_factory.mktemp("weights8") / "my_run8.pth", num_classes=8)
 
 
 @pytest.fixture(scope="module")

@@ -29,8 +29,8 @@ from poster.errors import DownloadError
 from poster.weights.registry import find_weights
 from poster.weights.sources import ENV_URL_TEMPLATE, confirmation_url, sources_for
 
-from poster.weights.deterministic import (deterministic_value, original_keys, write_arm_checkpoint, write_poster_v1_checkpoint,
-                                          write_poster_v2_checkpoint)
+from poster.weights.deterministic import deterministic_value, original_keys
+from tests._checkpoints import checkpoint_file
 
 QUOTA_PAGE = """<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head><body>
 <p class="uc-error-caption">Sorry, you can't view or download this file at this time.</p>
@@ -122,7 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
 def weight_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, memoryview]:
     """Served files by name: the float32 deterministic checkpoint (~230 MB) and backbones built from it."""
     folder = tmp_path_factory.mktemp("served")
-    checkpoint = write_poster_v2_checkpoint(folder / "rafdb_best.pth", num_classes=7)
+    checkpoint_file(folder / "rafdb_best.pth", num_classes=7)
     keys = original_keys("poster-v2", 7)
     ir50 = {n.removeprefix("ir_back."): torch.from_numpy(deterministic_value(n, s)).half()
             for n, s, kind in keys if n.startswith("ir_back.") and kind != "int64"}
@@ -136,9 +136,9 @@ def weight_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, memoryvi
     files = {p.name: memoryview(p.read_bytes()) for p in folder.iterdir()}
     files["affectnet8_best.pth"] = files["rafdb_best.pth"]  # 7 classes where 8 are asked for
     files["wrong-ir50.pth"] = files["mobilefacenet_model_best.pth.tar"]
-    files["poster-v1/rafdb_best.pth"] = memoryview(write_poster_v1_checkpoint(folder / "v1.pth").read_bytes())
+    files["poster-v1/rafdb_best.pth"] = memoryview(checkpoint_file(folder / "v1.pth", "poster-v1").read_bytes())
     files["drive-v1-id"] = files["poster-v1/rafdb_best.pth"]
-    files["arm/epoch59_acc0.9205.pth"] = memoryview(write_arm_checkpoint(folder / "arm.pth").read_bytes())
+    files["arm/epoch59_acc0.9205.pth"] = memoryview(checkpoint_file(folder / "arm.pth", "arm").read_bytes())
     return files
 
 

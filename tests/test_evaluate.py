@@ -25,7 +25,7 @@ from poster.evaluation.run import evaluate
 from poster.models.poster_v2 import PosterV2Weights
 from poster.data.sample_faces import write_imagefolder
 from tests._data import write_csv, write_rafdb, write_unreadable
-from poster.weights.deterministic import write_poster_v2_checkpoint
+from tests._checkpoints import checkpoint_file
 
 RAF = PosterV2Weights.RAF_DB.value
 # The deterministic weights predict classes the tiny datasets lack; scikit-learn warns about that.
@@ -37,7 +37,7 @@ TAIL_COLUMNS = ["confidence", "margin", "loss", "correct"]
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # The released file name tells the loader it is the RAF-DB checkpoint (class order, 92.21 %).
-    return write_poster_v2_checkpoint(tmp_path_factory.mktemp("weights") / RAF.file_name)
+    return checkpoint_file(tmp_path_factory.mktemp("weights") / RAF.file_name)
 
 
 @pytest.fixture(scope="module")

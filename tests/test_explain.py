@@ -18,8 +18,8 @@ from explain import attention
 from poster.weights.checkpoints import load_checkpoint
 from poster.inference.faces import FaceCrop, align_face
 from poster.inference.transforms import to_batch
-from poster.weights.deterministic import write_poster_v2_checkpoint
 from tests._reference import reference, reference_input
+from tests._checkpoints import checkpoint_file
 
 LEVEL_SIDES = (28, 14, 7)
 
@@ -28,7 +28,7 @@ LEVEL_SIDES = (28, 14, 7)
 
 @pytest.fixture(scope="module")
 def model64(tmp_path_factory: pytest.TempPathFactory):
-    path = write_poster_v2_checkpoint(tmp_path_factory.mktemp("explain") / "deterministic64.pth", 7, torch.float64)
+    path = checkpoint_file(tmp_path_factory.mktemp("explain") / "deterministic64.pth", "poster-v2", 7, torch.float64)
     # channels_last float64 convolutions are ~4x slower on CPU than contiguous ones
     return load_checkpoint(path, dtype=torch.float64, channels_last=False)
 

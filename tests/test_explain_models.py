@@ -13,17 +13,17 @@ from explain.gradcam import gradcam_map
 from poster import load_checkpoint
 from poster.inference.transforms import model_batch
 from poster.data.sample_faces import face_crops
-from poster.weights.deterministic import write_arm_checkpoint, write_poster_v1_checkpoint
+from tests._checkpoints import checkpoint_file
 
 
 @pytest.fixture(scope="module")
 def v1_model(tmp_path_factory: pytest.TempPathFactory):
-    return load_checkpoint(write_poster_v1_checkpoint(tmp_path_factory.mktemp("v1") / "rafdb_best.pth"))
+    return load_checkpoint(checkpoint_file(tmp_path_factory.mktemp("v1") / "rafdb_best.pth", "poster-v1"))
 
 
 @pytest.fixture(scope="module")
 def arm_model(tmp_path_factory: pytest.TempPathFactory):
-    return load_checkpoint(write_arm_checkpoint(tmp_path_factory.mktemp("arm") / "epoch59_acc0.9205.pth"))
+    return load_checkpoint(checkpoint_file(tmp_path_factory.mktemp("arm") / "epoch59_acc0.9205.pth", "arm"))
 
 
 def _crops(n: int) -> list[np.ndarray]:

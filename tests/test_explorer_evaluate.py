@@ -198,6 +198,17 @@ def test_session_folders_are_removed_only_inside_their_base(tmp_path):
     assert not Path(mine).exists()
 
 
+def test_session_runs_go_when_the_app_exits(monkeypatch, tmp_path):
+    from demo import files
+
+    monkeypatch.setattr(files, "_temporary", [])
+    monkeypatch.setattr(evaluate_upload, "_SESSION_BASE", tmp_path / "session-runs")
+    mine = Path(evaluate_upload.new_session_dir())
+    assert mine.parent == tmp_path / "session-runs"
+    files.remove_temporary_files()
+    assert not (tmp_path / "session-runs").exists()
+
+
 # --- the API, against the launched app ------------------------------------------------------------
 
 def test_the_evaluate_api_returns_the_run_summary(tmp_path, app_store, monkeypatch):  # noqa: F811

@@ -7,13 +7,14 @@ import torch
 
 from poster import PosterV2, count_parameters, load_checkpoint
 from poster.models.poster_v2 import checkpoint_filter_fn, is_unused
-from poster.weights.deterministic import deterministic_state_dict, write_poster_v2_checkpoint
+from poster.weights.deterministic import deterministic_state_dict
 from tests._reference import reference, reference_input
+from tests._checkpoints import checkpoint_file
 
 
 @pytest.fixture(scope="module")
 def model64(tmp_path_factory):
-    path = write_poster_v2_checkpoint(tmp_path_factory.mktemp("f64") / "rafdb_best.pth", 7, torch.float64)
+    path = checkpoint_file(tmp_path_factory.mktemp("f64") / "rafdb_best.pth", "poster-v2", 7, torch.float64)
     return load_checkpoint(path, dtype=torch.float64)
 
 
@@ -32,7 +33,7 @@ def test_float64_logits_match_reference(outputs64, model64):
 
 
 def test_float64_eight_classes_match_reference(tmp_path):
-    path = write_poster_v2_checkpoint(tmp_path / "affectnet8_best.pth", 8, torch.float64)
+    path = checkpoint_file(tmp_path / "affectnet8_best.pth", "poster-v2", 8, torch.float64)
     model = load_checkpoint(path, dtype=torch.float64)
     assert model.num_classes == 8 and model.info.dataset == "affectnet-8"
     with torch.inference_mode():

@@ -17,8 +17,9 @@ from poster import CheckpointError, count_parameters, load_checkpoint
 from poster.models.poster_v1 import PosterV1, checkpoint_filter_fn, is_unused
 from poster.weights.registry import create_model
 from poster.weights.safe_pickle import safe_torch_load
-from poster.weights.deterministic import deterministic_state_dict, original_keys, write_poster_v1_checkpoint
+from poster.weights.deterministic import deterministic_state_dict, original_keys
 from tests._reference import reference, reference_input
+from tests._checkpoints import checkpoint_file
 
 REF = reference("poster-v1")
 ORIGINAL_MODULES = [f"pyramid_fuse.blocks.{b}.block_{level}.attn_{kind}"
@@ -27,7 +28,7 @@ ORIGINAL_MODULES = [f"pyramid_fuse.blocks.{b}.block_{level}.attn_{kind}"
 
 @pytest.fixture(scope="module")
 def file64(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_poster_v1_checkpoint(tmp_path_factory.mktemp("v1") / "rafdb_best.pth", torch.float64)
+    return checkpoint_file(tmp_path_factory.mktemp("v1") / "rafdb_best.pth", "poster-v1", dtype=torch.float64)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def test_float64_attention_of_every_module_matches_reference(outputs64) -> None:
 
 
 def test_float32_logits_within_1e3(tmp_path: Path) -> None:
-    model = load_checkpoint(write_poster_v1_checkpoint(tmp_path / "rafdb_best.pth", torch.float32))
+    model = load_checkpoint(checkpoint_file(tmp_path / "rafdb_best.pth", "poster-v1", dtype=torch.float32))
     with torch.inference_mode():
         logits = model(reference_input(torch.float32))
     np.testing.assert_allclose(logits.numpy(), REF["logits_7cls"], atol=1e-3, rtol=0)

@@ -18,20 +18,20 @@ from poster.weights.registry import list_weights
 from poster.inference.transforms import denormalize, model_batch, to_batch
 from poster.data.sample_faces import face_crops
 from tests._data import write_rafdb
-from poster.weights.deterministic import write_arm_checkpoint, write_poster_v1_checkpoint
 from tests._reference import reference_input
+from tests._checkpoints import checkpoint_file
 
 pytestmark = pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
 
 
 @pytest.fixture(scope="module")
 def v1_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_poster_v1_checkpoint(tmp_path_factory.mktemp("v1") / "rafdb_best.pth")
+    return checkpoint_file(tmp_path_factory.mktemp("v1") / "rafdb_best.pth", "poster-v1")
 
 
 @pytest.fixture(scope="module")
 def arm_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_arm_checkpoint(tmp_path_factory.mktemp("arm") / "epoch59_acc0.9205.pth")
+    return checkpoint_file(tmp_path_factory.mktemp("arm") / "epoch59_acc0.9205.pth", "arm")
 
 
 @pytest.fixture(scope="module")

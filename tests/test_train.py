@@ -32,7 +32,7 @@ from poster.training.loop import run_training
 from poster.training.run_folder import BEST_FILE, BEST_RUN, CURVES_FILE, LOG_FILE, load_training_state
 from poster.training.step import make_optimizer, masked_cross_entropy, sam_step
 from poster.inference.transforms import to_batch
-from poster.weights.deterministic import write_poster_v2_checkpoint
+from tests._checkpoints import checkpoint_file
 
 RAF = PosterV2Weights.RAF_DB.value
 HAPPINESS, NEUTRAL = RAF.class_names.index("Happiness"), RAF.class_names.index("Neutral")
@@ -435,7 +435,7 @@ def test_resume_continues_at_the_next_epoch_with_the_same_state(first_epoch, ful
 
 
 def test_init_from_a_released_checkpoint_with_other_classes_replaces_the_head(tmp_path: Path) -> None:
-    released = write_poster_v2_checkpoint(tmp_path / "affectnet8_best.pth", num_classes=8)  # .pth, DataParallel names
+    released = checkpoint_file(tmp_path / "affectnet8_best.pth", num_classes=8)  # .pth, DataParallel names
     config = TrainConfig.from_recipe("raf-db", "unused", "unused", init=str(released))
     torch.manual_seed(0)
     model = build_model(config, RAF.class_names)

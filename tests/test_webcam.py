@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import re
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -310,6 +312,19 @@ def test_recorded_results_download_as_csv(app_store, frame, tmp_path):  # noqa: 
     assert offered["visible"] is True and offered["value"] != results_file(session)  # a fresh file each time
     with open(offered["value"]) as handle:
         assert handle.read() == results_csv(session)
+
+
+def test_result_files_go_when_the_app_exits(app_store, frame, monkeypatch, tmp_path):  # noqa: F811
+    from demo import files
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(files, "_temporary", [])
+    monkeypatch.setattr(files, "_folder", None)
+    _, session = send(frame, store=app_store)
+    written = Path(results_file(session))
+    assert written.is_file() and written.parent.parent == tmp_path
+    files.remove_temporary_files()
+    assert not written.parent.exists()
 
 
 def test_freeze_analyzes_the_newest_frame(app_store, frame):  # noqa: F811

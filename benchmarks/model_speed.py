@@ -6,10 +6,15 @@ project's float32 path and its bfloat16 fast mode, timed in turn in one process,
 what the fast mode costs in accuracy on real face crops.
 
     python benchmarks/model_speed.py [--arch all|poster-v2|poster-v1|arm] [--repeats 20] [--skip-accuracy]
+                                     [--no-compile]
+
+With a C++ compiler the compiled forward (poster.inference.compiled, one face at a time) joins the
+table in both formats; compiling takes a minute or two per model and format, before the timing.
 """
 from __future__ import annotations
 
 import argparse
+import time
 
 import numpy as np
 import torch
@@ -17,39 +22,62 @@ import torch
 from _common import deterministic_checkpoint, machine, time_interleaved, time_ms
 from original_forward import original_forward, plain_copy
 from poster import load_checkpoint
+from poster.inference.compiled import CompiledForward, compile_wanted
 
 TITLES = {"poster-v2": "POSTER++", "poster-v1": "POSTER", "arm": "ARM"}
 
 
-def seed_models(arch: str):
-    """(original forward, baseline model, fp32 model, bf16 model) for POSTER or ARM."""
+def models(arch: str):
+    """(original forward, baseline model, fp32 model, bf16 model) on the same deterministic weights."""
     path = deterministic_checkpoint(arch)
     if arch == "poster-v1":
         import original_poster_v1 as original
 
-        baseline = original.original_model(load_checkpoint(path, channels_last=False))
-    else:
+        forward, baseline = original.original_forward, original.original_model(load_checkpoint(path, channels_last=False))
+    elif arch == "arm":
         import original_arm as original
 
-        baseline = plain_copy(load_checkpoint(path))
-    return original.original_forward, baseline, load_checkpoint(path), load_checkpoint(path, dtype=torch.bfloat16)
+        forward, baseline = original.original_forward, plain_copy(load_checkpoint(path))
+    else:
+        forward, baseline = original_forward, plain_copy(load_checkpoint(path))
+    return forward, baseline, load_checkpoint(path), load_checkpoint(path, dtype=torch.bfloat16)
 
 
-def speed_table(title: str, original, baseline, fp32, bf16, repeats: int) -> None:
+def compiled_models(fp32, bf16) -> dict[str, CompiledForward]:
+    """Both formats compiled (poster.inference.compiled), each built before it is timed."""
+    out = {}
+    for name, model in (("compiled fp32", fp32), ("compiled bf16", bf16)):
+        start = time.perf_counter()
+        out[name] = CompiledForward(model, background=False)
+        state = out[name].state if out[name].state == "compiled" else f"failed: {out[name].reason}"
+        print(f"  {name}: {state} in {time.perf_counter() - start:.0f} s")
+    return {k: v for k, v in out.items() if v.state == "compiled"}
+
+
+def speed_table(title: str, original, baseline, fp32, bf16, repeats: int, compile_too: bool) -> None:
+    compiled = compiled_models(fp32, bf16) if compile_too else {}
+    inputs = {"bf16": torch.bfloat16, "compiled bf16": torch.bfloat16}
     rows = []
     for batch in (1, 8):
         x = torch.randn(batch, 3, 224, 224)
+        xb = x.bfloat16()
         n = repeats if batch == 1 else max(5, repeats // 4)
         with torch.inference_mode():
             torch.testing.assert_close(fp32(x), original(baseline, x), rtol=0, atol=1e-3)
-            times = time_interleaved({"original": lambda: original(baseline, x),
-                                      "fp32": lambda: fp32(x), "bf16": lambda: bf16(x)}, n)
-        rows.append((batch, *(times[k] / batch for k in ("original", "fp32", "bf16"))))
-    label = f"{title} fp32"
-    print(f"\n{'batch':>5} {'original fp32':>14} {label:>14} {'speed-up':>8} {'bf16 fast':>10} {'speed-up':>8}")
-    for batch, t_orig, t_fp32, t_bf16 in rows:
-        print(f"{batch:>5} {t_orig:>11.1f} ms {t_fp32:>11.1f} ms {t_orig / t_fp32:>7.2f}x {t_bf16:>7.1f} ms "
-              f"{t_orig / t_bf16:>7.2f}x   (ms per image)")
+            candidates = {"original": lambda: original(baseline, x), "fp32": lambda: fp32(x), "bf16": lambda: bf16(xb)}
+            for name, forward in compiled.items():
+                if name == "compiled fp32":  # one face at a time: ARM's faces alone, as the app classifies them
+                    alone = fp32.forward_alone(x) if getattr(fp32, "faces_interact", False) else fp32(x)
+                    torch.testing.assert_close(forward(x), alone, rtol=0, atol=1e-3)
+                candidates[name] = (lambda f=forward, v=(xb if name in inputs else x): f(v))
+            times = time_interleaved(candidates, n)
+        rows.append((batch, {k: t / batch for k, t in times.items()}))
+    names = list(rows[0][1])
+    print(f"\n{'batch':>5} " + " ".join(f"{(title + ' ' + n if n == 'fp32' else n):>22}" for n in names) + "   (ms per image; x: speed-up over the original)")
+    for batch, times in rows:
+        cells = [f"{times['original']:>19.1f} ms"] + [f"{times[n]:>9.1f} ms {times['original'] / times[n]:>8.2f}x"
+                                                     for n in names[1:]]
+        print(f"{batch:>5} " + " ".join(f"{c:>22}" for c in cells))
 
 
 def face_crops(count: int = 240) -> torch.Tensor:
@@ -85,33 +113,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--arch", choices=("all", *TITLES), default="all")
+    parser.add_argument("--no-compile", action="store_true", help="leave out the compiled columns")
     args = parser.parse_args()
     print(f"CPU: {machine()}")
-    for arch in ("poster-v1", "arm"):
+    compile_too = not args.no_compile and compile_wanted()
+    if not compile_too:
+        print("compiled columns skipped (--no-compile, POSTER_COMPILE=0 or no C++ compiler)")
+    for arch in ("poster-v1", "arm", "poster-v2"):
         if args.arch in ("all", arch):
             print(f"\n{TITLES[arch]}")
-            speed_table(TITLES[arch], *seed_models(arch), args.repeats)
+            speed_table(TITLES[arch], *models(arch), args.repeats, compile_too)
     if args.arch not in ("all", "poster-v2"):
         return
-    print("\nPOSTER++")
     path = deterministic_checkpoint()
-
-    baseline = plain_copy(load_checkpoint(path))
     fp32 = load_checkpoint(path)
     bf16 = load_checkpoint(path, dtype=torch.bfloat16)
-    rows = []
-    for batch in (1, 8):
-        x = torch.randn(batch, 3, 224, 224)
-        repeats = args.repeats if batch == 1 else max(5, args.repeats // 4)
-        with torch.inference_mode():
-            torch.testing.assert_close(fp32(x), original_forward(baseline, x), rtol=0, atol=1e-3)
-            times = time_interleaved({"original": lambda: original_forward(baseline, x),
-                                      "fp32": lambda: fp32(x), "bf16": lambda: bf16(x)}, repeats)
-        rows.append((batch, *(times[k] / batch for k in ("original", "fp32", "bf16"))))
-    print(f"\n{'batch':>5} {'original fp32':>14} {'POSTER++ fp32':>14} {'speed-up':>8} {'bf16 fast':>10} {'speed-up':>8}")
-    for batch, t_orig, t_fp32, t_bf16 in rows:
-        print(f"{batch:>5} {t_orig:>11.1f} ms {t_fp32:>11.1f} ms {t_orig / t_fp32:>7.2f}x {t_bf16:>7.1f} ms "
-              f"{t_orig / t_bf16:>7.2f}x   (ms per image)")
 
     if not args.skip_accuracy:
         crops = face_crops()

@@ -1,11 +1,13 @@
 """Results per second of the live webcam in a real browser: Chromium with a fake camera, same machine.
 
     python benchmarks/webcam_browser.py [--seconds 15] [--precision bfloat16 float32] [--device cpu|cuda]
+                                        [--no-compile]
 
 The app is served on 127.0.0.1 with the reference-recipe checkpoint; Chromium plays a 640x480 video
 of a real face photo as its camera. After a warm-up, the page's own counters give the rate, the
 latency of each result (frame captured to result drawn), the time-averaged age of the shown result
-and the server's time per frame (detection and classification steps apart).
+and the server's time per frame (detection and classification steps apart). Each format is measured
+with the eager model, then (on a CPU with a C++ compiler) again once the live model is compiled.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from PIL import Image
 from _common import deterministic_checkpoint
 from _common import machine
 from demo import served_on_loopback
+from poster.inference.compiled import ENV_COMPILE, compile_wanted
 
 CHROMIUM = "/usr/bin/chromium"
 LIVE = "#webcam-live .poster-live"
@@ -68,6 +71,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=6.0)
     parser.add_argument("--precision", nargs="+", default=None, help="formats to measure (default: those offered)")
     parser.add_argument("--device", default=None, help="the model store's device (default: CUDA when present)")
+    parser.add_argument("--no-compile", action="store_true", help="measure the eager model only")
     args = parser.parse_args()
 
     from playwright.sync_api import expect, sync_playwright
@@ -78,6 +82,7 @@ def main() -> None:
     store = ModelStore(device=args.device, checkpoint_dirs=[deterministic_checkpoint().parent])
     store.predictor("raf-db")
     formats = args.precision or precisions.choices(store.on_gpu)
+    engines = ["eager"] + (["compiled"] if compile_wanted() and not store.on_gpu and not args.no_compile else [])
     camera = write_y4m(Path(tempfile.mkdtemp()) / "face.y4m", camera_photo())
     load = os.getloadavg()[0]
     print(f"CPU: {machine()}; model on {store.device}; load average before: {load:.2f}; "
@@ -92,16 +97,21 @@ def main() -> None:
         page.get_by_role("tab", name="Webcam").click()
         for fmt in formats:
             page.locator("#webcam-precision label", has_text=fmt).click()
-            page.locator(f"{LIVE} .poster-live-start").click()
-            expect(page.locator(f"{LIVE} .poster-live-rate")).to_contain_text("results/s", timeout=120_000)
-            time.sleep(args.warmup)
-            r = measure(page, args.seconds)
-            steps = ", ".join(f"{k} {v:.0f} ms" for k, v in r["server"].items())
-            print(f"{fmt:>9}: {r['rate']:.1f} results/s · latency median {r['latency']:.0f} ms (p90 "
-                  f"{r['latency_p90']:.0f}) · shown-result age {r['age']:.0f} ms on average · server per frame "
-                  f"{r['server_all']:.0f} ms ({steps})")
-            page.locator(f"{LIVE} .poster-live-stop").click()
-            time.sleep(1)
+            for engine in engines:
+                # The live model compiles on the first frame streamed while compiling is allowed.
+                os.environ[ENV_COMPILE] = "1" if engine == "compiled" else "0"
+                page.locator(f"{LIVE} .poster-live-start").click()
+                expect(page.locator(f"{LIVE} .poster-live-rate")).to_contain_text("results/s", timeout=120_000)
+                if engine == "compiled":
+                    expect(page.locator(f"{LIVE} .poster-live-rate")).to_contain_text("compiled", timeout=600_000)
+                time.sleep(args.warmup)
+                r = measure(page, args.seconds)
+                steps = ", ".join(f"{k} {v:.0f} ms" for k, v in r["server"].items())
+                print(f"{fmt:>9} {engine:>8}: {r['rate']:.1f} results/s · latency median {r['latency']:.0f} ms (p90 "
+                      f"{r['latency_p90']:.0f}) · shown-result age {r['age']:.0f} ms on average · server per frame "
+                      f"{r['server_all']:.0f} ms ({steps})")
+                page.locator(f"{LIVE} .poster-live-stop").click()
+                time.sleep(1)
         browser.close()
 
 

@@ -187,6 +187,7 @@ def process_frame(frame: np.ndarray, session: LiveSession, model_key: str | None
         "status": "ok", "width": frame.shape[1], "height": frame.shape[0],
         "faces": [_face_json(t, session.class_names) for t in live],
         "classes": list(session.class_names), "precision": precision,
+        "engine": predictor.engine if predictor is not None else "",
         "step": "classify" if classify_only else "detect",
         "message": "" if predictor is not None else f"Faces are boxed but not classified: {_why(reason)}",
     }

@@ -3,7 +3,9 @@
 Photos keep the checkpoint's float32 model. The webcam's bfloat16 model is a copy of that model
 made the first time a visitor streams with it, kept as long as the float32 one is loaded (uploads
 that the store lets go take their copies with them). On a GPU both formats share one model: half
-precision is autocast.
+precision is autocast. On a CPU with a C++ compiler the live model is compiled in the background
+the first time a visitor streams with it (``poster.inference.compiled``; ``POSTER_COMPILE=0``
+switches that off), and the eager model answers until it is ready.
 """
 from __future__ import annotations
 
@@ -13,9 +15,11 @@ import weakref
 
 import torch
 
+from poster.inference.compiled import compile_wanted
 from poster.inference.predictor import Predictor
 
 from .store import ModelStore
+from .uploads import UPLOAD_PREFIX
 
 FLOAT32 = "float32"
 BFLOAT16 = "bfloat16"
@@ -24,6 +28,8 @@ LABELS = {FLOAT32: "float32 (exact)", BFLOAT16: "bfloat16 (fast)", FLOAT16: "flo
 
 _lock = threading.Lock()
 _variants: "weakref.WeakKeyDictionary[Predictor, dict[str, Predictor]]" = weakref.WeakKeyDictionary()
+_compiled: "weakref.WeakSet[Predictor]" = weakref.WeakSet()
+MAX_COMPILED = 2
 
 
 def cpu_has_bfloat16() -> bool:
@@ -57,10 +63,8 @@ def live_predictor(store: ModelStore, key: str | None, precision: str) -> tuple[
         return None, reason
     precision = checked(precision, store.on_gpu)
     wants_autocast = precision == FLOAT16
-    if precision == FLOAT32 and not base.autocast:
-        return base, ""
-    if precision == FLOAT16 and base.autocast:
-        return base, ""
+    if (precision == FLOAT32 and not base.autocast) or (precision == FLOAT16 and base.autocast):
+        return _compiling(base, key), ""
     with _lock:
         variants = _variants.setdefault(base, {})
         predictor = variants.get(precision)
@@ -71,7 +75,21 @@ def live_predictor(store: ModelStore, key: str | None, precision: str) -> tuple[
                 model = base.model
             predictor = Predictor(model, detector=base.detector, autocast=wants_autocast)
             variants[precision] = predictor
-    return predictor, ""
+    return _compiling(predictor, key), ""
+
+
+def _compiling(predictor: Predictor, key: str | None) -> Predictor:
+    """The live path is where speed shows: its model is compiled in the background where that works.
+
+    Compiling takes both cores for a minute or two, so visitors' uploads are never compiled, and at
+    most ``MAX_COMPILED`` models at a time hold a compiled copy."""
+    if predictor.compiled is not None or (key or "").startswith(UPLOAD_PREFIX) or not compile_wanted():
+        return predictor
+    with _lock:
+        if predictor.compiled is None and len(_compiled) < MAX_COMPILED:
+            predictor.compile()
+            _compiled.add(predictor)
+    return predictor
 
 
 __all__ = ["FLOAT32", "BFLOAT16", "FLOAT16", "LABELS", "cpu_has_bfloat16", "choices", "default", "checked",

@@ -159,7 +159,8 @@ function loop() {
     if (shown && typeof shown.t === "number") {
       const r = rate(now);
       rateText.textContent = (r === null ? "–" : r.toFixed(1)) + " results/s · " + Math.round(now - shown.t) + " ms" +
-        (shown.precision ? " · " + shown.precision : "");
+        (shown.precision ? " · " + shown.precision : "") +
+        (shown.engine === "compiled" || shown.engine === "compiling" ? ", " + shown.engine : "");
     }
   }
   if (overlay.width !== Math.round(stage.clientWidth * devicePixelRatio)) { draw(); }

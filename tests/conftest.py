@@ -1,6 +1,7 @@
 """Shared pytest fixtures. Keep each group together under its heading."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -8,6 +9,9 @@ from typing import Iterator
 import numpy as np
 import pytest
 from PIL import Image
+
+# Compiling a model takes both cores for a minute; only the tests of compiling (test_compiled.py) do it.
+os.environ["POSTER_COMPILE"] = "0"
 
 
 @pytest.fixture(scope="session", autouse=True)

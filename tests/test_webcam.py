@@ -157,6 +157,40 @@ def test_the_webcam_runs_bfloat16_here_and_photos_stay_float32(app_store, frame)
     assert precisions.checked("float64; rm -rf /", False) == precisions.BFLOAT16  # a made-up choice
 
 
+class _CompilingForward:
+    """Stands in for ``CompiledForward`` (a real compile takes a minute; test_compiled.py does that)."""
+
+    state = "compiling"
+
+    def __init__(self, model, background=True):
+        self.model = model
+
+    def __call__(self, x):
+        return self.model(x)
+
+
+def test_the_live_model_is_compiled_in_the_background_but_never_an_upload(app_store, frame, monkeypatch):  # noqa: F811
+    from poster.inference import predictor as predictor_module
+
+    monkeypatch.setattr(precisions, "compile_wanted", lambda: True)
+    monkeypatch.setattr(predictor_module, "CompiledForward", _CompilingForward)
+    monkeypatch.setattr(precisions, "_compiled", __import__("weakref").WeakSet())
+    live, _ = precisions.live_predictor(app_store, "raf-db", precisions.FLOAT32)
+    try:
+        result, _ = send(frame, store=app_store, precision=precisions.FLOAT32)
+        assert result["engine"] == "compiling" and live.engine == "compiling" and result["faces"][0]["p"] is not None
+        other = predictor_module.Predictor(live.model, detector=live.detector)
+        assert precisions._compiling(other, "upload:0123456789abcdef").compiled is None  # a visitor's upload
+        monkeypatch.setattr(precisions, "MAX_COMPILED", 1)
+        assert precisions._compiling(other, "raf-db").compiled is None  # the one compiled slot is taken
+        monkeypatch.setattr(precisions, "compile_wanted", lambda: False)
+        monkeypatch.setattr(precisions, "MAX_COMPILED", 2)
+        assert precisions._compiling(other, "raf-db").compiled is None
+    finally:
+        live.compiled = None
+    assert send(frame, store=app_store, precision=precisions.FLOAT32)[0]["engine"] == "eager"
+
+
 def test_without_a_checkpoint_faces_are_boxed_not_classified(empty_store, frame):  # noqa: F811
     result, _ = send(frame, store=empty_store, model_key=None)
     assert result["status"] == "ok" and len(result["faces"]) == 1

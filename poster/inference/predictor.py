@@ -17,6 +17,7 @@ import torch
 
 from ..devices import pick_device
 from ..weights.checkpoints import load_checkpoint
+from .compiled import EAGER, CompiledForward
 from .faces import DetectorConfig, Face, FaceCrop, FaceDetector, align_face
 from .images import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from .transforms import model_batch
@@ -103,6 +104,7 @@ class Predictor:
         # Half precision on GPUs keeps the top class on the reference tests; the CPU stays float32.
         self.autocast = self.device.type == "cuda" if autocast is None else autocast
         self.max_pixels = max_pixels
+        self.compiled: CompiledForward | None = None
 
     @classmethod
     def from_checkpoint(cls, source: str | Path, device: str | torch.device | None = None,
@@ -117,6 +119,18 @@ class Predictor:
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.model.info.class_names
+
+    def compile(self, background: bool = True) -> CompiledForward | None:
+        """Classify through a compiled copy of the model once it is built (see ``CompiledForward``);
+        the eager model answers meanwhile. CPU only (elsewhere returns None); calling again is free."""
+        if self.compiled is None and self.device.type == "cpu":
+            self.compiled = CompiledForward(self.model, background=background)
+        return self.compiled
+
+    @property
+    def engine(self) -> str:
+        """``"compiled"``, ``"compiling"``, or ``"eager"`` (never compiled, or it failed)."""
+        return self.compiled.state if self.compiled is not None else EAGER
 
     def predict(self, image: ImageSource, *, bgr: bool = False) -> FaceList:
         """Every face in one image. Raises ``ImageError`` for input that is not a usable image;
@@ -147,7 +161,10 @@ class Predictor:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
         batch = model_batch(crops, self.model)
         # Each face alone: ARM's published forward adds a mean over the batch to every face.
-        forward = self.model.forward_alone if getattr(self.model, "faces_interact", False) else self.model
+        if self.compiled is not None:
+            forward = self.compiled  # one face at a time, the eager model until it is built
+        else:
+            forward = self.model.forward_alone if getattr(self.model, "faces_interact", False) else self.model
         with torch.inference_mode(), self._autocast():
             logits = forward(batch).float()
             if self.tta_flip:

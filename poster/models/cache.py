@@ -28,7 +28,8 @@ class DerivedCache:
 
     @staticmethod
     def cacheable(*sources: torch.Tensor) -> bool:
-        return not any(t.is_inference() for t in sources)
+        # A compiler traces the computation itself (and folds it, weights frozen) instead.
+        return not torch.compiler.is_compiling() and not any(t.is_inference() for t in sources)
 
     def get(self, name: Any, sources: tuple[torch.Tensor, ...], build: Callable[[], Any]) -> Any:
         key = self.key(sources)

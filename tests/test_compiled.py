@@ -1,0 +1,121 @@
+"""Compiled inference: the whole network in one graph, the eager model's answers, never a compile on a call.
+
+These compile for real (TorchInductor and the machine's C++ compiler): ARM in about ten seconds,
+POSTER++ in bfloat16 in about a minute on two cores.
+"""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torch._dynamo.utils as dynamo_utils
+
+from poster import load_checkpoint
+from poster.data.sample_faces import face_crops
+from poster.inference import compiled as compiled_module
+from poster.inference.compiled import COMPILED, EAGER, MAX_FACES, CompiledForward, compile_mode, compile_wanted
+from poster.inference.predictor import Predictor
+from poster.inference.transforms import model_batch
+from tests._checkpoints import checkpoint_file
+
+pytestmark = pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+                                reason="TorchInductor needs a C++ compiler")
+
+
+def _graphs() -> int:
+    return dynamo_utils.counters["stats"]["unique_graphs"]
+
+
+@pytest.fixture(scope="module")
+def arm(tmp_path_factory):
+    return load_checkpoint(checkpoint_file(tmp_path_factory.mktemp("arm") / "epoch59_acc0.9205.pth", "arm"))
+
+
+@pytest.fixture(scope="module")
+def arm_compiled(arm) -> CompiledForward:
+    return CompiledForward(arm, background=False)
+
+
+@pytest.fixture(scope="module")
+def crops() -> list[np.ndarray]:
+    return [np.asarray(c) for c in face_crops()[:3]]
+
+
+def test_arm_compiles_whole_and_classifies_each_face_alone(arm, arm_compiled, crops):
+    assert arm_compiled.state == COMPILED and arm_compiled.reason == ""
+    batch = model_batch(crops, arm)
+    with torch.inference_mode():
+        graphs = _graphs()
+        got = arm_compiled(batch)
+        assert _graphs() == graphs  # built once, in the constructor: a call never compiles
+        torch.testing.assert_close(got, arm.forward_alone(batch), rtol=0, atol=1e-4)
+        assert not torch.allclose(arm(batch), arm.forward_alone(batch), atol=1e-3)  # the batch mean is not there
+
+
+def test_what_the_compiled_copy_was_not_built_for_runs_eagerly(arm, arm_compiled, crops):
+    batch = model_batch(crops, arm)
+    with torch.inference_mode():
+        assert arm_compiled.takes(batch)
+        assert not arm_compiled.takes(batch.double()) and not arm_compiled.takes(batch[:, :, :112, :112])
+        many = batch[:1].expand(MAX_FACES + 1, -1, -1, -1)
+        assert not arm_compiled.takes(many)
+        graphs = _graphs()
+        torch.testing.assert_close(arm_compiled(many), arm.forward_alone(many), rtol=0, atol=0)
+        assert _graphs() == graphs
+    assert not arm_compiled.takes(batch)  # gradients on: Grad-CAM and training use the model itself
+    x = batch[:1].clone().requires_grad_(True)
+    arm_compiled(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_a_compile_that_fails_leaves_the_eager_model_answering(arm, crops, monkeypatch):
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("Compiler: g++ not found\nmore detail")
+
+    monkeypatch.setattr(compiled_module.torch, "compile", no_compiler)
+    forward = CompiledForward(arm, background=True)
+    assert forward.wait(60) is False
+    assert forward.state == EAGER and forward.reason == "RuntimeError: Compiler: g++ not found"
+    batch = model_batch(crops, arm)
+    with torch.inference_mode():
+        torch.testing.assert_close(forward(batch), arm.forward_alone(batch), rtol=0, atol=0)
+
+
+def test_the_predictor_reports_its_engine_and_keeps_its_answers(arm, crops):
+    eager = Predictor(arm)
+    compiled = Predictor(arm, detector=eager.detector)
+    assert eager.engine == EAGER and compiled.engine == EAGER
+    assert compiled.compile(background=False) is compiled.compile() and compiled.engine == COMPILED
+    np.testing.assert_allclose(compiled.classify(crops), eager.classify(crops), rtol=0, atol=1e-5)
+
+
+def test_compile_is_switched_off_by_the_environment(monkeypatch):
+    monkeypatch.setenv("POSTER_COMPILE", "0")
+    assert not compile_wanted()
+    monkeypatch.setenv("POSTER_COMPILE", "1")
+    assert compile_wanted() and compile_mode() is None
+    monkeypatch.setenv("POSTER_COMPILE", "max-autotune")
+    assert compile_wanted() and compile_mode() == "max-autotune"
+    monkeypatch.setenv("POSTER_COMPILE", "reduce-overhead; rm -rf /")
+    assert compile_mode() is None
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CXX", raising=False)
+    assert not compile_wanted()  # no C++ compiler: nothing to compile with
+
+
+def test_poster_v2_in_bfloat16_compiles_whole_and_agrees_with_the_eager_fast_mode(deterministic_checkpoint, crops):
+    fp32 = load_checkpoint(deterministic_checkpoint)
+    bf16 = load_checkpoint(deterministic_checkpoint, dtype=torch.bfloat16)
+    forward = CompiledForward(bf16, background=False)
+    assert forward.state == COMPILED, forward.reason  # one graph: a break would have raised (fullgraph)
+    batch = model_batch(crops, fp32)  # float32, as the predictor hands it to the fast mode
+    with torch.inference_mode():
+        exact, eager = fp32(batch), bf16(batch).float()
+        forward._eager = None  # from here on only the compiled copy may answer
+        graphs = _graphs()
+        got = forward(batch).float()
+        assert _graphs() == graphs
+    assert (got - exact).abs().max() <= 2 * (eager - exact).abs().max() + 0.02
+    assert (got - exact).abs().max() < 0.25 * (exact.max() - exact.min())

@@ -1,7 +1,7 @@
 """Compiled inference: the whole network in one graph, the eager model's answers, never a compile on a call.
 
 These compile for real (TorchInductor and the machine's C++ compiler): ARM in about ten seconds,
-POSTER++ in bfloat16 in about a minute on two cores.
+POSTER++ in bfloat16 in about a minute and POSTER in about a minute and a half on two cores.
 """
 from __future__ import annotations
 
@@ -119,3 +119,14 @@ def test_poster_v2_in_bfloat16_compiles_whole_and_agrees_with_the_eager_fast_mod
         assert _graphs() == graphs
     assert (got - exact).abs().max() <= 2 * (eager - exact).abs().max() + 0.02
     assert (got - exact).abs().max() < 0.25 * (exact.max() - exact.min())
+
+
+def test_poster_v1_compiles_whole_and_keeps_the_float32_logits(tmp_path_factory, crops):
+    model = load_checkpoint(checkpoint_file(tmp_path_factory.mktemp("v1") / "rafdb_best.pth", "poster-v1"))
+    forward = CompiledForward(model, background=False)
+    assert forward.state == COMPILED, forward.reason
+    batch = model_batch(crops, model)  # BGR, as POSTER's checkpoint was trained
+    with torch.inference_mode():
+        exact = model(batch)
+        forward._eager = None
+        torch.testing.assert_close(forward(batch), exact, rtol=0, atol=1e-4)

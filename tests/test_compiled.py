@@ -24,6 +24,14 @@ pytestmark = pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", 
                                 reason="TorchInductor needs a C++ compiler")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _inductor_cache(tmp_path_factory):
+    """Inductor's generated code goes to this run's temporary folder, not the machine's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path_factory.mktemp("inductor-cache")))
+        yield
+
+
 def _graphs() -> int:
     return dynamo_utils.counters["stats"]["unique_graphs"]
 

@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 ENV_COMPILE = "POSTER_COMPILE"
 MAX_FACES = 16  # beyond this a batch runs eagerly: one eager batch beats many single calls
 COMPILING, COMPILED, EAGER = "compiling", "compiled", "eager"
-
-
 MODES = ("default", "max-autotune")  # POSTER_COMPILE=max-autotune: a few % faster, minutes longer to build
 
 
@@ -82,9 +80,9 @@ class CompiledForward:
 
     def _build(self) -> None:
         try:
-            compiled = torch.compile(_plain_copy(self.model), fullgraph=True, dynamic=False, mode=self.mode)
             import torch._inductor.config as inductor_config
 
+            compiled = torch.compile(_plain_copy(self.model), fullgraph=True, dynamic=False, mode=self.mode)
             # Frozen weights become constants: Inductor packs them once and folds what follows.
             with inductor_config.patch(freezing=True), torch.inference_mode():
                 compiled(torch.zeros(self.example_shape, dtype=self.dtype, device=self.device))
@@ -104,7 +102,7 @@ class CompiledForward:
     def takes(self, x: torch.Tensor) -> bool:
         """Whether the compiled copy computes ``x`` (else the eager model does)."""
         return (self._compiled is not None and not torch.is_grad_enabled() and torch.is_inference_mode_enabled()
-                and x.dtype == self.dtype and x.device == self.device and 0 < x.shape[0] <= MAX_FACES
+                and x.ndim == 4 and x.dtype == self.dtype and x.device == self.device and 0 < x.shape[0] <= MAX_FACES
                 and tuple(x.shape[1:]) == self.example_shape[1:])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

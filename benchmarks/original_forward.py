@@ -11,20 +11,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from poster.models import PosterV2
-from poster.weights.registry import create_model
 from poster.models.ir50 import IRBlock, Subsample
-
-
-def plain_copy(model: nn.Module) -> nn.Module:
-    """The same weights in a fresh, unpacked model of the same architecture (plain layers,
-    contiguous memory), eval mode."""
-    plain = create_model(model.info.arch, model.info.num_classes).to(next(model.parameters()).dtype)
-    plain.load_state_dict(model.state_dict(), strict=True)
-    plain.info = model.info
-    return plain.to(next(model.parameters()).device).eval()
 
 
 def _ir_block(block: IRBlock, x: torch.Tensor) -> torch.Tensor:

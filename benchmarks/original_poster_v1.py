@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from original_forward import _ir_block, plain_copy
+from original_forward import _ir_block
+from poster.weights.registry import plain_copy
 from poster.models.poster_v1 import STREAM, PosterV1
 
 

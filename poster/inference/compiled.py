@@ -20,6 +20,7 @@ import threading
 import torch
 from torch import nn
 
+from ..weights.registry import plain_copy
 from .transforms import preprocessing_of
 
 log = logging.getLogger(__name__)
@@ -41,17 +42,6 @@ def compile_mode() -> str | None:
     """Inductor's mode from ``POSTER_COMPILE`` (``max-autotune``), else its default (None)."""
     value = os.environ.get(ENV_COMPILE, "").strip().lower()
     return value if value in MODES[1:] else None
-
-
-def _plain_copy(model: nn.Module) -> nn.Module:
-    """The same weights in freshly built layers of the paper-level model (nothing packed by us)."""
-    from ..weights.registry import create_model
-
-    param = next(model.parameters())
-    plain = create_model(model.info.arch, model.info.num_classes)
-    plain.load_state_dict(model.state_dict(), strict=True)
-    plain.info = model.info
-    return plain.to(device=param.device, dtype=param.dtype).eval()
 
 
 class CompiledForward:
@@ -82,7 +72,7 @@ class CompiledForward:
         try:
             import torch._inductor.config as inductor_config
 
-            compiled = torch.compile(_plain_copy(self.model), fullgraph=True, dynamic=False, mode=self.mode)
+            compiled = torch.compile(plain_copy(self.model), fullgraph=True, dynamic=False, mode=self.mode)
             # Frozen weights become constants: Inductor packs them once and folds what follows.
             with inductor_config.patch(freezing=True), torch.inference_mode():
                 compiled(torch.zeros(self.example_shape, dtype=self.dtype, device=self.device))

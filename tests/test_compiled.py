@@ -5,8 +5,6 @@ POSTER++ in bfloat16 in about a minute and POSTER in about a minute and a half o
 """
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 import torch
@@ -15,13 +13,12 @@ import torch._dynamo.utils as dynamo_utils
 from poster import load_checkpoint
 from poster.data.sample_faces import face_crops
 from poster.inference import compiled as compiled_module
-from poster.inference.compiled import COMPILED, EAGER, MAX_FACES, CompiledForward, compile_mode, compile_wanted
+from poster.inference.compiled import COMPILED, EAGER, MAX_FACES, CompiledForward, compile_mode, compile_wanted, has_cpp_compiler
 from poster.inference.predictor import Predictor
 from poster.inference.transforms import model_batch
 from tests._checkpoints import checkpoint_file
 
-pytestmark = pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
-                                reason="TorchInductor needs a C++ compiler")
+pytestmark = pytest.mark.skipif(not has_cpp_compiler(), reason="TorchInductor needs a C++ compiler")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -110,7 +107,11 @@ def test_compile_is_switched_off_by_the_environment(monkeypatch):
     assert compile_mode() is None
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.delenv("CXX", raising=False)
-    assert not compile_wanted()  # no C++ compiler: nothing to compile with
+    has_cpp_compiler.cache_clear()
+    try:
+        assert not compile_wanted()  # no C++ compiler: nothing to compile with
+    finally:
+        has_cpp_compiler.cache_clear()
 
 
 def test_poster_v2_in_bfloat16_compiles_whole_and_agrees_with_the_eager_fast_mode(deterministic_checkpoint, crops):

@@ -12,6 +12,7 @@ classified (alone).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -31,11 +32,17 @@ COMPILING, COMPILED, EAGER = "compiling", "compiled", "eager"
 MODES = ("default", "max-autotune")  # POSTER_COMPILE=max-autotune: a few % faster, minutes longer to build
 
 
+@functools.lru_cache(maxsize=1)
+def has_cpp_compiler() -> bool:
+    """Whether Inductor finds a C++ compiler (``$CXX``, g++, c++ or clang++); looked up once."""
+    return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c)
+
+
 def compile_wanted() -> bool:
     """Whether to compile here: not switched off by ``POSTER_COMPILE=0`` and a C++ compiler exists."""
     if os.environ.get(ENV_COMPILE, "").strip().lower() in ("0", "false", "no", "off"):
         return False
-    return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c)
+    return has_cpp_compiler()
 
 
 def compile_mode() -> str | None:
@@ -107,4 +114,4 @@ class CompiledForward:
                               for i in range(x.shape[0])])
 
 
-__all__ = ["CompiledForward", "compile_wanted", "compile_mode", "ENV_COMPILE", "COMPILING", "COMPILED", "EAGER"]
+__all__ = ["CompiledForward", "compile_wanted", "has_cpp_compiler", "compile_mode", "ENV_COMPILE", "COMPILING", "COMPILED", "EAGER"]

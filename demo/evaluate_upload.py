@@ -39,7 +39,7 @@ from poster.data.label_order import diagnose
 from poster.models.poster_v2 import PosterV2Weights
 
 from .explorer_runs import SESSION_PREFIX
-from .files import register_temporary
+from .files import own_folder
 from .messages import sentence
 from .limits import ENV_RUNS_DIR
 from .store import ModelStore, get_store
@@ -90,10 +90,7 @@ def storage_note() -> str:
 
 
 def new_session_dir() -> str:
-    if not _SESSION_BASE.is_dir():
-        _SESSION_BASE.mkdir(parents=True, exist_ok=True)
-        register_temporary(_SESSION_BASE)
-    return tempfile.mkdtemp(prefix="session-", dir=_SESSION_BASE)
+    return tempfile.mkdtemp(prefix="session-", dir=own_folder(_SESSION_BASE))
 
 
 def remove_session_dir(folder: str | None) -> None:

@@ -179,6 +179,14 @@ def register_temporary(folder: str | os.PathLike) -> None:
             _temporary.append(Path(folder))
 
 
+def own_folder(folder: str | os.PathLike) -> Path:
+    """``folder``, made if missing and registered to go when the app exits."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    register_temporary(folder)
+    return folder
+
+
 def remove_temporary_files(gradio_files: Iterable[str] = ()) -> None:
     """Delete the app's temporary folders, its written images and ``gradio_files`` (the
     uploads and outputs Gradio cached for this app). Safe to call more than once."""

@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .files import register_temporary
+from .files import own_folder
 from .live_tracking import LiveSession
 
 CSV_KEEP_SECONDS = 10 * 60  # a download is fetched within seconds; older tables are removed
@@ -43,9 +43,7 @@ def results_file(session: LiveSession | None) -> str | None:
         return None
     folder = Path(tempfile.gettempdir()) / f"poster-webcam-results-{os.getpid()}"
     with _folder_lock:
-        if not folder.is_dir():
-            folder.mkdir(parents=True, exist_ok=True)
-            register_temporary(folder)
+        own_folder(folder)
         cutoff = time.time() - CSV_KEEP_SECONDS
         for old in folder.glob("*.csv"):
             try:

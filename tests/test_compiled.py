@@ -139,3 +139,23 @@ def test_poster_v1_compiles_whole_and_keeps_the_float32_logits(tmp_path_factory,
         exact = model(batch)
         forward._eager = None
         torch.testing.assert_close(forward(batch), exact, rtol=0, atol=1e-4)
+
+
+def test_other_threads_keep_predicting_while_a_model_compiles(arm):
+    """While a compile runs in the background, the predictor's calls in this thread (detection and
+    classification) give their usual answers; they wait out the moments Inductor's tracing swaps
+    nn.Module.__call__ (tests/test_compile_guard.py makes such a moment on purpose)."""
+    from poster.data.sample_faces import sample_photos
+    from poster.inference.compile_guard import compiles_under_way
+
+    photo = sample_photos()[0]
+    eager = Predictor(arm)
+    expected = eager.predict(photo)
+    forward = CompiledForward(arm, background=True)
+    rounds = 0
+    while forward.state == "compiling":
+        faces = eager.predict(photo)
+        assert [f.label for f in faces] == [f.label for f in expected]
+        np.testing.assert_allclose(faces[0].probabilities, expected[0].probabilities, rtol=0, atol=1e-6)
+        rounds += 1
+    assert forward.state == COMPILED and rounds > 3 and compiles_under_way() == 0

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..weights.registry import plain_copy
+from .compile_guard import beside_compiles, compiling
 from .transforms import preprocessing_of
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class CompiledForward:
 
             compiled = torch.compile(plain_copy(self.model), fullgraph=True, dynamic=False, mode=self.mode)
             # Frozen weights become constants: Inductor packs them once and folds what follows.
-            with inductor_config.patch(freezing=True), torch.inference_mode():
+            with compiling(), inductor_config.patch(freezing=True), torch.inference_mode():
                 compiled(torch.zeros(self.example_shape, dtype=self.dtype, device=self.device))
             self._compiled, self.state = compiled, COMPILED
         except Exception as exc:  # noqa: BLE001 - any failure leaves the eager model answering
@@ -102,6 +103,7 @@ class CompiledForward:
                 and x.ndim == 4 and x.dtype == self.dtype and x.device == self.device and 0 < x.shape[0] <= MAX_FACES
                 and tuple(x.shape[1:]) == self.example_shape[1:])
 
+    @beside_compiles
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.float32 and self.dtype in (torch.bfloat16, torch.float16):
             x = x.to(self.dtype)  # a fast-mode model takes float32 batches and casts them itself

@@ -17,6 +17,7 @@ import torch
 
 from ..devices import pick_device
 from ..weights.checkpoints import load_checkpoint
+from .compile_guard import beside_compiles
 from .compiled import EAGER, CompiledForward
 from .faces import DetectorConfig, Face, FaceCrop, FaceDetector, align_face
 from .images import DEFAULT_MAX_PIXELS, ImageSource, load_image
@@ -155,6 +156,7 @@ class Predictor:
         """Probabilities for an image that already is a face crop (as the datasets' images are)."""
         return self.classify([load_image(crop, max_pixels=self.max_pixels)])[0]
 
+    @beside_compiles
     def classify(self, crops: list[np.ndarray]) -> np.ndarray:
         """(N, num_classes) probabilities for face crops (HxWx3 uint8, resized to 224 if needed)."""
         if not crops:

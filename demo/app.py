@@ -7,6 +7,7 @@ the page's load chain; the end of a visitor's session.
 """
 from __future__ import annotations
 
+import os
 import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from .webcam_tab import build_webcam_tab
 
 # Gradio deletes what it cached for the app (uploads, outputs) after an hour, checking every 10 minutes.
 CACHE_SECONDS = (600, 3600)
+# Gradio's queue keeps these many events for its monitoring summary, and redoes the summary every so many.
+ANALYTICS_SETTINGS = {"GRADIO_ANALYTICS_MAX_EVENTS": "200", "GRADIO_ANALYTICS_CACHE_FREQUENCY": "100"}
 
 TITLE = "POSTER++ facial expressions"
 HEADER = """
@@ -143,6 +146,10 @@ def build_demo(store: ModelStore | None = None, limits: Limits | None = None) ->
                          **limits.model_event())
         photo.panel.explain_when_changed(rerun)
         demo.unload(_session_ended(demo, store))
+    # After every event Gradio summarizes up to 10,000 past events with pandas, for a monitoring page
+    # this app does not open: about 20 ms per webcam frame once a stream has run for a quarter hour.
+    for name, value in ANALYTICS_SETTINGS.items():
+        os.environ.setdefault(name, value)
     demo.queue(default_concurrency_limit=limits.light_concurrency, max_size=limits.queue_size)
     cap_waiting_per_session(demo, limits.session_waiting)
     return demo

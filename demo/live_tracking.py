@@ -55,9 +55,18 @@ class Track:
     missed: int = 0
 
 
+@dataclass(frozen=True)
+class LiveSettings:
+    """What the visitor chose for their stream (the page's controls, copied by change events)."""
+
+    model_key: str | None = None
+    precision: str = ""
+    smoothing: float = 0.6
+
+
 @dataclass
 class LiveSession:
-    """Per-visitor webcam state (kept in a ``gr.State``)."""
+    """Per-visitor webcam state (kept in a ``gr.State``; ``demo.live_channel`` files it under ``token``)."""
 
     tracks: list[Track] = field(default_factory=list)
     next_id: int = 0
@@ -70,6 +79,9 @@ class LiveSession:
     last_frame: np.ndarray | None = None
     started: float = field(default_factory=time.time)
     recorded: deque = field(default_factory=lambda: deque(maxlen=MAX_RECORDED))
+    settings: LiveSettings = field(default_factory=LiveSettings)
+    token: str = ""
+    visitor: str = ""
 
 
 def match(tracks: Sequence[Track], boxes: Sequence[Sequence[float]], threshold: float = IOU_MATCH) -> dict[int, int]:
@@ -251,5 +263,5 @@ def _record(session: LiveSession, result: dict) -> None:
                                  tuple(face["p"]) if face["p"] else (), tuple(result["classes"])))
 
 
-__all__ = ["LiveSession", "Track", "iou", "match", "update_tracks", "smooth", "decode_frame", "too_small",
+__all__ = ["LiveSession", "LiveSettings", "Track", "iou", "match", "update_tracks", "smooth", "decode_frame", "too_small",
            "process_frame", "detect", "FRAME_MAX_SIDE", "MAX_FRAME_CHARS", "MAX_MISSED", "FULL_DETECTION_EVERY"]

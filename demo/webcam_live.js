@@ -1,6 +1,7 @@
-// The Webcam tab's live view (the body of gr.HTML's js_on_load: element, trigger, props, watch).
-// The browser shows its own camera preview at the camera's frame rate. A downscaled JPEG of the
-// newest frame goes to the server as event data; the next one leaves when its answer is back, so
+// The Webcam tab's live view (the body of gr.HTML's js_on_load: element, trigger, props, watch, server).
+// The browser shows its own camera preview at the camera's frame rate. Start opens a frame channel
+// (a Gradio event whose answer is a token); then a downscaled JPEG of the newest frame goes to the
+// component's server function with the token, and the next one leaves when its answer is back, so
 // at most one frame per visitor is on its way. Answers are small JSON results (boxes, labels,
 // probabilities) drawn here on a canvas over the preview.
 const root = element.querySelector(".poster-live");
@@ -16,11 +17,14 @@ const MAX_SIDE = __MAX_SIDE__;
 const COLORS = __PALETTE__;
 const JPEG_QUALITY = 0.8;
 const WAIT_POLL_MS = 1000;
+const RETRY_MS = 1000;
 const LOST_MS = 15000; // an answer that never came (a dropped connection): send again
 
 let stream = null;
 let running = false;
 let inFlight = false;
+let token = null;       // opens this visitor's session on the server (from the Start event)
+let sent = 0;           // frames sent; an answer to an older one (after the watchdog) is dropped
 let watchdog = null;
 let shown = null;       // the newest result drawn
 let arrivals = [];      // arrival times of recent results, for the rate
@@ -76,8 +80,9 @@ async function start() {
   shown = null;
   arrivals = [];
   setState("running");
-  say("Camera on; the first result is on its way.");
-  send();
+  say("Camera on; connecting to the server…");
+  token = null;
+  trigger("live_start", {});  // opened() sends the first frame once the channel's token is here
   requestAnimationFrame(loop);
 }
 
@@ -89,6 +94,7 @@ function stop(text, kind) {
   stream = null;
   video.srcObject = null;
   shown = null;
+  token = null;
   clearOverlay();
   setState("stopped");
   rateText.textContent = "";
@@ -105,16 +111,36 @@ function send() {
   grab.getContext("2d").drawImage(video, 0, 0, grab.width, grab.height);
   inFlight = true;
   const t = performance.now();
-  trigger("live_frame", {frame: grab.toDataURL("image/jpeg", JPEG_QUALITY), t: t});
+  const number = ++sent;
+  server.frame({token: token, frame: grab.toDataURL("image/jpeg", JPEG_QUALITY), t: t}).then(
+    (answer) => { if (number === sent) { received(answer); } },
+    (err) => { if (number === sent) { unanswered(err); } });
   clearTimeout(watchdog);
   watchdog = setTimeout(() => { inFlight = false; send(); }, LOST_MS);
 }
 
-function received() {
+// The Start event's answer: the token of this visitor's frame channel.
+function opened() {
   let r = null;
   try { r = JSON.parse(props.value || "null"); } catch (err) { return; }
-  if (!r || !r.status) { return; }
+  if (!r || r.status !== "started" || typeof r.token !== "string") { return; }
+  token = r.token;
+  if (running && !inFlight) { say("Camera on; the first result is on its way."); send(); }
+}
+
+function unanswered(err) {
   clearTimeout(watchdog);
+  inFlight = false;
+  if (!running) { return; }
+  say("The server did not answer (" + ((err && err.message) || err) + "); trying again…", "warn");
+  setTimeout(send, RETRY_MS);
+}
+
+function received(answer) {
+  let r = null;
+  try { r = typeof answer === "string" ? JSON.parse(answer) : answer; } catch (err) { r = null; }
+  clearTimeout(watchdog);
+  if (!r || !r.status) { unanswered("an answer that is not a result"); return; }
   inFlight = false;
   if (!running) { return; }
   if (r.status === "waiting") {
@@ -124,6 +150,7 @@ function received() {
     setTimeout(send, WAIT_POLL_MS);
     return;
   }
+  if (r.status === "closed") { token = null; stop(r.message, "warn"); return; }
   if (r.status === "ended") { stop(r.message, "warn"); return; }
   if (r.status === "busy") { setTimeout(send, 50); return; }
   if (r.status === "error") { say(r.message, "warn"); send(); return; }
@@ -237,6 +264,6 @@ function bars(ctx, face, left, top, w, color, cw) {
 
 startButton.addEventListener("click", start);
 stopButton.addEventListener("click", () => stop());
-watch("value", received);
+watch("value", opened);
 window.addEventListener("pagehide", () => { if (running) { stop(); } });
 setState("idle");

@@ -3,12 +3,14 @@ explain it; download the session's results.
 
 The browser shows its own camera preview and draws what comes back (boxes, labels,
 probabilities) over it, so only a downscaled JPEG goes up and a few hundred bytes come down per
-frame (``demo.live_tracking`` follows the faces).
+frame. Frames travel by the live view's server function (``demo.live_channel`` says why), and
+``demo.live_tracking`` follows the faces.
 """
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,8 @@ from .messages import friendly, sentence
 from .photo_result import PhotoResult, Subject, empty_view, find_faces, photo_view
 from .photo_tab import FaceChoice, FaceClick, on_face_click, select_face
 from .limits import Limits
-from .live_tracking import FRAME_MAX_SIDE, LiveSession, decode_frame, process_frame, too_small
+from .live_channel import LiveChannels
+from .live_tracking import FRAME_MAX_SIDE, LiveSession, LiveSettings, decode_frame, process_frame, too_small
 from .outputs import outputs_of, returning
 from .store import ModelStore, get_store
 from .webcam_record import results_file
@@ -70,7 +73,8 @@ LIVE_CSS = """
 
 @dataclass
 class LiveView:
-    """What one streamed frame sends back: the result as JSON text, drawn by ``webcam_live.js``."""
+    """What one streamed frame sends back (the result, drawn by ``webcam_live.js``), or what the Start
+    event sends (the frame channel's token), as JSON text."""
 
     live: str
 
@@ -126,6 +130,35 @@ def live_js(max_side: int = FRAME_MAX_SIDE) -> str:
 
 # --- handlers -------------------------------------------------------------------------------
 
+def start_stream(session: LiveSession | None, model_key: str | None, precision: str | None, smoothing: Any, *,
+                 channels: LiveChannels, visitor: str) -> LiveView:
+    """The visitor pressed Start: their session opens a frame channel and the page gets its token."""
+    if not isinstance(session, LiveSession):
+        return LiveView(json.dumps({"status": "error", "message": "The webcam could not start; reload the page."}))
+    update_settings(session, model_key, precision, smoothing)
+    token = channels.open(session, visitor)
+    return LiveView(json.dumps({"status": "started", "token": token, "opened": round(time.time(), 3)}))
+
+
+def update_settings(session: LiveSession | None, model_key: str | None, precision: str | None,
+                    smoothing: Any) -> None:
+    """The page's checkpoint, precision or smoothing changed: the stream uses them from the next frame."""
+    if isinstance(session, LiveSession):
+        session.settings = LiveSettings(model_key, precision or "", _weight(smoothing))
+
+
+def send_frame(payload: Any, *, channels: LiveChannels, store: ModelStore, slots: CameraSlots) -> str:
+    """One frame from the page's server function (``{"token", "frame": data URL, "t"}``) -> its result as
+    JSON text. A payload without the token of an open session is answered, never processed."""
+    session = channels.find(payload.get("token") if isinstance(payload, dict) else None)
+    if session is None:
+        return json.dumps({"status": "closed", "message": "This camera session is closed (the page was reloaded "
+                                                          "or left the server); press Start camera."})
+    wanted = session.settings
+    return live_frame(payload, session, wanted.model_key, wanted.precision, wanted.smoothing, store=store,
+                      slots=slots, visitor=session.visitor).live
+
+
 def live_frame(data: Any, session: LiveSession | None, model_key: str | None, precision: str | None,
                smoothing: Any, *, store: ModelStore, slots: CameraSlots, visitor: str) -> LiveView:
     """One frame event (``{"frame": data URL, "t": capture time}``) -> its result for the page.
@@ -154,17 +187,20 @@ def _answer(frame: Any, session: LiveSession, model_key: str | None, precision: 
             if small:
                 return {"status": "ok", "faces": [], "message": small, "width": image.shape[1],
                         "height": image.shape[0], "classes": list(session.class_names)}
-            try:
-                weight = float(min(max(float(smoothing), 0.0), 0.95))
-            except (TypeError, ValueError):
-                weight = 0.6
             return process_frame(render.fit(image, FRAME_MAX_SIDE), session, model_key or store.default_key(),
-                                 precision or "", store, weight)
+                                 precision or "", store, _weight(smoothing))
         except ImageError as exc:
             return {"status": "error", "message": sentence(str(exc))}
         except Exception as exc:  # noqa: BLE001 - one bad frame must not end the stream
             log.exception("webcam frame failed")
             return {"status": "error", "message": f"Processing the frame failed ({type(exc).__name__})"}
+
+
+def _weight(smoothing: Any) -> float:
+    try:
+        return float(min(max(float(smoothing), 0.0), 0.95))
+    except (TypeError, ValueError):
+        return LiveSettings.smoothing
 
 
 def _not_granted(claim: Claim, slots: CameraSlots) -> dict:
@@ -179,11 +215,15 @@ def _not_granted(claim: Claim, slots: CameraSlots) -> dict:
     return {"status": "busy", "message": "the previous frame is still being processed"}
 
 
-def stop_stream(session: LiveSession | None, *, slots: CameraSlots, visitor: str) -> None:
-    """The visitor pressed Stop (or left): free their camera slot now; tracks start afresh."""
+def stop_stream(session: LiveSession | None, *, slots: CameraSlots, visitor: str,
+                channels: LiveChannels | None = None) -> None:
+    """The visitor pressed Stop (or left): free their camera slot now and close their frame channel
+    (Start opens a new one); tracks start afresh."""
     slots.release(visitor)
     if isinstance(session, LiveSession):
         session.tracks, session.detected_last = [], False
+        if channels is not None:
+            channels.close(session)
 
 
 @friendly("Freezing the frame")
@@ -223,8 +263,13 @@ def build_webcam_tab(model_key: gr.State, limits: Limits) -> WebcamTab:
     frozen_result = gr.State(None)
     frozen_json = gr.State([])
     subject = gr.State(None)
+    channels = LiveChannels()
+
+    def frame(payload: Any) -> str:  # the page calls it as server.frame(...)
+        return send_frame(payload, channels=channels, store=get_store(), slots=slots)
+
     live = gr.HTML("", html_template=LIVE_HTML, css_template=LIVE_CSS, js_on_load=live_js(),
-                   elem_id="webcam-live")
+                   server_functions=[gpu(frame)], elem_id="webcam-live")
     with gr.Row(equal_height=True):
         precision = gr.Radio([(precisions.LABELS[c], c) for c in choices], value=choices[0],
                              label="Webcam precision", elem_id="webcam-precision", scale=2,
@@ -252,20 +297,19 @@ def build_webcam_tab(model_key: gr.State, limits: Limits) -> WebcamTab:
     tab = WebcamTab(live, session, precision, smoothing, freeze, download, results, frozen_section, frozen,
                     frozen_summary, faces, frozen_bars, frozen_json, frozen_result, subject, panel, slots)
 
-    def on_frame(session, model_key, precision, smoothing, request: gr.Request, evt: gr.EventData):
-        return live_frame(getattr(evt, "_data", None), session, model_key, precision, smoothing,
-                          store=get_store(), slots=slots, visitor=_visitor(request))
+    def on_start(session, model_key, precision, smoothing, request: gr.Request):
+        return start_stream(session, model_key, precision, smoothing, channels=channels, visitor=_visitor(request))
 
     def on_stop(session, request: gr.Request):
-        stop_stream(session, slots=slots, visitor=_visitor(request))
+        stop_stream(session, slots=slots, visitor=_visitor(request), channels=channels)
 
     light = limits.light_event()
-    # Waiting visitors are answered at once, so they need a worker beside the streaming ones.
-    # The session is changed in place, so it is no output: only the small result travels back.
-    live.live_frame(gpu(returning(LiveView, on_frame)), [session, model_key, precision, smoothing],
-                    outputs_of(LiveView, tab), concurrency_id="webcam", concurrency_limit=limits.webcam_streams + 1,
-                    show_progress="hidden", api_visibility="private", trigger_mode="multiple", queue=True)
+    settings = [session, model_key, precision, smoothing]
+    live.live_start(returning(LiveView, on_start), settings, outputs_of(LiveView, tab), **light)
     live.live_stop(on_stop, [session], None, **light)
+    # The session is changed in place, so it is no output.
+    for control in (precision, smoothing, model_key):
+        control.change(update_settings, settings, None, **light)
     download.click(returning(ResultsView, download_results), [session], outputs_of(ResultsView, tab), **light)
     frozen_event = freeze.click(gpu(files_out(returning(FrozenView, freeze_frame))), [session, model_key],
                                 outputs_of(FrozenView, tab), show_progress_on=[frozen], **limits.model_event())

@@ -18,7 +18,9 @@ from demo import live_tracking as tracking
 from demo import precision as precisions
 from demo.camera_slots import CameraSlots
 from demo.webcam_record import results_csv, results_file
-from demo.webcam_tab import download_results, freeze_frame, live_frame, stop_stream
+from demo.live_channel import LiveChannels
+from demo.webcam_tab import (download_results, freeze_frame, live_frame, send_frame, start_stream, stop_stream,
+                              update_settings)
 from poster.errors import ImageError
 from poster.inference.faces import Face
 from tests._app import RAF_CLASSES, app_store, astronaut_path, checkpoint_dir, empty_store  # noqa: F401
@@ -370,3 +372,55 @@ def test_freeze_analyzes_the_newest_frame(app_store, frame):  # noqa: F811
     assert view.subject is not None and view.subject.model_key == "raf-db"
     assert view.frozen_result.faces[0].probabilities is not None and view.frozen_section["visible"] is True
     assert session.last_frame is not view.frozen_result.image  # the stream goes on without touching it
+
+
+# --- the frame channel ----------------------------------------------------------------------
+
+def test_start_opens_a_channel_whose_token_alone_reaches_the_session(app_store, frame):  # noqa: F811
+    import gc
+
+    channels, slots = LiveChannels(), CameraSlots(1, 120)
+    session = tracking.LiveSession()
+    opened = json.loads(start_stream(session, "raf-db", "float32", 0.3, channels=channels, visitor="v1").live)
+    assert opened["status"] == "started" and opened["token"] == session.token and len(session.token) >= 32
+    assert session.visitor == "v1" and session.settings == tracking.LiveSettings("raf-db", "float32", 0.3)
+    again = json.loads(start_stream(session, "raf-db", "float32", 0.3, channels=channels, visitor="v1").live)
+    assert again["token"] == opened["token"] and again["opened"] >= opened["opened"]  # Start again: same channel
+
+    answer = json.loads(send_frame({"token": session.token, "frame": data_url(frame), "t": 3.0}, channels=channels,
+                                   store=app_store, slots=slots))
+    assert answer["status"] == "ok" and len(answer["faces"]) == 1 and answer["precision"] == "float32"
+    assert answer["t"] == 3.0 and session.frames == 1 and session.last_frame is not None
+    update_settings(session, "raf-db", "bfloat16" if precisions.cpu_has_bfloat16() else "float32", 0.0)
+    answer = json.loads(send_frame({"token": session.token, "frame": data_url(frame)}, channels=channels,
+                                   store=app_store, slots=slots))
+    assert answer["precision"] == precisions.default(False) and session.settings.smoothing == 0.0
+
+    other = tracking.LiveSession()
+    for payload in ({"token": "not-" + session.token, "frame": data_url(frame)}, {"frame": data_url(frame)}, None):
+        closed = json.loads(send_frame(payload, channels=channels, store=app_store, slots=slots))
+        assert closed["status"] == "closed" and "press Start" in closed["message"]
+    assert other.frames == 0 and session.frames == 2
+
+    stop_stream(session, slots=slots, visitor="v1", channels=channels)  # Stop closes the channel
+    closed = json.loads(send_frame({"token": opened["token"], "frame": data_url(frame)}, channels=channels,
+                                   store=app_store, slots=slots))
+    assert closed["status"] == "closed" and session.frames == 2
+    reopened = json.loads(start_stream(session, "raf-db", "float32", 0.3, channels=channels, visitor="v1").live)
+    assert reopened["token"] != opened["token"]
+
+    token = session.token
+    del session, again, opened
+    gc.collect()
+    assert channels.find(token) is None and len(channels) == 0  # the Gradio session let it go: so does the channel
+
+
+def test_a_closed_channel_opens_nothing_and_a_new_start_gets_a_new_token():
+    channels = LiveChannels()
+    session = tracking.LiveSession()
+    token = channels.open(session, "v")
+    assert channels.find(token) is session
+    channels.close(session)
+    assert channels.find(token) is None and session.token == ""
+    assert channels.open(session, "v") not in ("", token)
+    assert channels.find(None) is None and channels.find(["x"]) is None and channels.find("x" * 1000) is None

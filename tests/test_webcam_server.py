@@ -24,14 +24,14 @@ def server(app_store):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def events(server) -> dict[str, int]:
-    """fn_index of the webcam's frame and stop events."""
+def events(server) -> dict:
+    """fn_index of the webcam's Start and Stop events, and the live view's component id."""
     config = httpx.get(server + "config", timeout=TIMEOUT).json()
-    live = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "webcam-live")
-    found = {}
+    live = next(c for c in config["components"] if c.get("props", {}).get("elem_id") == "webcam-live")
+    found = {"component": live["id"], "server_fns": live["props"].get("server_fns")}
     for index, dependency in enumerate(config["dependencies"]):
         for target, event in dependency["targets"]:
-            if target == live:
+            if target == live["id"]:
                 found[event] = dependency.get("id", index)
     return found
 
@@ -58,19 +58,41 @@ def result(message: dict) -> dict:
     return json.loads(message["output"]["data"][0])
 
 
+def start(server, events, session: str, precision="bfloat16") -> str:
+    """Press Start for ``session``: the token its frames must carry."""
+    opened = result(join(server, events["live_start"], [None, None, precision, 0.6], {}, session))
+    assert opened["status"] == "started" and len(opened["token"]) >= 32
+    return opened["token"]
+
+
+def post_frame(server, events, data, session: str) -> httpx.Response:
+    """One call of the live view's server function, as the page sends it."""
+    body = {"session_hash": session, "component_id": events["component"], "fn_name": "frame", "data": data}
+    return httpx.post(server + "gradio_api/component_server/", json=body, timeout=TIMEOUT)
+
+
+def frame_event(server, events, data, session=None, precision="bfloat16") -> dict:
+    """Start ``session`` (once) and send one frame with its token; returns the result."""
+    session = session or uuid.uuid4().hex[:11]
+    if session not in _tokens:
+        _tokens[session] = start(server, events, session, precision)
+    response = post_frame(server, events, {**data, "token": _tokens[session]}, session)
+    assert response.status_code == 200, response.text
+    return json.loads(response.json())
+
+
+_tokens: dict[str, str] = {}
+
+
 def frame_url(image: np.ndarray, fmt: str = "JPEG") -> str:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, fmt)
     return f"data:image/{fmt.lower()};base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def frame_event(server, events, event_data, session=None, precision="bfloat16") -> dict:
-    return join(server, events["live_frame"], [None, None, precision, 0.6], event_data, session)
-
-
 def test_a_real_frame_gets_its_face_back_as_json(server, events, astronaut):
     session = uuid.uuid4().hex[:11]
-    answer = result(frame_event(server, events, {"frame": frame_url(astronaut), "t": 7.0}, session))
+    answer = frame_event(server, events, {"frame": frame_url(astronaut), "t": 7.0}, session)
     assert answer["status"] == "ok" and len(answer["faces"]) == 1 and answer["t"] == 7.0
     assert answer["width"] == 480 and answer["faces"][0]["p"] is not None
     join(server, events["live_stop"], [None], {}, session)
@@ -87,26 +109,47 @@ def test_no_payload_makes_the_webcam_open_a_path(server, events, event_data):
     path = str(astronaut_path())
     event_data = json.loads(json.dumps(event_data).replace('"astronaut"', json.dumps(path)))
     session = uuid.uuid4().hex[:11]
-    message = frame_event(server, events, event_data, session)
-    if message["success"]:
-        answer = json.loads(message["output"]["data"][0])
-        assert answer["status"] == "error" and "faces" not in answer and "width" not in answer
-        assert "astronaut" not in answer["message"] and "512" not in answer["message"]
-    else:  # Gradio refuses a file payload outside its cache before the handler runs
-        assert "cannot be accessed" in message["output"]["error"]
+    answer = frame_event(server, events, event_data, session)
+    assert answer["status"] == "error" and "faces" not in answer and "width" not in answer
+    assert "astronaut" not in answer["message"] and "512" not in answer["message"]
     join(server, events["live_stop"], [None], {}, session)
 
 
-def test_a_file_payload_in_another_input_is_not_opened(server, events, astronaut):
+def test_a_file_payload_in_the_start_events_inputs_is_not_opened(server, events, astronaut):
     payload = {"path": str(astronaut_path()), "meta": {"_type": "gradio.FileData"}}
     session = uuid.uuid4().hex[:11]
-    message = join(server, events["live_frame"], [payload, payload, payload, payload],
-                   {"frame": frame_url(astronaut)}, session)
+    message = join(server, events["live_start"], [payload, payload, payload, payload], {}, session)
     if message["success"]:  # the state inputs are the server's own; the made-up precision is ignored
-        answer = json.loads(message["output"]["data"][0])
+        _tokens[session] = result(message)["token"]
+        answer = frame_event(server, events, {"frame": frame_url(astronaut)}, session)
         assert answer["status"] == "ok" and answer["width"] == 480 and answer["precision"] in ("bfloat16", "float32")
     else:
         assert "astronaut" not in json.dumps(message)
+    join(server, events["live_stop"], [None], {}, session)
+
+
+@pytest.mark.parametrize("data", [None, "frame", 7, [], {}, {"token": None}, {"token": ["x"]}, {"token": "x" * 10_000},
+                                  {"token": "forged-but-plausible-token-0123456789abcdef"}])
+def test_a_frame_without_an_open_sessions_token_is_answered_not_processed(server, events, astronaut, data):
+    if isinstance(data, dict):
+        data = {**data, "frame": frame_url(astronaut)}
+    response = post_frame(server, events, data, uuid.uuid4().hex[:11])
+    assert response.status_code == 200
+    answer = json.loads(response.json())
+    assert answer["status"] == "closed" and "press Start" in answer["message"] and "faces" not in answer
+
+
+def test_only_the_frame_function_is_served_and_an_oversized_frame_is_cut_off(server, events):
+    assert events["server_fns"] == ["frame"] and "live_frame" not in events
+    session = uuid.uuid4().hex[:11]
+    body = {"session_hash": session, "component_id": events["component"], "fn_name": "__init__", "data": None}
+    assert httpx.post(server + "gradio_api/component_server/", json=body, timeout=TIMEOUT).status_code == 404
+    token = start(server, events, session)
+    huge = post_frame(server, events, {"token": token, "frame": "data:image/jpeg;base64," + "A" * (80 * 2**20)},
+                      session)
+    assert huge.status_code == 413
+    grey = np.full((300, 300, 3), 90, np.uint8)
+    assert frame_event(server, events, {"frame": frame_url(grey)}, session)["status"] == "ok"
     join(server, events["live_stop"], [None], {}, session)
 
 
@@ -114,10 +157,10 @@ def test_a_file_payload_in_another_input_is_not_opened(server, events, astronaut
 def test_a_tiny_frame_says_no_face_and_the_next_frame_works(server, events, astronaut, size):
     session = uuid.uuid4().hex[:11]
     tiny = np.full((size[1], size[0], 3), 200, np.uint8)
-    answer = result(frame_event(server, events, {"frame": frame_url(tiny, "PNG")}, session))
+    answer = frame_event(server, events, {"frame": frame_url(tiny, "PNG")}, session)
     assert answer["message"] == (f"no face found (the image is {size[0]} x {size[1]} pixels; "
                                  "faces need at least 40)")
-    after = result(frame_event(server, events, {"frame": frame_url(astronaut)}, session))
+    after = frame_event(server, events, {"frame": frame_url(astronaut)}, session)
     assert len(after["faces"]) == 1
     join(server, events["live_stop"], [None], {}, session)
 
@@ -128,7 +171,7 @@ def test_frames_of_other_kinds_are_converted_over_http(server, events, astronaut
     image = {"grey": grey, "16-bit": grey.astype(np.uint16) * 257,
              "rgba": np.dstack([astronaut, np.full(astronaut.shape[:2], 255, np.uint8)])}[kind]
     session = uuid.uuid4().hex[:11]
-    answer = result(frame_event(server, events, {"frame": frame_url(image, "PNG")}, session))
+    answer = frame_event(server, events, {"frame": frame_url(image, "PNG")}, session)
     assert answer["status"] == "ok" and len(answer["faces"]) == 1
     join(server, events["live_stop"], [None], {}, session)
 
@@ -138,7 +181,7 @@ def test_a_100_megapixel_frame_is_refused(server, events):
     Image.new("L", (10_000, 10_000)).save(buffer, "PNG")
     url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
     session = uuid.uuid4().hex[:11]
-    answer = result(frame_event(server, events, {"frame": url}, session))
+    answer = frame_event(server, events, {"frame": url}, session)
     assert answer["status"] == "error" and "limit" in answer["message"]
     join(server, events["live_stop"], [None], {}, session)
 
@@ -146,11 +189,11 @@ def test_a_100_megapixel_frame_is_refused(server, events):
 def test_a_second_session_waits_until_the_first_stops(server, events, astronaut):
     first, second = uuid.uuid4().hex[:11], uuid.uuid4().hex[:11]
     frame = {"frame": frame_url(astronaut)}
-    assert result(frame_event(server, events, frame, first))["status"] == "ok"
-    waiting = result(frame_event(server, events, frame, second))
+    assert frame_event(server, events, frame, first)["status"] == "ok"
+    waiting = frame_event(server, events, frame, second)
     assert waiting["status"] == "waiting" and waiting["message"].startswith("waiting for the camera slot, ")
     join(server, events["live_stop"], [None], {}, first)
-    assert result(frame_event(server, events, frame, second))["status"] == "ok"
+    assert frame_event(server, events, frame, second)["status"] == "ok"
     join(server, events["live_stop"], [None], {}, second)
 
 

@@ -103,7 +103,8 @@ class CrossFusionBlock(nn.Module):
         """image, landmarks: (B, C, H, W) maps of equal shape. Returns a (B, C, H, W) map."""
         b, c, hh, ww = image.shape
         x = self.norm_image(image.permute(0, 2, 3, 1).reshape(b, hh * ww, c))
-        q = landmarks.permute(0, 2, 3, 1).reshape(b, hh * ww, c)
+        # Channels last: the fused attention kernel wants each head's features contiguous.
+        q = landmarks.permute(0, 2, 3, 1).reshape(b, hh * ww, c).contiguous()
         attended, attn = self.attn(x, q, return_attention)
         x = x + self.ls1(attended)
         x = x + self.ls2(self.mlp(self.norm_mlp(x)))

@@ -25,6 +25,7 @@ let running = false;
 let inFlight = false;
 let token = null;       // opens this visitor's session on the server (from the Start event)
 let sent = 0;           // frames sent; an answer to an older one (after the watchdog) is dropped
+let starts = 0;         // presses of Start; a channel that never opened ends only the latest
 let watchdog = null;
 let shown = null;       // the newest result drawn
 let arrivals = [];      // arrival times of recent results, for the rate
@@ -83,6 +84,10 @@ async function start() {
   say("Camera on; connecting to the server…");
   token = null;
   trigger("live_start", {});  // opened() sends the first frame once the channel's token is here
+  const attempt = ++starts;
+  setTimeout(() => {
+    if (attempt === starts && running && !token) { stop("The server did not open the camera channel; press Start to try again.", "warn"); }
+  }, LOST_MS);
   requestAnimationFrame(loop);
 }
 

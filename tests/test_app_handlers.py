@@ -242,10 +242,12 @@ def test_build_demo_without_a_browser(app_store):  # noqa: F811
     assert isinstance(demo, gr.Blocks)
     api = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
     assert api == {"analyze", "evaluate"}
-    # The live webcam sends frames as events of its own (no Gradio stream), on a worker pool of its own.
+    # The live webcam's frames go by its component's server function: no Gradio stream, no frame event.
     assert not [fn for fn in demo.fns.values() if fn.connection == "stream"]
-    frames = [fn for fn in demo.fns.values() if fn.concurrency_id == "webcam"]
-    assert len(frames) == 1 and frames[0].concurrency_limit == 2 and frames[0].api_visibility == "private"
+    live = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "webcam-live")
+    assert [fn.__name__ for fn in live.server_fns] == ["frame"]
+    live_events = {trigger[1] for fn in demo.fns.values() for trigger in fn.targets if trigger[0] == live._id}
+    assert live_events == {"live_start", "live_stop"}
     kwargs = launch_kwargs()
     assert kwargs["show_error"] is False and kwargs["max_file_size"] > 0
 

@@ -245,6 +245,27 @@ def test_a_second_visitor_waits_for_the_camera_slot(browser, app_url, page):
     context.close()
 
 
+def test_the_live_view_recovers_when_the_server_does_not_answer(browser, app_url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"])
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(app_url, wait_until="load")
+    message = page.locator(f"{LIVE} .poster-live-message")
+    page.route("**/component_server/**", lambda route: route.abort())  # frames get no answer
+    start_camera(page)
+    playwright_api.expect(message).to_contain_text("The server did not answer", timeout=TIMEOUT_MS)
+    page.unroute("**/component_server/**")
+    playwright_api.expect(page.locator(f"{LIVE} .poster-live-rate")).to_have_text(RATE, timeout=TIMEOUT_MS)
+    page.locator(f"{LIVE} .poster-live-stop").click()
+    # Start's event is taken in but never answered (a refused one would make Gradio reload the page).
+    page.route("**/queue/join**", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                             body='{"event_id": "never-answered"}'))
+    page.locator(f"{LIVE} .poster-live-start").click()
+    playwright_api.expect(message).to_contain_text("did not open the camera channel", timeout=TIMEOUT_MS)
+    playwright_api.expect(page.locator(f"{LIVE} .poster-live-start")).to_be_enabled()
+    context.close()
+
+
 @pytest.mark.parametrize("camera, expected", [
     ("navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('no', 'NotAllowedError'));",
      "The camera was refused"),

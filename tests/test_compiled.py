@@ -128,12 +128,6 @@ def test_poster_v2_in_bfloat16_compiles_whole_and_agrees_with_the_eager_fast_mod
         assert _graphs() == graphs
     assert (got - exact).abs().max() <= 2 * (eager - exact).abs().max() + 0.02
     assert (got - exact).abs().max() < 0.25 * (exact.max() - exact.min())
-    # Every attention runs the fused kernel, compiled and eager: no (784 x 784) score matrix is built.
-    for run in (forward, bf16):
-        with torch.inference_mode(), torch.profiler.profile() as prof:
-            run(batch[:1].to(torch.bfloat16))
-        ops = {event.key for event in prof.key_averages()}
-        assert "aten::_scaled_dot_product_flash_attention_for_cpu" in ops and "aten::bmm" not in ops, sorted(ops)
 
 
 def test_poster_v1_compiles_whole_and_keeps_the_float32_logits(tmp_path_factory, crops):

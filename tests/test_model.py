@@ -145,3 +145,21 @@ def test_position_bias_cache_follows_weight_updates(deterministic_checkpoint):
         recorded = model.forward_intermediates(x).logits  # explicit-attention path, no cache
     assert not torch.allclose(before, after)
     torch.testing.assert_close(after, recorded, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_cross_fusion_attends_with_the_fused_kernel_in_either_layout(memory_format):
+    """Compiled graphs may hand the block plain NCHW maps; it still runs flash attention, never
+    a (784 x 784) score matrix through bmm, and both layouts give the same tokens."""
+    from poster.models.layers import CrossFusionBlock
+
+    torch.manual_seed(0)
+    block = CrossFusionBlock(64, 2, 28).eval()
+    image, landmarks = torch.randn(1, 64, 28, 28), torch.randn(1, 64, 28, 28)
+    with torch.inference_mode():
+        expected, _ = block(image, landmarks)
+        with torch.profiler.profile() as prof:
+            out, _ = block(image.to(memory_format=memory_format), landmarks.to(memory_format=memory_format))
+    ops = {event.key for event in prof.key_averages()}
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in ops and "aten::bmm" not in ops, sorted(ops)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)

@@ -81,8 +81,9 @@ class CompiledForward:
             import torch._inductor.config as inductor_config
 
             compiled = torch.compile(plain_copy(self.model), fullgraph=True, dynamic=False, mode=self.mode)
-            # Frozen weights become constants: Inductor packs them once and folds what follows.
-            with compiling(), inductor_config.patch(freezing=True), torch.inference_mode():
+            # Frozen weights become constants: Inductor packs them once and folds what follows. The
+            # C++ wrapper launches the graph's hundred-odd kernels without Python between them.
+            with compiling(), inductor_config.patch(freezing=True, cpp_wrapper=True), torch.inference_mode():
                 compiled(torch.zeros(self.example_shape, dtype=self.dtype, device=self.device))
             self._compiled, self.state = compiled, COMPILED
         except Exception as exc:  # noqa: BLE001 - any failure leaves the eager model answering

@@ -1,10 +1,10 @@
 """One face at a time through a TorchInductor-compiled copy of the model, built in the background.
 
 Inductor fuses the element-wise work (PReLU, residual additions, layer norms, softmax) into its
-neighbours and, with the weights frozen as constants, packs every convolution and linear weight
-once. On a 2-core CPU that makes POSTER++ in bfloat16 about 12 % faster than the eager fast mode
-(3.4-3.8x the original code against 2.9-3.4x) and POSTER v1 and ARM 15-20 % faster.
-Compiling takes about a minute (POSTER v1 two, ARM ten seconds) and needs a C++ compiler. Until it
+neighbours, packs every convolution and linear weight once (the weights are frozen as constants)
+and launches the kernels from its C++ wrapper. On a 2-core CPU that makes POSTER++ in bfloat16
+4.2-4.9x the original code against 3.3-3.7x for the eager fast mode, and POSTER v1 and ARM 15-30 %
+faster. Compiling takes about a minute (POSTER v1 two, ARM ten seconds) and needs a C++ compiler. Until it
 is done, where it fails, and for anything it was not built for (gradients, another input shape,
 dtype or device), the eager model answers, so no call ever waits for a compilation. Only one input
 shape is compiled, a single face; a batch runs face by face, which is also how ARM's faces must be

@@ -45,7 +45,7 @@ class LiveChannels:
             return self._sessions.get(token)
 
     def close(self, session: LiveSession) -> None:
-        """The visitor's session ended: its token opens nothing from now on."""
+        """The visitor stopped: the session's token opens nothing from now on (Start opens a new one)."""
         with self._lock:
             if session.token and self._sessions.get(session.token) is session:
                 del self._sessions[session.token]

@@ -155,8 +155,7 @@ function received(answer) {
     setTimeout(send, WAIT_POLL_MS);
     return;
   }
-  if (r.status === "closed") { token = null; stop(r.message, "warn"); return; }
-  if (r.status === "ended") { stop(r.message, "warn"); return; }
+  if (r.status === "closed" || r.status === "ended") { stop(r.message, "warn"); return; }
   if (r.status === "busy") { setTimeout(send, 50); return; }
   if (r.status === "error") { say(r.message, "warn"); send(); return; }
   const now = performance.now();

@@ -161,7 +161,7 @@ def send_frame(payload: Any, *, channels: LiveChannels, store: ModelStore, slots
 
 def live_frame(data: Any, session: LiveSession | None, model_key: str | None, precision: str | None,
                smoothing: Any, *, store: ModelStore, slots: CameraSlots, visitor: str) -> LiveView:
-    """One frame event (``{"frame": data URL, "t": capture time}``) -> its result for the page.
+    """One frame (``{"frame": data URL, "t": capture time}``) -> its result for the page.
     ``session`` is changed in place. Never raises: every problem is a message in the result and
     the stream goes on."""
     session = session if isinstance(session, LiveSession) else LiveSession()

@@ -70,6 +70,30 @@ def test_a_call_that_fails_during_a_compile_runs_again_and_one_outside_a_compile
         assert flaky() == "ran" and len(calls) == 2
 
 
+def test_a_guarded_call_inside_another_leaves_the_retrying_to_the_outer_one():
+    calls = {"outer": 0, "inner": 0}
+
+    @beside_compiles
+    def inner() -> str:
+        calls["inner"] += 1
+        if calls["inner"] == 1:
+            raise NameError("module is not installed as a submodule")
+        return "ran"
+
+    @beside_compiles
+    def outer() -> str:
+        calls["outer"] += 1
+        return inner()
+
+    with compiling():
+        assert outer() == "ran"
+    assert calls == {"outer": 2, "inner": 2}  # one retry, of the whole outer call
+    calls.update(outer=0, inner=0)
+    with pytest.raises(NameError):
+        outer()  # outside a compile nothing is retried, nested or not
+    assert calls == {"outer": 1, "inner": 1}
+
+
 def test_a_real_error_still_surfaces_during_a_compile():
     @beside_compiles
     def broken() -> None:

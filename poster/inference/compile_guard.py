@@ -4,7 +4,8 @@ While TorchInductor lowers a graph it traces small functions with ``torch.fx``, 
 ``nn.Module.__call__`` for the whole process (a few seconds of each compile in all). A module called
 from another thread in that moment raises ``NameError`` instead of running. Functions wrapped with
 ``beside_compiles`` wait such a moment out before they start and run again when one began while
-they ran; with no compile under way they cost one integer test.
+they ran; with no compile under way they cost one integer test. A guarded call inside another
+(``Predictor.classify`` through ``CompiledForward``) leaves the waiting and retrying to the outer one.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ WAIT_LIMIT_S = 120.0
 
 _lock = threading.Lock()
 _compiles = 0
+_guarding = threading.local()  # .active: this thread is inside a guarded call
 
 
 @contextlib.contextmanager
@@ -63,16 +65,22 @@ def beside_compiles(fn: Callable[..., T]) -> Callable[..., T]:
 
     @functools.wraps(fn)
     def call(*args, **kwargs) -> T:
-        attempt = 1
-        while True:
-            if _compiles:
-                wait_for_modules()
-            try:
-                return fn(*args, **kwargs)
-            except Exception:
-                if not _compiles or attempt >= ATTEMPTS:
-                    raise
-                attempt += 1
+        if getattr(_guarding, "active", False):
+            return fn(*args, **kwargs)
+        _guarding.active = True
+        try:
+            attempt = 1
+            while True:
+                if _compiles:
+                    wait_for_modules()
+                try:
+                    return fn(*args, **kwargs)
+                except Exception:
+                    if not _compiles or attempt >= ATTEMPTS:
+                        raise
+                    attempt += 1
+        finally:
+            _guarding.active = False
 
     return call
 

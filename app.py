@@ -17,10 +17,10 @@ if not os.environ.get("GRADIO_TEMP_DIR"):
     os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="poster-app-gradio-")
 
 from demo import build_demo, launch_kwargs  # noqa: E402 - Gradio reads GRADIO_TEMP_DIR when it builds
-from demo.files import register_temporary  # noqa: E402
-from demo.gpu import available as zero_gpu  # noqa: E402
-from demo.hosting import ShortLogRecords, remove_on_exit  # noqa: E402
-from demo.store import get_store  # noqa: E402
+from demo.serving.files import register_temporary  # noqa: E402
+from demo.serving.gpu import available as zero_gpu  # noqa: E402
+from demo.serving.hosting import ShortLogRecords, remove_on_exit  # noqa: E402
+from demo.serving.store import get_store  # noqa: E402
 
 logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logging.getLogger("demo").setLevel(logging.INFO)

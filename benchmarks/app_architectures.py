@@ -15,10 +15,10 @@ import _common  # noqa: F401  (puts the project on the path)
 import torch
 from _common import astronaut_path, time_interleaved
 
-from demo.compare_panel import compare_checkpoints
-from demo.explain_panel import PREDICTED, explain_subject
-from demo.photo_tab import analyze_photo
-from demo.store import ModelStore
+from demo.photo.compare_panel import compare_checkpoints
+from demo.ui.explain_panel import PREDICTED, explain_subject
+from demo.photo.tab import analyze_photo
+from demo.serving.store import ModelStore
 from poster.weights.deterministic import write_arm_checkpoint, write_poster_v1_checkpoint
 from poster.weights.deterministic import write_poster_v2_checkpoint
 

@@ -24,8 +24,8 @@ import torch
 from _common import deterministic_checkpoint  # also puts the project on sys.path
 from _common import machine  # noqa: E402
 
-from demo.evaluate_upload import evaluate_archive, fast_dtype  # noqa: E402
-from demo.store import ModelStore# noqa: E402
+from demo.explorer.evaluate_upload import evaluate_archive, fast_dtype  # noqa: E402
+from demo.serving.store import ModelStore# noqa: E402
 from poster.cli import main as cli  # noqa: E402
 from poster.models.poster_v2 import PosterV2Weights  # noqa: E402
 from poster.data.sample_faces import write_imagefolder  # noqa: E402

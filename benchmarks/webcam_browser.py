@@ -76,8 +76,8 @@ def main() -> None:
 
     from playwright.sync_api import expect, sync_playwright
 
-    from demo import precision as precisions
-    from demo.store import ModelStore
+    from demo.webcam import precision as precisions
+    from demo.serving.store import ModelStore
 
     store = ModelStore(device=args.device, checkpoint_dirs=[deterministic_checkpoint().parent])
     store.predictor("raf-db")

@@ -3,7 +3,7 @@
     python benchmarks/webcam_server.py [--frames 10] [--repeats 5]
 
 Each call handles ``--frames`` consecutive 480x360 frames of one face (as the browser sends them)
-through ``demo.live_tracking.process_frame``; figures are milliseconds per frame and results per second
+through ``demo.webcam.live_tracking.process_frame``; figures are milliseconds per frame and results per second
 the server alone could give. The app's CPU default is the last row.
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ from PIL import Image
 
 from _common import deterministic_checkpoint
 from _common import machine, time_interleaved
-from demo import live_tracking
-from demo.store import ModelStore
+from demo.webcam import live_tracking
+from demo.serving.store import ModelStore
 
 
 def frame() -> np.ndarray:

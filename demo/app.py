@@ -16,20 +16,20 @@ from typing import Iterator
 import gradio as gr
 from starlette.middleware import Middleware
 
-from . import render
-from .download_row import build_download_row
-from .explorer_tab import RunListView, build_explorer_tab, run_pickers_on_load
-from .files import files_out
-from .gpu import gpu
-from .hosting import GuardedBlocks, RequestLimits, cap_waiting_per_session
-from .limits import Limits, limits_for, max_image_bytes, max_upload_bytes
-from .model_tab import banner, build_model_tab, checkpoint_dropdown, header_line, model_facts
-from .outputs import outputs_of, returning, unchanged
-from .photo_result import PhotoResult, PhotoView
-from .photo_tab import analyze_photo, build_photo_tab
-from . import store as stores
-from .store import ModelStore, get_store
-from .webcam_tab import build_webcam_tab
+from .ui import render
+from .ui.download_row import build_download_row
+from .explorer.tab import RunListView, build_explorer_tab, run_pickers_on_load
+from .serving.files import files_out
+from .serving.gpu import gpu
+from .serving.hosting import GuardedBlocks, RequestLimits, cap_waiting_per_session
+from .serving.limits import Limits, limits_for, max_image_bytes, max_upload_bytes
+from .model.tab import banner, build_model_tab, checkpoint_dropdown, header_line, model_facts
+from .ui.outputs import outputs_of, returning, unchanged
+from .ui.photo_result import PhotoResult, PhotoView
+from .photo.tab import analyze_photo, build_photo_tab
+from .serving import store as stores
+from .serving.store import ModelStore, get_store
+from .webcam.tab import build_webcam_tab
 
 # Gradio deletes what it cached for the app (uploads, outputs) after an hour, checking every 10 minutes.
 CACHE_SECONDS = (600, 3600)
@@ -101,7 +101,7 @@ def _reanalyze(photo, result: PhotoResult | None, model_key: str | None, rerun: 
 def build_demo(store: ModelStore | None = None, limits: Limits | None = None) -> gr.Blocks:
     """Build the app. ``store`` replaces the process-wide model store (tests pass their own)."""
     if store is not None:
-        from .store import set_store
+        from .serving.store import set_store
 
         set_store(store)
     store = get_store()

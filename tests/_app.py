@@ -46,7 +46,7 @@ def architectures_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def app_store(checkpoint_dir: Path):
     """One CPU model store for the session, finding checkpoints in ``checkpoint_dir`` only."""
-    from demo.store import ModelStore
+    from demo.serving.store import ModelStore
 
     torch.manual_seed(0)
     return ModelStore(device="cpu", checkpoint_dirs=[checkpoint_dir])
@@ -55,7 +55,7 @@ def app_store(checkpoint_dir: Path):
 @pytest.fixture
 def empty_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A store that finds no checkpoint anywhere (and has no Hub repository)."""
-    from demo.store import ModelStore
+    from demo.serving.store import ModelStore
     from poster.weights import locate
 
     monkeypatch.delenv(locate.ENV_HUB_REPO, raising=False)
@@ -110,7 +110,7 @@ def served(store, runs_root: Path | None = None) -> Iterator[str]:
     import os
 
     from demo import served_on_loopback
-    from demo.limits import ENV_RUNS_DIR
+    from demo.serving.limits import ENV_RUNS_DIR
 
     old = os.environ.get(ENV_RUNS_DIR)
     if runs_root is not None:

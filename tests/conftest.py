@@ -19,7 +19,7 @@ def _app_files_removed_at_the_end() -> Iterator[None]:
     """The app's own temporary folders (written images, uploads) go when the session ends, as they
     go when the app exits."""
     yield
-    files = sys.modules.get("demo.files")
+    files = sys.modules.get("demo.serving.files")
     if files is not None:
         files.remove_temporary_files()
 

@@ -11,19 +11,19 @@ import pytest
 import torch
 from PIL import Image
 
-from demo import model_tab
-from demo import precision as precisions
-from demo.camera_slots import CameraSlots
-from demo.compare_panel import compare_checkpoints
-from demo.explain_panel import PREDICTED, explain_subject
-from demo.explanation_views import POSTER_V2_TITLES
-from demo.model_cards import model_card
-from demo.download_row import dataset_choices
-from demo.live_tracking import LiveSession
-from demo.photo_result import faces_json
-from demo.photo_tab import analyze_photo
-from demo.store import ModelStore
-from demo.webcam_tab import live_frame
+from demo.model import tab as model_tab
+from demo.webcam import precision as precisions
+from demo.serving.camera_slots import CameraSlots
+from demo.photo.compare_panel import compare_checkpoints
+from demo.ui.explain_panel import PREDICTED, explain_subject
+from demo.ui.explanation_views import POSTER_V2_TITLES
+from demo.model.cards import model_card
+from demo.ui.download_row import dataset_choices
+from demo.webcam.live_tracking import LiveSession
+from demo.ui.photo_result import faces_json
+from demo.photo.tab import analyze_photo
+from demo.serving.store import ModelStore
+from demo.webcam.tab import live_frame
 from explain import Explainer, ModelExplainer
 from poster import load_checkpoint
 from poster.inference.faces import Face, align_face

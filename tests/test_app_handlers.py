@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demo import model_tab, photo_result
-from demo.compare_panel import CANONICAL_ORDER, compare_checkpoints, compare_rows, compare_table
-from demo.explain_panel import PREDICTED, PointView, explain_subject, point_attention
-from demo.files import example_photos
-from demo.locks import ReadWriteLock
-from demo.photo_result import PhotoResult, face_at
-from demo.photo_tab import analyze_photo, select_face
-from demo.store import ModelStore
+from demo.model import tab as model_tab
+from demo.ui import photo_result
+from demo.photo.compare_panel import CANONICAL_ORDER, compare_checkpoints, compare_rows, compare_table
+from demo.ui.explain_panel import PREDICTED, PointView, explain_subject, point_attention
+from demo.serving.files import example_photos
+from demo.serving.locks import ReadWriteLock
+from demo.ui.photo_result import PhotoResult, face_at
+from demo.photo.tab import analyze_photo, select_face
+from demo.serving.store import ModelStore
 from poster.errors import CheckpointError
 from poster.inference.faces import Face
 from poster.inference.predictor import FacePrediction
@@ -254,7 +255,7 @@ def test_build_demo_without_a_browser(app_store):  # noqa: F811
 
 def test_switching_checkpoints_reanalyzes_only_an_analyzed_photo(astronaut_result, app_store):  # noqa: F811
     from demo.app import _reanalyze
-    from demo.store import set_store
+    from demo.serving.store import set_store
 
     set_store(app_store)
     result = astronaut_result.result
@@ -269,7 +270,7 @@ def test_switching_checkpoints_reanalyzes_only_an_analyzed_photo(astronaut_resul
 
 
 def test_gpu_decorator_is_a_no_op_without_spaces():
-    from demo.gpu import available, gpu
+    from demo.serving.gpu import available, gpu
 
     def f(x):
         return x
@@ -278,7 +279,7 @@ def test_gpu_decorator_is_a_no_op_without_spaces():
 
 
 def test_images_reach_gradio_as_whole_files():
-    from demo.files import files_out, image_file
+    from demo.serving.files import files_out, image_file
 
     small = np.zeros((10, 12, 3), np.uint8)
     big = np.full((600, 800, 3), 50, np.uint8)

@@ -13,14 +13,14 @@ import pytest
 from PIL import Image
 
 from data_explorer.runs import find_runs, load_run
-from demo.explorer_tab import select_image
-from demo.messages import ClickError
-from demo.photo_result import face_at
-from demo.photo_tab import analyze_photo, on_face_click
-from demo.camera_slots import CameraSlots
-from demo.files import UPLOAD_REFUSED, SessionFiles, UploadRefused, upload_cache, uploaded_path
-from demo.live_tracking import LiveSession
-from demo.webcam_tab import live_frame
+from demo.explorer.tab import select_image
+from demo.ui.messages import ClickError
+from demo.ui.photo_result import face_at
+from demo.photo.tab import analyze_photo, on_face_click
+from demo.serving.camera_slots import CameraSlots
+from demo.serving.files import UPLOAD_REFUSED, SessionFiles, UploadRefused, upload_cache, uploaded_path
+from demo.webcam.live_tracking import LiveSession
+from demo.webcam.tab import live_frame
 from poster.inference.faces import FaceDetector
 from tests._app import app_store, astronaut_path, checkpoint_dir, write_run  # noqa: F401
 

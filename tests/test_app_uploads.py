@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from demo import model_tab
-from demo.store import ModelStore
+from demo.model import tab as model_tab
+from demo.serving.store import ModelStore
 from poster.errors import CheckpointError
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")

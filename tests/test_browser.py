@@ -200,7 +200,7 @@ def test_webcam_draws_live_results_over_the_camera_picture(page, tmp_path):
     page.wait_for_function("text => document.querySelector('#webcam-live .poster-live-rate').textContent !== text",
                            arg=first, timeout=TIMEOUT_MS)
     assert RATE.search(rate.inner_text())
-    from demo.precision import default
+    from demo.webcam.precision import default
 
     assert rate.inner_text().endswith(default(on_gpu=False))  # the tab says which precision runs
     assert overlay_pixels(page) > 2000  # the box, its label and the probability bars
@@ -289,7 +289,7 @@ def test_a_refused_or_missing_camera_gets_a_message(browser, app_url, camera, ex
 
 
 def test_explorer_cell_click_shows_that_cells_images(page, runs_root):
-    from demo.explorer_runs import get_run
+    from demo.explorer.runs import get_run
 
     run = get_run("raf-db-test", runs_root)
     counts = run.predictions.groupby(["label", "pred"]).size()
@@ -306,7 +306,7 @@ def test_explorer_cell_click_shows_that_cells_images(page, runs_root):
     thumbs = page.locator("#explorer-cell-gallery .thumbnail-item")
     playwright_api.expect(thumbs).to_have_count(len(expected), timeout=TIMEOUT_MS)
     captions = page.locator("#explorer-cell-gallery .caption-label").all_inner_texts()
-    from demo.explorer_views import gallery_caption
+    from demo.explorer.views import gallery_caption
 
     assert captions == [gallery_caption(row) for _, row in expected.iterrows()]
     page.screenshot(path=str(ARTIFACTS / "explorer.png"), full_page=True)
@@ -327,7 +327,7 @@ def test_model_tab_shows_the_active_checkpoint(page, app_store):  # noqa: F811
 
 
 def test_poster_v1_explanation_shows_what_the_model_has(browser, architectures_dir, monkeypatch):
-    from demo.store import ModelStore
+    from demo.serving.store import ModelStore
     from poster.weights import locate
 
     monkeypatch.setenv(locate.ENV_CHECKPOINT, "poster-v1-raf-db")
@@ -377,7 +377,7 @@ def pick(page, selector: str, option: str) -> None:
 
 
 def test_photo_target_comparison_and_checkpoint_switch(browser, architectures_dir):  # noqa: F811
-    from demo.store import ModelStore
+    from demo.serving.store import ModelStore
 
     store = ModelStore(device="cpu", checkpoint_dirs=[architectures_dir])
     store.predictor("raf-db")
@@ -407,7 +407,7 @@ def test_photo_target_comparison_and_checkpoint_switch(browser, architectures_di
 
 
 def test_picking_or_clicking_a_face_explains_it(page, app_store, tmp_path, astronaut, grace_hopper):  # noqa: F811
-    from demo.photo_tab import analyze_photo
+    from demo.photo.tab import analyze_photo
 
     left = np.asarray(Image.fromarray(astronaut).resize((400, 400)))
     right = np.asarray(Image.fromarray(grace_hopper).resize((int(400 * grace_hopper.shape[1] / grace_hopper.shape[0]),

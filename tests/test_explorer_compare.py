@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from demo import compare_runs
-from demo.explorer_runs import get_run
-from demo.explorer_tab import open_run
-from demo.explorer_views import class_table, summary_html
+from demo.explorer import compare_runs
+from demo.explorer.runs import get_run
+from demo.explorer.tab import open_run
+from demo.explorer.views import class_table, summary_html
 from poster.data import metrics
 from poster.evaluation.compare import compare_tables
 from poster.evaluation.run import predictions_table, write_run as write_run_files

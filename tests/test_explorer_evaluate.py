@@ -14,10 +14,11 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from data_explorer.archive import ArchiveCaps
-from demo import evaluate_upload, explorer_runs
-from demo.evaluate_upload import evaluate_archive, remove_session_dir, storage_note
-from demo.explorer_panels import progress_html
-from demo.explorer_tab import open_run
+from demo.explorer import evaluate_upload
+from demo.explorer import runs as explorer_runs
+from demo.explorer.evaluate_upload import evaluate_archive, remove_session_dir, storage_note
+from demo.explorer.panels import progress_html
+from demo.explorer.tab import open_run
 from poster.cli import main
 from poster.data import sample_faces as _data
 from tests._app import RAF_FOLDERS, RUN_LABELS, app_store, architectures_dir, checkpoint_dir, served  # noqa: F401
@@ -106,7 +107,7 @@ def test_in_app_evaluation_gives_the_command_lines_predictions(tmp_path, uploads
 
 
 def test_poster_v1_is_evaluated_in_bgr_as_on_the_command_line(tmp_path, uploads, architectures_dir):  # noqa: F811
-    from demo.store import ModelStore
+    from demo.serving.store import ModelStore
 
     store = ModelStore(device="cpu", checkpoint_dirs=[architectures_dir])
     archive = zipped(labeled_set(tmp_path / "set", extras=False), uploads / "faces.zip")
@@ -199,7 +200,7 @@ def test_session_folders_are_removed_only_inside_their_base(tmp_path):
 
 
 def test_session_runs_go_when_the_app_exits(monkeypatch, tmp_path):
-    from demo import files
+    from demo.serving import files
 
     monkeypatch.setattr(files, "_temporary", [])
     monkeypatch.setattr(evaluate_upload, "_SESSION_BASE", tmp_path / "session-runs")

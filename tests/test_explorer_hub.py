@@ -8,9 +8,9 @@ import huggingface_hub
 import pytest
 
 from data_explorer.hub_runs import HubRuns, hub_runs, set_hub_runs
-from demo.explorer_runs import get_run, run_choices
-from demo.explorer_tab import open_run, select_cell
-from demo.explorer_views import DEFAULT_SORT
+from demo.explorer.runs import get_run, run_choices
+from demo.explorer.tab import open_run, select_cell
+from demo.explorer.views import DEFAULT_SORT
 from poster.cli import main
 from poster.errors import PosterError
 from poster.evaluation.publish import LICENCE_WARNING, publish_run

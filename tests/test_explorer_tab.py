@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from demo.explorer_runs import get_run, run_choices
-from demo.explorer_tab import open_run, run_pickers, run_pickers_on_load, select_cell, select_image
-from demo.explorer_views import CORNER, DEFAULT_SORT, gallery_caption
-from demo.limits import ENV_RUNS_DIR
+from demo.explorer.runs import get_run, run_choices
+from demo.explorer.tab import open_run, run_pickers, run_pickers_on_load, select_cell, select_image
+from demo.explorer.views import CORNER, DEFAULT_SORT, gallery_caption
+from demo.serving.limits import ENV_RUNS_DIR
 from tests._app import RAF_CLASSES, app_store, checkpoint_dir, empty_store, write_run  # noqa: F401
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demo.files import UPLOAD_REFUSED, upload_cache
-from demo.hosting import REPLACED
+from demo.serving.files import UPLOAD_REFUSED, upload_cache
+from demo.serving.hosting import REPLACED
 from tests._app import RAF_CLASSES, app_store, astronaut_path, checkpoint_dir, served  # noqa: F401
 from tests._http import Visitor, error_of, event_named, events, file_meta
 
@@ -302,7 +302,7 @@ def _answers(url: str) -> bool:
 
 
 def test_the_file_route_serves_no_server_file(server, visitor):
-    from demo.files import image_file
+    from demo.serving.files import image_file
 
     ours = image_file(np.zeros((8, 8, 3), np.uint8))  # an image the app wrote, before Gradio copies it
     for path in ("/etc/hostname", str(Path(__file__).resolve()), ours, "/proc/self/environ"):

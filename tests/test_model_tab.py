@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from demo import model_tab
-from demo.download_row import download_checkpoint
-from demo.model_cards import model_card
-from demo.store import ModelStore
+from demo.model import tab as model_tab
+from demo.ui.download_row import download_checkpoint
+from demo.model.cards import model_card
+from demo.serving.store import ModelStore
 from poster.errors import DownloadError
 from tests._app import RAF_CLASSES, app_store, checkpoint_dir  # noqa: F401
 

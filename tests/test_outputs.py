@@ -4,7 +4,7 @@ from dataclasses import dataclass
 import gradio as gr
 import pytest
 
-from demo.outputs import outputs_of, returning, unchanged, values
+from demo.ui.outputs import outputs_of, returning, unchanged, values
 
 
 @dataclass

@@ -14,13 +14,13 @@ import pytest
 import torch
 from PIL import Image
 
-from demo import live_tracking as tracking
-from demo import precision as precisions
-from demo.camera_slots import CameraSlots
-from demo.webcam_record import results_csv, results_file
-from demo.live_channel import LiveChannels
-from demo.webcam_tab import (download_results, freeze_frame, live_frame, send_frame, start_stream, stop_stream,
-                              update_settings)
+from demo.webcam import live_tracking as tracking
+from demo.webcam import precision as precisions
+from demo.serving.camera_slots import CameraSlots
+from demo.webcam.record import results_csv, results_file
+from demo.webcam.live_channel import LiveChannels
+from demo.webcam.tab import (download_results, freeze_frame, live_frame, send_frame, start_stream, stop_stream,
+                             update_settings)
 from poster.errors import ImageError
 from poster.inference.faces import Face
 from tests._app import RAF_CLASSES, app_store, astronaut_path, checkpoint_dir, empty_store  # noqa: F401
@@ -351,7 +351,7 @@ def test_recorded_results_download_as_csv(app_store, frame, tmp_path):  # noqa: 
 
 
 def test_result_files_go_when_the_app_exits(app_store, frame, monkeypatch, tmp_path):  # noqa: F811
-    from demo import files
+    from demo.serving import files
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(files, "_temporary", [])

@@ -22,8 +22,8 @@ from poster.inference.faces import VIDEO_MAX_SIDE, DetectorConfig, Face, FaceDet
 from poster.inference.images import load_image
 
 from . import precision as precisions
-from .limits import MAX_IMAGE_PIXELS
-from .store import ModelStore, missing_checkpoint_message
+from ..serving.limits import MAX_IMAGE_PIXELS
+from ..serving.store import ModelStore, missing_checkpoint_message
 
 FRAME_MAX_SIDE = 480  # frames are processed at most this large (the browser sends them this size)
 MIN_FACE_SIDE = DetectorConfig.min_face_size  # a smaller frame cannot hold a face the detector finds
@@ -66,7 +66,7 @@ class LiveSettings:
 
 @dataclass
 class LiveSession:
-    """Per-visitor webcam state (kept in a ``gr.State``; ``demo.live_channel`` files it under ``token``)."""
+    """Per-visitor webcam state (kept in a ``gr.State``; ``demo.webcam.live_channel`` files it under ``token``)."""
 
     tracks: list[Track] = field(default_factory=list)
     next_id: int = 0

@@ -8,15 +8,15 @@ import gradio as gr
 import numpy as np
 
 from .compare_panel import build_compare_panel
-from .explain_panel import ExplainPanel, build_explain_panel
-from .files import example_photos, files_out
-from .gpu import gpu
-from .limits import Limits
-from .messages import click_point, friendly
-from .outputs import keep, outputs_of, returning
-from .photo_result import (PhotoResult, PhotoView, Subject, annotated, empty_view, face_at, find_faces, photo_view,
-                           read_photo, subject_of)
-from .store import ModelStore, get_store
+from ..ui.explain_panel import ExplainPanel, build_explain_panel
+from ..serving.files import example_photos, files_out
+from ..serving.gpu import gpu
+from ..serving.limits import Limits
+from ..ui.messages import click_point, friendly
+from ..ui.outputs import keep, outputs_of, returning
+from ..ui.photo_result import (PhotoResult, PhotoView, Subject, annotated, empty_view, face_at, find_faces, photo_view,
+                               read_photo, subject_of)
+from ..serving.store import ModelStore, get_store
 
 
 @dataclass

@@ -18,7 +18,7 @@ from data_explorer.runs import Run
 from poster.data import metrics
 from poster.data.label_order import diagnose
 
-from . import render
+from ..ui import render
 
 GALLERY_LIMIT = 48
 THUMB_SIDE = 160

@@ -12,15 +12,15 @@ import numpy as np
 from poster.inference.transforms import model_batch
 from poster.weights.registry import canonical_class, checkpoint_weights
 
-from . import render
-from .explanation_views import gradcam_strip
-from .files import files_out
-from .gpu import gpu
-from .limits import Limits
-from .messages import friendly
-from .outputs import outputs_of, returning
-from .photo_result import Subject
-from .store import ModelStore, checkpoint_label, get_store, missing_checkpoint_message
+from ..ui import render
+from ..ui.explanation_views import gradcam_strip
+from ..serving.files import files_out
+from ..serving.gpu import gpu
+from ..serving.limits import Limits
+from ..ui.messages import friendly
+from ..ui.outputs import outputs_of, returning
+from ..ui.photo_result import Subject
+from ..serving.store import ModelStore, checkpoint_label, get_store, missing_checkpoint_message
 
 # Order of classes in the side-by-side comparison (canonical names, see poster.weights.registry).
 CANONICAL_ORDER = ("Neutral", "Happiness", "Sadness", "Surprise", "Fear", "Disgust", "Anger", "Contempt")

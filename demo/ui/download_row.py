@@ -17,9 +17,9 @@ from poster.weights.registry import checkpoint_weights
 
 from . import render
 from .messages import quote, sentence
-from .limits import Limits
+from ..serving.limits import Limits
 from .outputs import outputs_of, returning
-from .store import ModelStore, checkpoint_label, get_store, registry_weights
+from ..serving.store import ModelStore, checkpoint_label, get_store, registry_weights
 
 log = logging.getLogger("demo")
 

@@ -16,15 +16,15 @@ from poster.errors import CheckpointError
 from poster.weights.checkpoints import count_parameters
 from poster.weights.registry import ARCHITECTURES, checkpoint_weights
 
-from . import render
-from .download_row import DownloadRow, build_download_row
-from .files import discard_upload, uploaded_path
-from .messages import friendly, quote, sentence
-from .limits import Limits, max_upload_bytes
-from .model_cards import dataset_title, model_card
-from .outputs import outputs_of, returning
-from .store import ModelStore, get_store, missing_checkpoint_message
-from .uploads import UPLOAD_PREFIX
+from ..ui import render
+from ..ui.download_row import DownloadRow, build_download_row
+from ..serving.files import discard_upload, uploaded_path
+from ..ui.messages import friendly, quote, sentence
+from ..serving.limits import Limits, max_upload_bytes
+from .cards import dataset_title, model_card
+from ..ui.outputs import outputs_of, returning
+from ..serving.store import ModelStore, get_store, missing_checkpoint_message
+from ..serving.uploads import UPLOAD_PREFIX
 
 UPLOAD_TYPES = [".pth", ".pt", ".tar", ".safetensors"]
 

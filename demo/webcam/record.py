@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .files import own_folder
+from ..serving.files import own_folder
 from .live_tracking import LiveSession
 
 CSV_KEEP_SECONDS = 10 * 60  # a download is fetched within seconds; older tables are removed

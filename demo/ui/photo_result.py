@@ -21,10 +21,10 @@ from poster.inference.images import load_image
 from poster.inference.predictor import FacePrediction
 
 from . import render
-from .files import discard_upload, uploaded_path
-from .limits import MAX_IMAGE_PIXELS, max_image_bytes
+from ..serving.files import discard_upload, uploaded_path
+from ..serving.limits import MAX_IMAGE_PIXELS, max_image_bytes
 from .messages import click_point, quote, sentence
-from .store import ModelStore, missing_checkpoint_message
+from ..serving.store import ModelStore, missing_checkpoint_message
 
 
 @dataclass
@@ -75,7 +75,7 @@ def read_photo(value: Any) -> np.ndarray:
     """An uploaded image as RGB uint8. ``value`` is Gradio's file payload, a path or an array.
 
     A payload (what arrives over HTTP) must name an upload in Gradio's cache or an example
-    photo (``demo.files.uploaded_path``); paths and arrays come from Python callers. Raises
+    photo (``demo.serving.files.uploaded_path``); paths and arrays come from Python callers. Raises
     ``ImageError`` with a readable message for files that are not images, too large or
     damaged; a refused upload is deleted from the cache.
     """

@@ -2,7 +2,7 @@
 evaluating an uploaded set and comparing two runs.
 
 Runs are folders written by ``python -m poster evaluate`` (see ``data_explorer.runs``); how they
-are shown is ``demo.explorer_views``.
+are shown is ``demo.explorer.views``.
 """
 from __future__ import annotations
 
@@ -18,19 +18,19 @@ from PIL import Image
 from data_explorer import analysis
 from data_explorer.label_errors import suspected_label_errors
 
-from . import render
+from ..ui import render
 from .evaluate_upload import SESSION_TTL_S, remove_session_dir
-from .explain_panel import ExplainPanel, build_explain_panel
-from .explorer_panels import ComparePanel, EvaluatePanel, build_compare_panel, build_evaluate_panel
-from .explorer_runs import all_run_choices, get_run, run_checkpoint_key, run_choices
-from .explorer_views import (DEFAULT_SORT, SORTS, cell_rows, class_table, confusion_table, gallery_items,
-                             label_order_notice, rows_table, run_image, summary_html)
-from .files import files_out
-from .messages import friendly
-from .photo_result import Subject
-from .limits import Limits
-from .outputs import outputs_of, returning, unchanged
-from .store import ModelStore, get_store
+from ..ui.explain_panel import ExplainPanel, build_explain_panel
+from .panels import ComparePanel, EvaluatePanel, build_compare_panel, build_evaluate_panel
+from .runs import all_run_choices, get_run, run_checkpoint_key, run_choices
+from .views import (DEFAULT_SORT, SORTS, cell_rows, class_table, confusion_table, gallery_items,
+                    label_order_notice, rows_table, run_image, summary_html)
+from ..serving.files import files_out
+from ..ui.messages import friendly
+from ..ui.photo_result import Subject
+from ..serving.limits import Limits
+from ..ui.outputs import outputs_of, returning, unchanged
+from ..serving.store import ModelStore, get_store
 
 
 @dataclass

@@ -28,7 +28,7 @@ import gradio as gr
 from gradio import components
 
 from .files import UPLOAD_REFUSED, SessionFiles, UploadRefused, remove_temporary_files, uploaded_path
-from .messages import QUOTE_CHARS, quote
+from ..ui.messages import QUOTE_CHARS, quote
 
 log = logging.getLogger("demo")
 

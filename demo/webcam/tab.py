@@ -3,8 +3,8 @@ explain it; download the session's results.
 
 The browser shows its own camera preview and draws what comes back (boxes, labels,
 probabilities) over it, so only a downscaled JPEG goes up and a few hundred bytes come down per
-frame. Frames travel by the live view's server function (``demo.live_channel`` says why), and
-``demo.live_tracking`` follows the faces.
+frame. Frames travel by the live view's server function (``demo.webcam.live_channel`` says why), and
+``demo.webcam.live_tracking`` follows the faces.
 """
 from __future__ import annotations
 
@@ -22,20 +22,20 @@ from poster.errors import ImageError
 from poster.inference.draw import PALETTE
 
 from . import precision as precisions
-from . import render
-from .camera_slots import CameraSlots, Claim
-from .explain_panel import ExplainPanel, build_explain_panel
-from .files import files_out
-from .gpu import gpu
-from .messages import friendly, sentence
-from .photo_result import PhotoResult, Subject, empty_view, find_faces, photo_view
-from .photo_tab import FaceChoice, FaceClick, on_face_click, select_face
-from .limits import Limits
+from ..ui import render
+from ..serving.camera_slots import CameraSlots, Claim
+from ..ui.explain_panel import ExplainPanel, build_explain_panel
+from ..serving.files import files_out
+from ..serving.gpu import gpu
+from ..ui.messages import friendly, sentence
+from ..ui.photo_result import PhotoResult, Subject, empty_view, find_faces, photo_view
+from ..photo.tab import FaceChoice, FaceClick, on_face_click, select_face
+from ..serving.limits import Limits
 from .live_channel import LiveChannels
 from .live_tracking import FRAME_MAX_SIDE, LiveSession, LiveSettings, decode_frame, process_frame, too_small
-from .outputs import outputs_of, returning
-from .store import ModelStore, get_store
-from .webcam_record import results_file
+from ..ui.outputs import outputs_of, returning
+from ..serving.store import ModelStore, get_store
+from .record import results_file
 
 log = logging.getLogger("demo")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from poster.models.weights_api import Weights
 from poster.weights.registry import ARCHITECTURES, Architecture, dataset_weights, list_weights
 
-from .store import checkpoint_label
+from ..serving.store import checkpoint_label
 
 ABOUT = {
     "poster-v2": "Two streams read the same aligned face: an **IR-50** image backbone and a frozen "

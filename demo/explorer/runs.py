@@ -16,9 +16,9 @@ from data_explorer.hub_runs import ENV_RUNS_REPO, hub_runs
 from data_explorer.runs import Run, find_runs
 from poster.models.poster_v2 import PosterV2Weights
 
-from . import render
-from .limits import runs_dir
-from .store import ModelStore
+from ..ui import render
+from ..serving.limits import runs_dir
+from ..serving.store import ModelStore
 
 # Run names in the dropdown: a local run by its folder under the runs folder, a visitor's own
 # run and a Hub run by a prefix. A prefixed name is only ever looked up among the runs found in

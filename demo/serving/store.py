@@ -4,7 +4,7 @@ A ``ModelStore`` loads each checkpoint the first time somebody needs it and keep
 (one lock per checkpoint, so two visitors asking at once load it once). Which checkpoint a
 visitor uses is that visitor's own choice, kept in a ``gr.State`` as a plain key string:
 a registry key ("raf-db") or the key of an uploaded file ("upload:" and 16 random hex digits;
-uploads belong to their session, see ``demo.uploads``).
+uploads belong to their session, see ``demo.serving.uploads``).
 """
 from __future__ import annotations
 

@@ -21,13 +21,13 @@ from poster.inference.transforms import model_batch
 from . import render
 from .explanation_views import (PANEL_SLOTS, POINT_TITLE, POSTER_V2_TITLES, SLOT_KEYS, PanelView,
                                 is_model_explanation, notes_html, panel_view)
-from .files import files_out
-from .gpu import gpu
-from .limits import Limits
+from ..serving.files import files_out
+from ..serving.gpu import gpu
+from ..serving.limits import Limits
 from .messages import click_point, friendly
 from .outputs import keep, outputs_of, returning
 from .photo_result import Subject, short_reason
-from .store import ModelStore, get_store
+from ..serving.store import ModelStore, get_store
 
 PREDICTED = "Predicted class"
 PANEL_TITLES = dict(zip(SLOT_KEYS, POSTER_V2_TITLES))

@@ -38,11 +38,11 @@ from poster.evaluation.steps import evaluate_in_steps
 from poster.data.label_order import diagnose
 from poster.models.poster_v2 import PosterV2Weights
 
-from .explorer_runs import SESSION_PREFIX
-from .files import own_folder
-from .messages import sentence
-from .limits import ENV_RUNS_DIR
-from .store import ModelStore, get_store
+from .runs import SESSION_PREFIX
+from ..serving.files import own_folder
+from ..ui.messages import sentence
+from ..serving.limits import ENV_RUNS_DIR
+from ..serving.store import ModelStore, get_store
 
 log = logging.getLogger("demo")
 

@@ -14,10 +14,10 @@ import pandas as pd
 
 from poster.evaluation.compare import Comparison, compare_tables, paired_table
 
-from . import render
-from .explorer_runs import get_run
-from .explorer_views import gallery_items, stat_cards
-from .messages import friendly
+from ..ui import render
+from .runs import get_run
+from .views import gallery_items, stat_cards
+from ..ui.messages import friendly
 
 CELL_TITLES = {"both_correct": "both right", "only_a": "only A right", "only_b": "only B right",
                "both_wrong": "both wrong"}

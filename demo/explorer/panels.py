@@ -8,13 +8,13 @@ import gradio as gr
 
 from data_explorer.archive import ArchiveCaps
 
-from . import render
+from ..ui import render
 from .compare_runs import ComparisonView, PairCellView, compare, select_pair_cell
 from .evaluate_upload import EvaluationView, evaluate_archive, storage_note
-from .files import files_out
-from .limits import Limits
-from .outputs import outputs_of, returning, values
-from .store import ModelStore
+from ..serving.files import files_out
+from ..serving.limits import Limits
+from ..ui.outputs import outputs_of, returning, values
+from ..serving.store import ModelStore
 
 LAYOUTS_HELP = ("Any layout `python -m poster evaluate` reads: POSTER++ class folders (`test/1/…`, or class names), "
                 "RAF-DB's own release (`EmoLabel/list_patition_label.txt` with `Image/aligned/`), or a CSV of "

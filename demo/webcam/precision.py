@@ -18,8 +18,8 @@ import torch
 from poster.inference.compiled import compile_wanted
 from poster.inference.predictor import Predictor
 
-from .store import ModelStore
-from .uploads import UPLOAD_PREFIX
+from ..serving.store import ModelStore
+from ..serving.uploads import UPLOAD_PREFIX
 
 FLOAT32 = "float32"
 BFLOAT16 = "bfloat16"

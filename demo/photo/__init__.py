@@ -1,0 +1,1 @@
+"""The Photo tab: its builder and handlers (``tab``) and the compare-every-checkpoint panel."""

@@ -1,0 +1,2 @@
+"""The Webcam tab: its builder and handlers (``tab``), face tracking across frames, the live channel,
+the results file, the number format it classifies in, and the page script ``webcam_live.js``."""

@@ -57,7 +57,7 @@ def cell_at(row: int, col: int) -> str | None:
     return {(0, 1): "both_correct", (0, 2): "only_a", (1, 1): "only_b", (1, 2): "both_wrong"}.get((int(row), int(col)))
 
 
-def summary_html(c: Comparison, name_a: str, name_b: str) -> str:
+def comparison_summary_html(c: Comparison, name_a: str, name_b: str) -> str:
     def ci(interval: tuple[float, float]) -> str:
         return f"95 % CI {interval[0]:.1f}–{interval[1]:.1f} %"
 
@@ -101,7 +101,7 @@ def compare(name_a: str | None, name_b: str | None, root: str | Path | None = No
         return ComparisonView(
             render.notice("These two runs share no images (matched by path), so they cannot be compared.", "warn"),
             pd.DataFrame(), pd.DataFrame(), [], [], "")
-    return ComparisonView(summary_html(c, run_a.name, run_b.name), two_by_two(c), per_class_table(c), [], [],
+    return ComparisonView(comparison_summary_html(c, run_a.name, run_b.name), two_by_two(c), per_class_table(c), [], [],
                           render.notice("Click a count of the 2x2 table to see its images with both predictions."))
 
 

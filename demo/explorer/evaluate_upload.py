@@ -173,7 +173,7 @@ def evaluate_archive(archive: str | None, checkpoint: str | None, limit: float |
     """Yield the progress while it runs, then the run summary. Bad input raises ``gr.Error`` with one line; cancelling (closing the generator)
     leaves nothing behind."""
     try:
-        yield from _evaluate(archive, checkpoint, limit, session_dir, uploads, store or get_store(),
+        yield from _evaluation_steps(archive, checkpoint, limit, session_dir, uploads, store or get_store(),
                              caps or ArchiveCaps.from_env(), batch_size)
     except gr.Error:
         raise
@@ -185,7 +185,7 @@ def evaluate_archive(archive: str | None, checkpoint: str | None, limit: float |
                        print_exception=False) from None
 
 
-def _evaluate(archive, checkpoint, limit, session_dir, uploads, store: ModelStore, caps: ArchiveCaps,
+def _evaluation_steps(archive, checkpoint, limit, session_dir, uploads, store: ModelStore, caps: ArchiveCaps,
               batch_size: int) -> Iterator[EvaluationView]:
     path = checked_archive(archive)
     key = checkpoint_key(checkpoint, store, uploads)

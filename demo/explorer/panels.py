@@ -33,7 +33,7 @@ class EvaluatePanel:
 
 
 @dataclass
-class ComparePanel:
+class RunComparePanel:
     """The comparison panel's components."""
 
     run_a: gr.Dropdown
@@ -129,7 +129,7 @@ def build_evaluate_panel(limits: Limits, store: ModelStore, session_dir: gr.Stat
     return panel
 
 
-def build_compare_panel(limits: Limits, session_dir: gr.State) -> ComparePanel:
+def build_run_compare_panel(limits: Limits, session_dir: gr.State) -> RunComparePanel:
     """Two run pickers, the statistics, the clickable 2x2 table and its images."""
     pair_rows = gr.State([])
     with gr.Accordion("Compare two runs", open=False, elem_id="compare-panel"):
@@ -149,7 +149,7 @@ def build_compare_panel(limits: Limits, session_dir: gr.State) -> ComparePanel:
         gallery = gr.Gallery(label="Images of the selected cell, with both predictions", columns=6, height=300,
                              object_fit="contain", allow_preview=False, fit_columns=False, elem_id="compare-gallery")
         pairs = gr.Dataframe(label="The selected cell's images", interactive=False, elem_id="compare-pairs")
-    panel = ComparePanel(run_a, run_b, result, table, per_class, gallery, pair_rows, caption, pairs)
+    panel = RunComparePanel(run_a, run_b, result, table, per_class, gallery, pair_rows, caption, pairs)
 
     def _compare(a, b, session):
         return compare(a, b, None, session)

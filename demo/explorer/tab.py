@@ -21,7 +21,7 @@ from data_explorer.label_errors import suspected_label_errors
 from ..ui import render
 from .evaluate_upload import SESSION_TTL_S, remove_session_dir
 from ..ui.explain_panel import ExplainPanel, build_explain_panel
-from .panels import ComparePanel, EvaluatePanel, build_compare_panel, build_evaluate_panel
+from .panels import RunComparePanel, EvaluatePanel, build_run_compare_panel, build_evaluate_panel
 from .runs import all_run_choices, get_run, run_checkpoint_key, run_choices
 from .views import (DEFAULT_SORT, SORTS, cell_rows, class_table, confusion_table, gallery_items,
                     label_order_notice, rows_table, run_image, summary_html)
@@ -103,7 +103,7 @@ class ExplorerTab:
     selected: gr.Column
     panel: ExplainPanel
     evaluation: EvaluatePanel
-    comparison: ComparePanel
+    comparison: RunComparePanel
 
 
 # --- handlers -------------------------------------------------------------------------------
@@ -266,7 +266,7 @@ def build_explorer_tab(model_key: gr.State, limits: Limits, uploads: gr.State | 
         suspects = gr.Gallery(label="Suspected label errors (click one)", columns=6, height=320,
                               object_fit="contain", allow_preview=False, fit_columns=False,
                               elem_id="explorer-suspects")
-    comparison = build_compare_panel(limits, session_dir)
+    comparison = build_run_compare_panel(limits, session_dir)
     tab = ExplorerTab(session_dir, run, runs_note, comparison.run_a, comparison.run_b, summary, matrix, classes,
                       suspects, suspect_rows, cell_gallery, cell_rows_state, cell_caption, cell, cell_table, image,
                       card, subject, selected, panel, evaluation, comparison)

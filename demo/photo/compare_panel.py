@@ -38,7 +38,7 @@ class CompareView:
 
 
 @dataclass
-class ComparePanel:
+class CheckpointComparePanel:
     button: gr.Button
     status: gr.HTML
     table: gr.HTML
@@ -114,12 +114,12 @@ def _compare(subject: Subject | None, progress=gr.Progress()) -> CompareView:
     return compare_checkpoints(subject, progress=progress)
 
 
-def build_compare_panel(subject: gr.State, limits: Limits) -> ComparePanel:
+def build_checkpoint_compare_panel(subject: gr.State, limits: Limits) -> CheckpointComparePanel:
     """The button, status line, table and Grad-CAM gallery comparing every checkpoint on ``subject``."""
     gr.Markdown("Runs every available checkpoint of every architecture (POSTER++, POSTER, ARM) on the "
                 "selected face; ARM classifies it alone. Classes are lined up by name (Happy = Happiness); "
                 "Contempt exists only in AffectNet-8. Below: each checkpoint's Grad-CAM maps, one row each.")
-    panel = ComparePanel(
+    panel = CheckpointComparePanel(
         button=gr.Button("Compare checkpoints", variant="secondary", elem_id="compare-button"),
         status=gr.HTML(),
         table=gr.HTML(elem_id="compare-table"),

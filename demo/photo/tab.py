@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from .compare_panel import build_compare_panel
+from .compare_panel import build_checkpoint_compare_panel
 from ..ui.explain_panel import ExplainPanel, build_explain_panel
 from ..serving.files import example_photos, files_out
 from ..serving.gpu import gpu
@@ -108,7 +108,7 @@ def build_photo_tab(model_key: gr.State, limits: Limits) -> PhotoTab:
         panel = build_explain_panel(subject, limits, "photo")
 
     with gr.Accordion("Compare every checkpoint on this face", open=False):
-        build_compare_panel(subject, limits)
+        build_checkpoint_compare_panel(subject, limits)
 
     tab = PhotoTab(photo=photo, annotated=shown, summary=summary, bars=bars, faces=faces, as_json=as_json,
                    result=result, subject=subject, panel=panel)

@@ -20,7 +20,7 @@ from demo import build_demo, launch_kwargs  # noqa: E402 - Gradio reads GRADIO_T
 from demo.serving.files import register_temporary  # noqa: E402
 from demo.serving.gpu import available as zero_gpu  # noqa: E402
 from demo.serving.hosting import ShortLogRecords, remove_on_exit  # noqa: E402
-from demo.serving.store import get_store  # noqa: E402
+from demo.serving.store import ModelStore  # noqa: E402
 
 logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logging.getLogger("demo").setLevel(logging.INFO)
@@ -30,7 +30,7 @@ for handler in logging.getLogger().handlers:
 if os.path.basename(os.environ["GRADIO_TEMP_DIR"]).startswith("poster-app-gradio-"):
     register_temporary(os.environ["GRADIO_TEMP_DIR"])
 
-store = get_store()
+store = ModelStore()
 default = store.default_key()
 if zero_gpu():
     # ZeroGPU runs handlers in a forked worker: load the model here so every worker has it.
@@ -42,4 +42,4 @@ demo = build_demo(store)
 remove_on_exit(demo)
 
 if __name__ == "__main__":
-    demo.launch(**launch_kwargs())
+    demo.launch(**launch_kwargs(store))

@@ -33,7 +33,9 @@ SERVER = """
 import sys
 sys.path.insert(0, {root!r})
 from demo import build_demo, launch_kwargs
-build_demo().launch(server_name="127.0.0.1", server_port={port}, quiet=True, **launch_kwargs())
+from demo.serving.store import ModelStore
+store = ModelStore()
+build_demo(store).launch(server_name="127.0.0.1", server_port={port}, quiet=True, **launch_kwargs(store))
 """
 
 

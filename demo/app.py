@@ -24,11 +24,10 @@ from .serving.gpu import gpu
 from .serving.hosting import GuardedBlocks, RequestLimits, cap_waiting_per_session
 from .serving.limits import Limits, limits_for, max_image_bytes, max_upload_bytes
 from .model.tab import banner, build_model_tab, checkpoint_dropdown, header_line, model_facts
-from .ui.outputs import outputs_of, returning, unchanged
+from .ui.outputs import bound, outputs_of, returning, unchanged
 from .ui.photo_result import PhotoResult, PhotoView
 from .photo.tab import analyze_photo, build_photo_tab
-from .serving import store as stores
-from .serving.store import ModelStore, get_store
+from .serving.store import ModelStore
 from .webcam.tab import build_webcam_tab
 
 # Gradio deletes what it cached for the app (uploads, outputs) after an hour, checking every 10 minutes.
@@ -58,9 +57,8 @@ def theme() -> gr.themes.Base:
                           font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"])
 
 
-def _on_load(model_key, store: ModelStore | None = None):
+def _on_load(model_key, store: ModelStore):
     """A new visitor starts on the default checkpoint (or none)."""
-    store = store or get_store()
     return model_key or store.default_key()
 
 
@@ -82,29 +80,26 @@ class Reanalysis(PhotoView):
     rerun: int | dict
 
 
-def _refresh_model_views(model_key: str | None, uploads: list[str]) -> ModelViews:
+def _refresh_model_views(model_key: str | None, uploads: list[str], store: ModelStore) -> ModelViews:
     row, message = banner(model_key)
-    header = header_line(model_key)
+    header = header_line(model_key, store)
     return ModelViews(header=gr.update(value=header, visible=bool(header)), missing_row=row, missing_text=message,
-                      facts=model_facts(model_key), choice=checkpoint_dropdown(model_key, uploads))
+                      facts=model_facts(model_key, store), choice=checkpoint_dropdown(model_key, uploads, store))
 
 
-def _reanalyze(photo, result: PhotoResult | None, model_key: str | None, rerun: int) -> Reanalysis:
+def _reanalyze(photo, result: PhotoResult | None, model_key: str | None, rerun: int,
+               store: ModelStore) -> Reanalysis:
     """Run the visitor's photo again after they switch checkpoints (and only then: when the page
     opens, the key is set while a first photo may already be on its way)."""
     if photo is None or result is None or result.model_key == model_key:
         return unchanged(Reanalysis)
-    view = analyze_photo(photo, model_key)
+    view = analyze_photo(photo, model_key, store)
     return Reanalysis(**vars(view), rerun=rerun + 1)
 
 
 def build_demo(store: ModelStore | None = None, limits: Limits | None = None) -> gr.Blocks:
-    """Build the app. ``store`` replaces the process-wide model store (tests pass their own)."""
-    if store is not None:
-        from .serving.store import set_store
-
-        set_store(store)
-    store = get_store()
+    """Build the app around ``store``, the one model store every tab uses (a new one by default)."""
+    store = store if store is not None else ModelStore()
     limits = limits or limits_for(store.on_gpu)
     with GuardedBlocks(title=TITLE, delete_cache=CACHE_SECONDS) as demo:
         model_key = gr.State(None)   # this visitor's checkpoint
@@ -115,32 +110,32 @@ def build_demo(store: ModelStore | None = None, limits: Limits | None = None) ->
         with gr.Row(visible=False, variant="panel", elem_id="missing-banner") as missing_row:
             with gr.Column():
                 missing_text = gr.HTML()
-                build_download_row(model_key, limits, "banner")
+                build_download_row(model_key, store, limits, "banner")
         with gr.Tabs(elem_id="tabs"):
             with gr.Tab("Photo", id="photo"):
-                photo = build_photo_tab(model_key, limits)
+                photo = build_photo_tab(model_key, store, limits)
             with gr.Tab("Webcam", id="webcam"):
-                build_webcam_tab(model_key, limits)
+                build_webcam_tab(model_key, store, limits)
             with gr.Tab("Explorer", id="explorer"):
-                explorer = build_explorer_tab(model_key, limits, uploads)
+                explorer = build_explorer_tab(model_key, store, limits, uploads)
             with gr.Tab("Model", id="model"):
-                model = build_model_tab(model_key, uploads, limits)
+                model = build_model_tab(model_key, uploads, store, limits)
         gr.HTML(FOOTER)
 
         light = limits.light_event()
         model_views = outputs_of(ModelViews, {"header": header, "missing_row": missing_row,
                                               "missing_text": missing_text, "facts": model.facts,
                                               "choice": model.choice})
-        refresh = returning(ModelViews, _refresh_model_views)
+        refresh = returning(ModelViews, bound(_refresh_model_views, store=store))
         model_key.change(refresh, [model_key, uploads], model_views, **limits.model_event())
-        load = demo.load(_on_load, [model_key], [model_key], **light)
+        load = demo.load(bound(_on_load, store=store), [model_key], [model_key], **light)
         # The State's change event does not fire when a visitor starts without a checkpoint (None stays None).
         load.then(refresh, [model_key, uploads], model_views, **light)
         # Explorer runs are listed when the page opens.
         load.then(returning(RunListView, run_pickers_on_load), None, outputs_of(RunListView, explorer), **light)
         # A visitor who switches checkpoints sees the photo again with the new one.
         rerun = gr.State(0)  # bumped when a checkpoint switch re-analyzed the photo
-        model_key.change(gpu(files_out(returning(Reanalysis, _reanalyze))),
+        model_key.change(gpu(files_out(returning(Reanalysis, bound(_reanalyze, store=store)))),
                          [photo.photo, photo.result, model_key, rerun],
                          [*outputs_of(PhotoView, photo), rerun], preprocess=False, show_progress="hidden",
                          **limits.model_event())
@@ -165,9 +160,9 @@ def _session_ended(demo: GuardedBlocks, store: ModelStore):
     return on_unload
 
 
-def launch_kwargs(limits: Limits | None = None) -> dict:
-    """``demo.launch`` settings shared by ``app.py`` and the tests."""
-    limits = limits or limits_for(get_store().on_gpu)
+def launch_kwargs(store: ModelStore, limits: Limits | None = None) -> dict:
+    """``demo.launch`` settings shared by ``app.py`` and the tests, for an app built around ``store``."""
+    limits = limits or limits_for(store.on_gpu)
     middleware = Middleware(RequestLimits, max_body=int(limits.max_body_mb * 2**20), max_image=max_image_bytes(),
                             max_file=max_upload_bytes())
     return {"theme": theme(), "css": render.CSS, "max_file_size": max_upload_bytes(), "show_error": False,
@@ -185,19 +180,16 @@ def free_port() -> int:
 def served_on_loopback(store: ModelStore) -> Iterator[str]:
     """The app with ``store`` on 127.0.0.1 (a free port) for the duration of the block; yields its URL.
 
-    For tests and benchmarks that talk to a real server; the process-wide store is restored after,
-    and the uploads this server took are deleted with it.
+    For tests and benchmarks that talk to a real server; the uploads this server took are deleted with it.
     """
     port = free_port()
-    previous = stores._STORE
     app = build_demo(store)
     try:
-        app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs())
+        app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs(store))
         yield f"http://127.0.0.1:{port}/"
     finally:
         app.close()
         store.forget_all_uploads()
-        stores.set_store(previous)
 
 
 __all__ = ["build_demo", "free_port", "launch_kwargs", "render", "served_on_loopback"]

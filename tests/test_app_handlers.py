@@ -249,21 +249,20 @@ def test_build_demo_without_a_browser(app_store):  # noqa: F811
     assert [fn.__name__ for fn in live.server_fns] == ["frame"]
     live_events = {trigger[1] for fn in demo.fns.values() for trigger in fn.targets if trigger[0] == live._id}
     assert live_events == {"live_start", "live_stop"}
-    kwargs = launch_kwargs()
+    kwargs = launch_kwargs(app_store)
     assert kwargs["show_error"] is False and kwargs["max_file_size"] > 0
 
 
 def test_switching_checkpoints_reanalyzes_only_an_analyzed_photo(astronaut_result, app_store):  # noqa: F811
     from demo.app import _reanalyze
-    from demo.serving.store import set_store
 
-    set_store(app_store)
     result = astronaut_result.result
-    assert _reanalyze(None, None, "raf-db", 0).rerun == {"__type__": "update"}  # page just opened
-    assert _reanalyze(str(astronaut_path()), result, "raf-db", 0).rerun == {"__type__": "update"}  # same key
+    assert _reanalyze(None, None, "raf-db", 0, app_store).rerun == {"__type__": "update"}  # page just opened
+    same_key = _reanalyze(str(astronaut_path()), result, "raf-db", 0, app_store)
+    assert same_key.rerun == {"__type__": "update"}
     result.model_key = "upload:123456789abc"  # as if it had been analyzed with another checkpoint
     try:
-        out = _reanalyze(str(astronaut_path()), result, "raf-db", 3)
+        out = _reanalyze(str(astronaut_path()), result, "raf-db", 3, app_store)
     finally:
         result.model_key = "raf-db"
     assert out.result.model_key == "raf-db" and out.rerun == 4 and out.as_json[0]["checkpoint"] == "POSTER++ · RAF-DB"

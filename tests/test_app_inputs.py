@@ -22,7 +22,7 @@ from demo.serving.files import UPLOAD_REFUSED, SessionFiles, UploadRefused, uplo
 from demo.webcam.live_tracking import LiveSession
 from demo.webcam.tab import live_frame
 from poster.inference.faces import FaceDetector
-from tests._app import app_store, astronaut_path, checkpoint_dir, write_run  # noqa: F401
+from tests._app import app_store, astronaut_path, checkpoint_dir, empty_store, write_run  # noqa: F401
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")
 
@@ -137,14 +137,14 @@ def hostile_run(tmp_path):
     return root, run_dir, len(escapes)
 
 
-def test_run_images_outside_the_run_or_its_dataset_are_not_shown(hostile_run):
+def test_run_images_outside_the_run_or_its_dataset_are_not_shown(hostile_run, empty_store):
     root, run_dir, n = hostile_run
     run = load_run(run_dir)
     paths = list(run.predictions["path"])
     assert [run.image_file(p) for p in paths[:n]] == [None] * n
     assert all(run.image_file(p) is not None for p in paths[n:])
     for i in range(n):
-        view = select_image("raf-db-test", [i], 0, None, root=root)
+        view = select_image("raf-db-test", [i], 0, None, root=root, store=empty_store)
         assert view.image is None and view.subject is None and "not available" in view.card
 
 

@@ -200,12 +200,7 @@ def test_a_second_session_waits_until_the_first_stops(server, events, astronaut)
 def test_the_queue_does_not_resummarize_its_whole_history_after_every_frame(app_store):  # noqa: F811
     """Gradio's default: a pandas summary of the last 10,000 events after each event (about 20 ms a
     frame once a stream has run a quarter hour). The app keeps 200 and summarizes every 100th."""
-    from demo.serving import store as stores
     from demo.app import build_demo
 
-    previous = stores._STORE
-    try:
-        queue = build_demo(app_store)._queue
-    finally:
-        stores.set_store(previous)
+    queue = build_demo(app_store)._queue
     assert queue.ANALYTICS_MAX_EVENTS <= 200 and queue.ANAYLTICS_CACHE_FREQUENCY >= 100

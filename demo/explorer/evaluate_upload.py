@@ -42,7 +42,7 @@ from .runs import SESSION_PREFIX
 from ..serving.files import own_folder
 from ..ui.messages import sentence
 from ..serving.limits import ENV_RUNS_DIR
-from ..serving.store import ModelStore, get_store
+from ..serving.store import ModelStore
 
 log = logging.getLogger("demo")
 
@@ -168,12 +168,12 @@ def without_rejected(listing: Listing, unpacked: Unpacked) -> Listing:
 
 def evaluate_archive(archive: str | None, checkpoint: str | None, limit: float | None = None,
                      session_dir: str | None = None, uploads: Sequence[str] = (), *,
-                     store: ModelStore | None = None, caps: ArchiveCaps | None = None,
+                     store: ModelStore, caps: ArchiveCaps | None = None,
                      batch_size: int = BATCH_SIZE) -> Iterator[EvaluationView]:
     """Yield the progress while it runs, then the run summary. Bad input raises ``gr.Error`` with one line; cancelling (closing the generator)
     leaves nothing behind."""
     try:
-        yield from _evaluation_steps(archive, checkpoint, limit, session_dir, uploads, store or get_store(),
+        yield from _evaluation_steps(archive, checkpoint, limit, session_dir, uploads, store,
                              caps or ArchiveCaps.from_env(), batch_size)
     except gr.Error:
         raise

@@ -13,7 +13,7 @@ from .compare_runs import ComparisonView, PairCellView, compare, select_pair_cel
 from .evaluate_upload import EvaluationView, evaluate_archive, storage_note
 from ..serving.files import files_out
 from ..serving.limits import Limits
-from ..ui.outputs import outputs_of, returning, values
+from ..ui.outputs import bound, outputs_of, returning, values
 from ..serving.store import ModelStore
 
 LAYOUTS_HELP = ("Any layout `python -m poster evaluate` reads: POSTER++ class folders (`test/1/…`, or class names), "
@@ -82,8 +82,8 @@ def checkpoint_choices(store: ModelStore, uploads=()) -> list[tuple[str, str]]:
     return [(c.label, c.key) for c in store.choices(tuple(uploads or ()))]
 
 
-def _evaluate(archive, checkpoint, limit, session_dir, uploads):
-    for step in evaluate_archive(archive, checkpoint, limit, session_dir, uploads or ()):
+def _evaluate(archive, checkpoint, limit, session_dir, uploads, store: ModelStore):
+    for step in evaluate_archive(archive, checkpoint, limit, session_dir, uploads or (), store=store):
         yield values(step)  # a generator of its own: Gradio streams what a generator function yields
 
 
@@ -118,7 +118,7 @@ def build_evaluate_panel(limits: Limits, store: ModelStore, session_dir: gr.Stat
     inputs = [archive, checkpoint, limit, session_dir, uploads if uploads is not None else gr.State([])]
     # "multiple": after a cancel the page may still count the cancelled run as pending, and "once"
     # or "always_last" would then never start the next one.
-    running = start.click(_evaluate, inputs, outputs_of(EvaluationView, panel), api_name="evaluate",
+    running = start.click(bound(_evaluate, store=store), inputs, outputs_of(EvaluationView, panel), api_name="evaluate",
                           show_progress="hidden", **(limits.model_event(public=True) | {"trigger_mode": "multiple"}))
     panel.running = running
     summary.change(progress_html, [summary], [progress], **limits.light_event())

@@ -29,8 +29,8 @@ from ..serving.files import files_out
 from ..ui.messages import friendly
 from ..ui.photo_result import Subject
 from ..serving.limits import Limits
-from ..ui.outputs import outputs_of, returning, unchanged
-from ..serving.store import ModelStore, get_store
+from ..ui.outputs import bound, outputs_of, returning, unchanged
+from ..serving.store import ModelStore
 
 
 @dataclass
@@ -153,11 +153,10 @@ def select_cell(name: str | None, row: int, col: int, sort: str | None = DEFAULT
 
 @friendly("Opening the image")
 def select_image(name: str | None, rows: Sequence[int] | None, index: int | None, model_key: str | None,
-                 root: str | Path | None = None, store: ModelStore | None = None,
+                 root: str | Path | None = None, *, store: ModelStore,
                  session_dir: str | Path | None = None) -> ImageView:
     """A clicked gallery image (``index`` into its gallery's ``rows``): its prediction, and the
     subject to explain when a checkpoint of the run's kind is available."""
-    store = store or get_store()
     run = get_run(name, root, session_dir)
     shown = gr.update(visible=True)
     if run is None or rows is None or index is None or not 0 <= int(index) < len(rows):
@@ -204,8 +203,8 @@ def _on_sort(name, sort, cell, session):
     return select_cell(name, cell[0], cell[1], sort, None, session) if cell else unchanged(CellView)
 
 
-def _on_image(name, rows, model_key, session, evt: gr.SelectData):
-    return select_image(name, rows, evt.index, model_key, session_dir=session)
+def _on_image(name, rows, model_key, session, evt: gr.SelectData, store: ModelStore):
+    return select_image(name, rows, evt.index, model_key, store=store, session_dir=session)
 
 
 def _open(name, session):
@@ -219,14 +218,15 @@ def _after_evaluation(summary, session):
 
 # --- the tab --------------------------------------------------------------------------------
 
-def build_explorer_tab(model_key: gr.State, limits: Limits, uploads: gr.State | None = None) -> ExplorerTab:
+def build_explorer_tab(model_key: gr.State, store: ModelStore, limits: Limits,
+                       uploads: gr.State | None = None) -> ExplorerTab:
     gr.Markdown("Browse an evaluation run written by `python -m poster evaluate`, published to the Hub, or evaluated "
                 "here from an uploaded set: accuracy with its 95 % interval next to the published figure, the "
                 "confusion matrix (click a cell to see its images), per-class metrics and images whose label looks "
                 "wrong. Click an image for its prediction and explanation.")
     # This visitor's own runs live in a folder of their session, deleted when Gradio ends the session.
     session_dir = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=remove_session_dir)
-    evaluation = build_evaluate_panel(limits, get_store(), session_dir, uploads)
+    evaluation = build_evaluate_panel(limits, store, session_dir, uploads)
     cell_rows_state = gr.State([])
     suspect_rows = gr.State([])
     cell = gr.State(None)
@@ -259,7 +259,7 @@ def build_explorer_tab(model_key: gr.State, limits: Limits, uploads: gr.State | 
                 image = gr.Image(show_label=False, interactive=False, height=240, elem_id="explorer-image")
             with gr.Column(scale=3):
                 card = gr.HTML(elem_id="explorer-card")
-        panel = build_explain_panel(subject, limits, "explorer")
+        panel = build_explain_panel(subject, store, limits, "explorer")
     with gr.Accordion("Suspected label errors", open=False):
         gr.Markdown("Images the model confidently puts in another class than their label (confident learning, "
                     "Northcutt et al. 2021). Some are model mistakes; many are worth a second look at the label.")
@@ -283,7 +283,7 @@ def build_explorer_tab(model_key: gr.State, limits: Limits, uploads: gr.State | 
                   **light)
     sort.input(files_out(returning(CellView, _on_sort)), [run, sort, cell, session_dir], outputs_of(CellView, tab),
                **light)
-    on_image = files_out(returning(ImageView, _on_image))
+    on_image = files_out(returning(ImageView, bound(_on_image, store=store)))
     for gallery, rows in ((cell_gallery, cell_rows_state), (suspects, suspect_rows)):
         picked = gallery.select(on_image, [run, rows, model_key, session_dir], outputs_of(ImageView, tab), **light)
         panel.explain_after(picked)

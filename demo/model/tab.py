@@ -22,8 +22,8 @@ from ..serving.files import discard_upload, uploaded_path
 from ..ui.messages import friendly, quote, sentence
 from ..serving.limits import Limits, max_upload_bytes
 from .cards import dataset_title, model_card
-from ..ui.outputs import outputs_of, returning
-from ..serving.store import ModelStore, get_store, missing_checkpoint_message
+from ..ui.outputs import bound, outputs_of, returning
+from ..serving.store import ModelStore, missing_checkpoint_message
 from ..serving.uploads import UPLOAD_PREFIX
 
 UPLOAD_TYPES = [".pth", ".pt", ".tar", ".safetensors"]
@@ -62,9 +62,8 @@ class ModelTab:
 
 # --- what the page shows about the visitor's checkpoint ---------------------------------------
 
-def model_facts(model_key: str | None, store: ModelStore | None = None) -> str:
+def model_facts(model_key: str | None, store: ModelStore) -> str:
     """HTML facts about the visitor's active checkpoint (loads it if needed)."""
-    store = store or get_store()
     if not model_key:
         return render.notice(f"No checkpoint active. {missing_checkpoint_message()}", "warn")
     predictor, reason = store.try_predictor(model_key)
@@ -92,9 +91,8 @@ def model_facts(model_key: str | None, store: ModelStore | None = None) -> str:
     return f'<table class="poster-kv">{body}</table>'
 
 
-def checkpoint_dropdown(model_key: str | None, uploads: Sequence[str] | None, store: ModelStore | None = None) -> dict:
+def checkpoint_dropdown(model_key: str | None, uploads: Sequence[str] | None, store: ModelStore) -> dict:
     """The switch dropdown: every checkpoint this visitor can choose, theirs selected."""
-    store = store or get_store()
     choices = [(f"{c.label} — {c.origin}", c.key) for c in store.choices(tuple(uploads or ()))]
     keys = [k for _, k in choices]
     if model_key and model_key not in keys:
@@ -102,9 +100,8 @@ def checkpoint_dropdown(model_key: str | None, uploads: Sequence[str] | None, st
     return gr.update(choices=choices, value=model_key if model_key else None, interactive=bool(choices))
 
 
-def header_line(model_key: str | None, store: ModelStore | None = None) -> str:
+def header_line(model_key: str | None, store: ModelStore) -> str:
     """The line above the tabs naming the active checkpoint ('' without one: the banner speaks then)."""
-    store = store or get_store()
     device = "GPU" if store.on_gpu else "CPU"
     if not model_key:
         return ""
@@ -126,11 +123,10 @@ def banner(model_key: str | None) -> tuple[dict, str]:
 # --- handlers ---------------------------------------------------------------------------------
 
 @friendly("Switching checkpoints")
-def switch_checkpoint(new_key: str | None, old_key: str | None, store: ModelStore | None = None,
+def switch_checkpoint(new_key: str | None, old_key: str | None, store: ModelStore,
                       uploads: Sequence[str] | None = None) -> SwitchView:
     """Switch to ``new_key`` if it loads: a released checkpoint, or one of the visitor's own
     ``uploads``; anything else keeps ``old_key``."""
-    store = store or get_store()
     if not new_key or new_key == old_key:
         return SwitchView(old_key, "")
     known = {w.key for w in checkpoint_weights()} | {c.key for c in store.choices(tuple(uploads or ()))}
@@ -144,12 +140,11 @@ def switch_checkpoint(new_key: str | None, old_key: str | None, store: ModelStor
 
 
 @friendly("Uploading the checkpoint")
-def upload_checkpoint(file: Any, model_key: str | None, uploads: Sequence[str] | None,
-                      store: ModelStore | None = None, owner: str = "") -> UploadView:
+def upload_checkpoint(file: Any, model_key: str | None, uploads: Sequence[str] | None, store: ModelStore,
+                      owner: str = "") -> UploadView:
     """An uploaded checkpoint file becomes the visitor's checkpoint. Bad files leave everything as
     it was and are deleted from Gradio's cache. ``file`` is Gradio's payload (checked with
     ``uploaded_path``) or a path; ``owner`` is the visitor's session."""
-    store = store or get_store()
     uploads = list(uploads or ())
     if file is None:
         return UploadView(model_key, uploads, "")
@@ -167,17 +162,17 @@ def upload_checkpoint(file: Any, model_key: str | None, uploads: Sequence[str] |
     return UploadView(key, uploads, render.notice(f"Loaded {escape(quote(path.name, 120))} safely and switched to it."))
 
 
-def _upload(file, model_key, uploads, request: gr.Request):
-    return upload_checkpoint(file, model_key, uploads, owner=getattr(request, "session_hash", None) or "")
+def _upload(file, model_key, uploads, request: gr.Request, store: ModelStore):
+    return upload_checkpoint(file, model_key, uploads, store, owner=getattr(request, "session_hash", None) or "")
 
 
-def _switch(new_key, old_key, uploads):
-    return switch_checkpoint(new_key, old_key, uploads=uploads)
+def _switch(new_key, old_key, uploads, store: ModelStore):
+    return switch_checkpoint(new_key, old_key, store, uploads=uploads)
 
 
 # --- the tab ----------------------------------------------------------------------------------
 
-def build_model_tab(model_key: gr.State, uploads: gr.State, limits: Limits) -> ModelTab:
+def build_model_tab(model_key: gr.State, uploads: gr.State, store: ModelStore, limits: Limits) -> ModelTab:
     with gr.Row():
         with gr.Column(scale=3):
             gr.Markdown("### Active checkpoint")
@@ -193,14 +188,14 @@ def build_model_tab(model_key: gr.State, uploads: gr.State, limits: Limits) -> M
                         elem_classes=["poster-small"])
             upload_status = gr.HTML()
             gr.Markdown("Or download a released checkpoint (verified by its sha256) into the checkpoint folder:")
-            download = build_download_row(model_key, limits, "model")
+            download = build_download_row(model_key, store, limits, "model")
     gr.Markdown(model_card())
     tab = ModelTab(model_key, uploads, facts, choice, switch_status, upload, upload_status, download)
 
-    choice.input(returning(SwitchView, _switch), [choice, model_key, uploads], outputs_of(SwitchView, tab),
-                 show_progress_on=[switch_status], **limits.model_event())
-    upload.upload(returning(UploadView, _upload), [upload, model_key, uploads], outputs_of(UploadView, tab),
-                  concurrency_id="upload", concurrency_limit=1, api_visibility="private")
+    choice.input(returning(SwitchView, bound(_switch, store=store)), [choice, model_key, uploads],
+                 outputs_of(SwitchView, tab), show_progress_on=[switch_status], **limits.model_event())
+    upload.upload(returning(UploadView, bound(_upload, store=store)), [upload, model_key, uploads],
+                  outputs_of(UploadView, tab), concurrency_id="upload", concurrency_limit=1, api_visibility="private")
     return tab
 
 

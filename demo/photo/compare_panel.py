@@ -18,9 +18,9 @@ from ..serving.files import files_out
 from ..serving.gpu import gpu
 from ..serving.limits import Limits
 from ..ui.messages import friendly
-from ..ui.outputs import outputs_of, returning
+from ..ui.outputs import bound, outputs_of, returning
 from ..ui.photo_result import Subject
-from ..serving.store import ModelStore, checkpoint_label, get_store, missing_checkpoint_message
+from ..serving.store import ModelStore, checkpoint_label, missing_checkpoint_message
 
 # Order of classes in the side-by-side comparison (canonical names, see poster.weights.registry).
 CANONICAL_ORDER = ("Neutral", "Happiness", "Sadness", "Surprise", "Fear", "Disgust", "Anger", "Contempt")
@@ -46,11 +46,10 @@ class CheckpointComparePanel:
 
 
 @friendly("Comparing checkpoints")
-def compare_checkpoints(subject: Subject | None, store: ModelStore | None = None,
+def compare_checkpoints(subject: Subject | None, store: ModelStore,
                         progress: Callable | None = None) -> CompareView:
     """Every available checkpoint of every architecture on the same face. ARM classifies the face
     alone, as everywhere."""
-    store = store or get_store()
     if subject is None:
         return CompareView("", [], render.notice("Analyze a photo first.", "info"))
     choices = [c for c in store.choices() if c.weights is not None]
@@ -110,11 +109,11 @@ def compare_table(results: Sequence[Compared]) -> str:
                              "Probabilities per checkpoint, classes lined up by name (— : the checkpoint has no such class)")
 
 
-def _compare(subject: Subject | None, progress=gr.Progress()) -> CompareView:
-    return compare_checkpoints(subject, progress=progress)
+def _compare(subject: Subject | None, store: ModelStore, progress=gr.Progress()) -> CompareView:
+    return compare_checkpoints(subject, store, progress=progress)
 
 
-def build_checkpoint_compare_panel(subject: gr.State, limits: Limits) -> CheckpointComparePanel:
+def build_checkpoint_compare_panel(subject: gr.State, store: ModelStore, limits: Limits) -> CheckpointComparePanel:
     """The button, status line, table and Grad-CAM gallery comparing every checkpoint on ``subject``."""
     gr.Markdown("Runs every available checkpoint of every architecture (POSTER++, POSTER, ARM) on the "
                 "selected face; ARM classifies it alone. Classes are lined up by name (Happy = Happiness); "
@@ -125,6 +124,6 @@ def build_checkpoint_compare_panel(subject: gr.State, limits: Limits) -> Checkpo
         table=gr.HTML(elem_id="compare-table"),
         gallery=gr.Gallery(label="Grad-CAM per checkpoint (its own layers)", columns=1, height="auto",
                            object_fit="contain", allow_preview=True, fit_columns=False, elem_id="compare-gallery"))
-    panel.button.click(gpu(files_out(returning(CompareView, _compare))), [subject], outputs_of(CompareView, panel),
+    panel.button.click(gpu(files_out(returning(CompareView, bound(_compare, store=store)))), [subject], outputs_of(CompareView, panel),
                        show_progress_on=[panel.status], **limits.model_event())
     return panel

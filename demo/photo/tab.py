@@ -13,10 +13,10 @@ from ..serving.files import example_photos, files_out
 from ..serving.gpu import gpu
 from ..serving.limits import Limits
 from ..ui.messages import click_point, friendly
-from ..ui.outputs import keep, outputs_of, returning
+from ..ui.outputs import bound, keep, outputs_of, returning
 from ..ui.photo_result import (PhotoResult, PhotoView, Subject, annotated, empty_view, face_at, find_faces, photo_view,
                                read_photo, subject_of)
-from ..serving.store import ModelStore, get_store
+from ..serving.store import ModelStore
 
 
 @dataclass
@@ -52,11 +52,11 @@ class PhotoTab:
 
 
 @friendly("Analyzing the photo")
-def analyze_photo(image: Any, model_key: str | None, store: ModelStore | None = None) -> PhotoView:
+def analyze_photo(image: Any, model_key: str | None, store: ModelStore) -> PhotoView:
     """Photo in (a file payload, path or array) -> every face boxed, labeled and explained, the first selected."""
     if image is None:
         return empty_view()
-    return photo_view(find_faces(read_photo(image), model_key, store or get_store()))
+    return photo_view(find_faces(read_photo(image), model_key, store))
 
 
 def select_face(result: PhotoResult | None, index: int | None) -> FaceChoice:
@@ -80,7 +80,7 @@ def _cleared() -> PhotoView:
     return empty_view()
 
 
-def build_photo_tab(model_key: gr.State, limits: Limits) -> PhotoTab:
+def build_photo_tab(model_key: gr.State, store: ModelStore, limits: Limits) -> PhotoTab:
     gr.Markdown("Upload a photo, paste one from the clipboard or pick an example. Every face is found, "
                 "aligned and labeled; the bars show each face's probabilities. Pick a face (or click it) "
                 "to see what the model looked at.")
@@ -105,10 +105,10 @@ def build_photo_tab(model_key: gr.State, limits: Limits) -> PhotoTab:
                 as_json = gr.JSON(label="Faces", elem_id="photo-json")
 
     with gr.Accordion("Why this expression? Explanation of the selected face", open=True):
-        panel = build_explain_panel(subject, limits, "photo")
+        panel = build_explain_panel(subject, store, limits, "photo")
 
     with gr.Accordion("Compare every checkpoint on this face", open=False):
-        build_checkpoint_compare_panel(subject, limits)
+        build_checkpoint_compare_panel(subject, store, limits)
 
     tab = PhotoTab(photo=photo, annotated=shown, summary=summary, bars=bars, faces=faces, as_json=as_json,
                    result=result, subject=subject, panel=panel)
@@ -116,7 +116,7 @@ def build_photo_tab(model_key: gr.State, limits: Limits) -> PhotoTab:
     # Old results go at once; a failed analysis then shows its message, never a stale result.
     cleared = photo.change(returning(PhotoView, _cleared), None, outputs, queue=False, show_progress="hidden",
                            trigger_mode="always_last", api_visibility="private")
-    analysis = cleared.then(gpu(files_out(returning(PhotoView, analyze_photo))), [photo, model_key], outputs,
+    analysis = cleared.then(gpu(files_out(returning(PhotoView, bound(analyze_photo, store=store)))), [photo, model_key], outputs,
                             api_name="analyze", preprocess=False, show_progress="full", show_progress_on=[shown],
                             **limits.model_event(public=True))
     panel.explain_after(analysis)

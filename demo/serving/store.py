@@ -276,22 +276,3 @@ def _short_name(name: str, limit: int = 120) -> str:
     text = " ".join(str(name).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
-
-_STORE: ModelStore | None = None
-_STORE_LOCK = threading.Lock()
-
-
-def get_store() -> ModelStore:
-    """The process-wide store (created on first use)."""
-    global _STORE
-    with _STORE_LOCK:
-        if _STORE is None:
-            _STORE = ModelStore()
-        return _STORE
-
-
-def set_store(store: ModelStore | None) -> None:
-    """Replace the process-wide store (tests use a store with a temporary checkpoint folder)."""
-    global _STORE
-    with _STORE_LOCK:
-        _STORE = store

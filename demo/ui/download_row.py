@@ -18,8 +18,8 @@ from poster.weights.registry import checkpoint_weights
 from . import render
 from .messages import quote, sentence
 from ..serving.limits import Limits
-from .outputs import outputs_of, returning
-from ..serving.store import ModelStore, checkpoint_label, get_store, registry_weights
+from .outputs import bound, outputs_of, returning
+from ..serving.store import ModelStore, checkpoint_label, registry_weights
 
 log = logging.getLogger("demo")
 
@@ -47,11 +47,9 @@ def dataset_choices() -> list[tuple[str, str]]:
     return [(f"{checkpoint_label(w)} ({w.published_accuracy:.2f} %)", w.key) for w in checkpoint_weights()]
 
 
-def download_checkpoint(dataset_key: str | None, model_key: str | None,
-                        progress: Callable | None = None, store: ModelStore | None = None,
-                        downloader: Callable | None = None) -> DownloadView:
-    """Download a released checkpoint (verified by its sha256) and switch to it."""
-    store = store or get_store()
+def download_checkpoint(dataset_key: str | None, model_key: str | None, store: ModelStore,
+                        progress: Callable | None = None, downloader: Callable | None = None) -> DownloadView:
+    """Download a released checkpoint (verified by its sha256) into ``store``'s reach and switch to it."""
     if not dataset_key:
         return DownloadView(model_key, render.notice("Pick a dataset checkpoint to download.", "info"))
     if downloader is None:
@@ -87,11 +85,11 @@ def download_checkpoint(dataset_key: str | None, model_key: str | None,
     return DownloadView(weights.key, render.notice(f"Downloaded {label} to {path} and switched to it."))
 
 
-def _download(dataset_key, model_key, progress=gr.Progress()):
-    return download_checkpoint(dataset_key, model_key, progress=progress)
+def _download(dataset_key, model_key, store: ModelStore, progress=gr.Progress()):
+    return download_checkpoint(dataset_key, model_key, store, progress=progress)
 
 
-def build_download_row(model_key: gr.State, limits: Limits, prefix: str) -> DownloadRow:
+def build_download_row(model_key: gr.State, store: ModelStore, limits: Limits, prefix: str) -> DownloadRow:
     """Dataset picker + download button + status; ``prefix`` keeps the element ids of two rows apart."""
     with gr.Row():
         dataset = gr.Dropdown(dataset_choices(), value=PosterV2Weights.RAF_DB.value.key, label="Released checkpoint",
@@ -101,7 +99,7 @@ def build_download_row(model_key: gr.State, limits: Limits, prefix: str) -> Down
     status = gr.HTML()
     row = DownloadRow(model_key, dataset, button, status)
     # One download at a time: they share the checkpoint folder and the network.
-    button.click(returning(DownloadView, _download), [dataset, model_key], outputs_of(DownloadView, row),
+    button.click(returning(DownloadView, bound(_download, store=store)), [dataset, model_key], outputs_of(DownloadView, row),
                  concurrency_id="download", concurrency_limit=1, api_visibility="private")
     return row
 

@@ -25,9 +25,9 @@ from ..serving.files import files_out
 from ..serving.gpu import gpu
 from ..serving.limits import Limits
 from .messages import click_point, friendly
-from .outputs import keep, outputs_of, returning
+from .outputs import bound, keep, outputs_of, returning
 from .photo_result import Subject, short_reason
-from ..serving.store import ModelStore, get_store
+from ..serving.store import ModelStore
 
 PREDICTED = "Predicted class"
 PANEL_TITLES = dict(zip(SLOT_KEYS, POSTER_V2_TITLES))
@@ -86,18 +86,21 @@ class ExplainPanel:
     """The panel's components other tabs wire: its subject and the events that explain it."""
 
     subject: gr.State
+    store: ModelStore
     status: gr.HTML
     outputs: list  # the components of ``ExplanationView``, in its field order
     limits: Limits
 
     def explain_after(self, dependency) -> None:
         """Explain the (new) subject once ``dependency`` has set it; the target resets to predicted."""
-        dependency.then(gpu(files_out(returning(ExplanationView, _explain_predicted))), [self.subject],
+        dependency.then(gpu(files_out(returning(ExplanationView, bound(_explain_predicted, store=self.store)))),
+                        [self.subject],
                         self.outputs, show_progress_on=[self.status], **self.limits.model_event())
 
     def explain_when_changed(self, state: gr.State) -> None:
         """Explain the subject whenever ``state`` changes (a counter bumped by whoever set it)."""
-        state.change(gpu(files_out(returning(ExplanationView, _explain_predicted))), [self.subject],
+        state.change(gpu(files_out(returning(ExplanationView, bound(_explain_predicted, store=self.store)))),
+                     [self.subject],
                      self.outputs, show_progress_on=[self.status], **self.limits.model_event())
 
 
@@ -108,10 +111,9 @@ def target_choices(class_names: Sequence[str]) -> list[str]:
 
 
 @friendly("Explaining the face")
-def explain_subject(subject: Subject | None, target: str | None, store: ModelStore | None = None) -> ExplanationView:
+def explain_subject(subject: Subject | None, target: str | None, store: ModelStore) -> ExplanationView:
     """Face -> its explanation panel. Needs a checkpoint; without one the panel stays hidden and the
     status says why."""
-    store = store or get_store()
     no_target = gr.update(choices=[PREDICTED], value=PREDICTED)
     if subject is None:
         return _view(None, PointView(None, None), None, HINT, no_target)
@@ -182,12 +184,8 @@ def point_attention(explanation: Any, x: float, y: float) -> PointView:
     return PointView(render.mark_point(explanation.image, (x, y)), panel)
 
 
-def _explain_predicted(subject: Subject | None) -> ExplanationView:
-    return explain_subject(subject, PREDICTED)
-
-
-def _on_target(subject: Subject | None, target: str | None) -> ExplanationView:
-    return explain_subject(subject, target)
+def _explain_predicted(subject: Subject | None, store: ModelStore) -> ExplanationView:
+    return explain_subject(subject, PREDICTED, store)
 
 
 @friendly("Showing where the point attends")
@@ -201,7 +199,7 @@ def _title(text: str) -> str:
     return f'<div class="poster-panel-title">{escape(text)}</div>'
 
 
-def build_explain_panel(subject: gr.State, limits: Limits, prefix: str) -> ExplainPanel:
+def build_explain_panel(subject: gr.State, store: ModelStore, limits: Limits, prefix: str) -> ExplainPanel:
     """Status line, Grad-CAM class picker, the four map panels and the click-a-point view."""
     parts: dict[str, Any] = {"explanation": gr.State(None)}
     parts["status"] = gr.HTML(HINT, elem_id=f"{prefix}-explain-status")
@@ -227,8 +225,8 @@ def build_explain_panel(subject: gr.State, limits: Limits, prefix: str) -> Expla
                 gr.HTML(_title(POINT_TITLE))
                 parts["point"] = gr.Image(show_label=False, interactive=False, format="png",
                                           buttons=["download", "fullscreen"], elem_id=f"{prefix}-point")
-    panel = ExplainPanel(subject, parts["status"], outputs_of(ExplanationView, parts), limits)
-    parts["target"].input(gpu(files_out(returning(ExplanationView, _on_target))), [subject, parts["target"]],
+    panel = ExplainPanel(subject, store, parts["status"], outputs_of(ExplanationView, parts), limits)
+    parts["target"].input(gpu(files_out(returning(ExplanationView, bound(explain_subject, store=store)))), [subject, parts["target"]],
                           panel.outputs, show_progress_on=[parts["status"]], **limits.model_event())
     parts["crop"].select(files_out(returning(PointView, _on_point)), [parts["explanation"]],
                          outputs_of(PointView, parts), **limits.light_event())

@@ -8,6 +8,7 @@ positions and a test reads ``view.summary`` instead of ``result[1]``.
 from __future__ import annotations
 
 import functools
+import inspect
 from dataclasses import fields, is_dataclass
 from typing import Any, Callable, Mapping
 
@@ -54,4 +55,21 @@ def returning(view_type: type, handler: Callable[..., Any]) -> Callable[..., Any
         out = values(view)
         return out[0] if single else out
 
+    return event
+
+
+def bound(handler: Callable[..., Any], **fixed: Any) -> Callable[..., Any]:
+    """``handler`` with the keyword arguments ``fixed`` (a tab's model store) filled in, as Gradio sees it:
+    the same name, and a signature without them, so Gradio passes only the event's inputs."""
+    signature = inspect.signature(handler)
+    unknown = set(fixed) - set(signature.parameters)
+    if unknown:
+        raise TypeError(f"{handler.__name__} takes no {', '.join(sorted(unknown))}")
+
+    @functools.wraps(handler)
+    def event(*args: Any, **kwargs: Any) -> Any:
+        return handler(*args, **kwargs, **fixed)
+
+    event.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[p for name, p in signature.parameters.items() if name not in fixed])
     return event

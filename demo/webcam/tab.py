@@ -33,8 +33,8 @@ from ..photo.tab import FaceChoice, FaceClick, on_face_click, select_face
 from ..serving.limits import Limits
 from .live_channel import LiveChannels
 from .live_tracking import FRAME_MAX_SIDE, LiveSession, LiveSettings, decode_frame, process_frame, too_small
-from ..ui.outputs import outputs_of, returning
-from ..serving.store import ModelStore, get_store
+from ..ui.outputs import bound, outputs_of, returning
+from ..serving.store import ModelStore
 from .record import results_file
 
 log = logging.getLogger("demo")
@@ -227,12 +227,12 @@ def stop_stream(session: LiveSession | None, *, slots: CameraSlots, visitor: str
 
 
 @friendly("Freezing the frame")
-def freeze_frame(session: LiveSession | None, model_key: str | None, store: ModelStore | None = None) -> FrozenView:
+def freeze_frame(session: LiveSession | None, model_key: str | None, store: ModelStore) -> FrozenView:
     """The newest streamed frame, analyzed like a photo."""
     if not isinstance(session, LiveSession) or session.last_frame is None:
         view = empty_view(render.notice("Start the camera first; the newest frame is frozen.", "info"))
     else:
-        view = photo_view(find_faces(session.last_frame.copy(), model_key, store or get_store()))
+        view = photo_view(find_faces(session.last_frame.copy(), model_key, store))
     return FrozenView(view.annotated, view.summary, view.bars, view.faces, view.as_json, view.result, view.subject,
                       frozen_section=gr.update(visible=True))
 
@@ -249,9 +249,9 @@ def _visitor(request: gr.Request | None) -> str:
 
 # --- the tab --------------------------------------------------------------------------------
 
-def build_webcam_tab(model_key: gr.State, limits: Limits) -> WebcamTab:
+def build_webcam_tab(model_key: gr.State, store: ModelStore, limits: Limits) -> WebcamTab:
     slots = CameraSlots(limits.webcam_streams, limits.webcam_seconds)
-    on_gpu = get_store().on_gpu
+    on_gpu = store.on_gpu
     choices = precisions.choices(on_gpu)
     shared = "" if limits.webcam_streams > 1 else " One camera is served at a time; others wait for their turn."
     gr.Markdown(
@@ -266,7 +266,7 @@ def build_webcam_tab(model_key: gr.State, limits: Limits) -> WebcamTab:
     channels = LiveChannels()
 
     def frame(payload: Any) -> str:  # the page calls it as server.frame(...)
-        return send_frame(payload, channels=channels, store=get_store(), slots=slots)
+        return send_frame(payload, channels=channels, store=store, slots=slots)
 
     live = gr.HTML("", html_template=LIVE_HTML, css_template=LIVE_CSS, js_on_load=live_js(),
                    server_functions=[gpu(frame)], elem_id="webcam-live")
@@ -293,7 +293,7 @@ def build_webcam_tab(model_key: gr.State, limits: Limits) -> WebcamTab:
                 frozen_summary = gr.HTML()
                 faces = gr.Radio(label="Face to explain", visible=False)
                 frozen_bars = gr.HTML()
-        panel = build_explain_panel(subject, limits, "webcam")
+        panel = build_explain_panel(subject, store, limits, "webcam")
     tab = WebcamTab(live, session, precision, smoothing, freeze, download, results, frozen_section, frozen,
                     frozen_summary, faces, frozen_bars, frozen_json, frozen_result, subject, panel, slots)
 
@@ -311,8 +311,9 @@ def build_webcam_tab(model_key: gr.State, limits: Limits) -> WebcamTab:
     for control in (precision, smoothing, model_key):
         control.change(update_settings, settings, None, **light)
     download.click(returning(ResultsView, download_results), [session], outputs_of(ResultsView, tab), **light)
-    frozen_event = freeze.click(gpu(files_out(returning(FrozenView, freeze_frame))), [session, model_key],
-                                outputs_of(FrozenView, tab), show_progress_on=[frozen], **limits.model_event())
+    freeze_event = gpu(files_out(returning(FrozenView, bound(freeze_frame, store=store))))
+    frozen_event = freeze.click(freeze_event, [session, model_key], outputs_of(FrozenView, tab),
+                                show_progress_on=[frozen], **limits.model_event())
     panel.explain_after(frozen_event)
     picked = faces.input(files_out(returning(FaceChoice, select_face)), [frozen_result, faces], [frozen, subject],
                          **light)

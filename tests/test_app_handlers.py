@@ -15,8 +15,8 @@ from demo.photo.compare_panel import CANONICAL_ORDER, compare_checkpoints, compa
 from demo.ui.explain_panel import PREDICTED, PointView, explain_subject, point_attention
 from demo.serving.files import example_photos
 from demo.serving.locks import ReadWriteLock
-from demo.ui.photo_result import PhotoResult, face_at
-from demo.photo.tab import analyze_photo, select_face
+from demo.ui.photo_result import PhotoResult, face_at, select_face
+from demo.photo.tab import analyze_photo
 from demo.serving.store import ModelStore
 from poster.errors import CheckpointError
 from poster.inference.faces import Face

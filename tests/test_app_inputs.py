@@ -15,8 +15,8 @@ from PIL import Image
 from data_explorer.runs import find_runs, load_run
 from demo.explorer.tab import select_image
 from demo.ui.messages import ClickError
-from demo.ui.photo_result import face_at
-from demo.photo.tab import analyze_photo, on_face_click
+from demo.ui.photo_result import face_at, on_face_click
+from demo.photo.tab import analyze_photo
 from demo.serving.camera_slots import CameraSlots
 from demo.serving.files import UPLOAD_REFUSED, SessionFiles, UploadRefused, upload_cache, uploaded_path
 from demo.webcam.live_tracking import LiveSession

@@ -5,35 +5,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
-import numpy as np
 
 from .compare_panel import build_checkpoint_compare_panel
 from ..ui.explain_panel import ExplainPanel, build_explain_panel
 from ..serving.files import example_photos, files_out
 from ..serving.gpu import gpu
 from ..serving.limits import Limits
-from ..ui.messages import click_point, friendly
-from ..ui.outputs import bound, keep, outputs_of, returning
-from ..ui.photo_result import (PhotoResult, PhotoView, Subject, annotated, empty_view, face_at, find_faces, photo_view,
-                               read_photo, subject_of)
+from ..ui.messages import friendly
+from ..ui.outputs import bound, outputs_of, returning
+from ..ui.photo_result import (FaceChoice, FaceClick, PhotoView, empty_view, find_faces, on_face_click, photo_view,
+                               read_photo, select_face)
 from ..serving.store import ModelStore
-
-
-@dataclass
-class FaceChoice:
-    """A face picked in the selector: the photo with it outlined, and it as the subject to explain."""
-
-    annotated: np.ndarray | dict
-    subject: Subject | None
-
-
-@dataclass
-class FaceClick:
-    """A face clicked on the photo: the selector set to it, the photo outlined, its subject."""
-
-    faces: dict
-    annotated: np.ndarray | dict
-    subject: Subject | None
 
 
 @dataclass
@@ -57,23 +39,6 @@ def analyze_photo(image: Any, model_key: str | None, store: ModelStore) -> Photo
     if image is None:
         return empty_view()
     return photo_view(find_faces(read_photo(image), model_key, store))
-
-
-def select_face(result: PhotoResult | None, index: int | None) -> FaceChoice:
-    """A face picked in the selector -> the photo with it outlined, and its subject."""
-    if result is None or not result.faces or index is None:
-        return FaceChoice(annotated=keep(), subject=None)
-    return FaceChoice(annotated=annotated(result, int(index)), subject=subject_of(result, index))
-
-
-@friendly("Selecting the face")
-def on_face_click(result: PhotoResult | None, evt: gr.SelectData) -> FaceClick:
-    """A click on an annotated image selects the face under it."""
-    index = face_at(result, *click_point(evt.index))
-    if index is None:
-        return FaceClick(faces=keep(), annotated=keep(), subject=None)
-    choice = select_face(result, index)
-    return FaceClick(faces=gr.update(value=index), annotated=choice.annotated, subject=choice.subject)
 
 
 def _cleared() -> PhotoView:
@@ -129,4 +94,4 @@ def build_photo_tab(model_key: gr.State, store: ModelStore, limits: Limits) -> P
     return tab
 
 
-__all__ = ["FaceChoice", "FaceClick", "PhotoTab", "analyze_photo", "build_photo_tab", "on_face_click", "select_face"]
+__all__ = ["PhotoTab", "analyze_photo", "build_photo_tab"]

@@ -1,8 +1,9 @@
 """What a classified photo is: its faces, the face to explain, and how the page shows them.
 
 Shared by the Photo tab and the webcam's frozen frame: ``find_faces`` detects, aligns and
-classifies, and ``photo_view`` turns the result into what the page shows (annotated image,
-summary line, probability cards, face picker, JSON).
+classifies, ``photo_view`` turns the result into what the page shows (annotated image,
+summary line, probability cards, face picker, JSON), and ``select_face`` / ``on_face_click``
+pick the face to explain.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from poster.inference.predictor import FacePrediction
 from . import render
 from ..serving.files import discard_upload, uploaded_path
 from ..serving.limits import MAX_IMAGE_PIXELS, max_image_bytes
-from .messages import click_point, quote, sentence
+from .messages import click_point, friendly, quote, sentence
+from .outputs import keep
 from ..serving.store import ModelStore, missing_checkpoint_message
 
 
@@ -54,6 +56,23 @@ class Subject:
     model_key: str | None
     title: str
     face_crop: FaceCrop | None = None
+
+
+@dataclass
+class FaceChoice:
+    """A face picked in the selector: the photo with it outlined, and it as the subject to explain."""
+
+    annotated: np.ndarray | dict
+    subject: Subject | None
+
+
+@dataclass
+class FaceClick:
+    """A face clicked on the photo: the selector set to it, the photo outlined, its subject."""
+
+    faces: dict
+    annotated: np.ndarray | dict
+    subject: Subject | None
 
 
 @dataclass
@@ -239,3 +258,20 @@ def face_at(result: PhotoResult | None, x: float, y: float) -> int | None:
         return min(inside)[1]
     centres = [((f.box[0] + f.box[2]) / 2 - x) ** 2 + ((f.box[1] + f.box[3]) / 2 - y) ** 2 for f in result.faces]
     return int(np.argmin(centres))
+
+
+def select_face(result: PhotoResult | None, index: int | None) -> FaceChoice:
+    """A face picked in the selector -> the photo with it outlined, and its subject."""
+    if result is None or not result.faces or index is None:
+        return FaceChoice(annotated=keep(), subject=None)
+    return FaceChoice(annotated=annotated(result, int(index)), subject=subject_of(result, index))
+
+
+@friendly("Selecting the face")
+def on_face_click(result: PhotoResult | None, evt: gr.SelectData) -> FaceClick:
+    """A click on an annotated image selects the face under it."""
+    index = face_at(result, *click_point(evt.index))
+    if index is None:
+        return FaceClick(faces=keep(), annotated=keep(), subject=None)
+    choice = select_face(result, index)
+    return FaceClick(faces=gr.update(value=index), annotated=choice.annotated, subject=choice.subject)

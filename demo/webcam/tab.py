@@ -28,8 +28,8 @@ from ..ui.explain_panel import ExplainPanel, build_explain_panel
 from ..serving.files import files_out
 from ..serving.gpu import gpu
 from ..ui.messages import friendly, sentence
-from ..ui.photo_result import PhotoResult, Subject, empty_view, find_faces, photo_view
-from ..photo.tab import FaceChoice, FaceClick, on_face_click, select_face
+from ..ui.photo_result import (FaceChoice, FaceClick, PhotoResult, Subject, empty_view, find_faces, on_face_click,
+                               photo_view, select_face)
 from ..serving.limits import Limits
 from .live_channel import LiveChannels
 from .live_tracking import FRAME_MAX_SIDE, LiveSession, LiveSettings, decode_frame, process_frame, too_small

@@ -21,6 +21,8 @@ from tests._app import (RAF_CLASSES, app_store, architectures_dir, astronaut_pat
 from tests._browser import ARTIFACTS, BASE_ARGS, CHROMIUM, playwright_api
 from tests._browser import wait_for_text as wait_for_any_text
 
+pytestmark = pytest.mark.slow  # a real Chromium against a served app
+
 BOX_COLOR = np.array([0x4E, 0x79, 0xA7])  # poster.inference.draw.PALETTE[0]: the first face's box and label
 TIMEOUT_MS = 90_000
 

@@ -17,6 +17,8 @@ from tests._app import RAF_FOLDERS, RUN_LABELS, app_store, checkpoint_dir, serve
 from tests._browser import ARTIFACTS, BASE_ARGS, CHROMIUM, playwright_api
 from tests._browser import wait_for_text as wait_for_any_text
 
+pytestmark = pytest.mark.slow  # a real Chromium against a served app
+
 TIMEOUT_MS = 180_000
 
 

@@ -137,6 +137,7 @@ def test_a_flood_from_one_session_leaves_room_for_others(server):
 
 # --- 3. uploaded checkpoints are each visitor's own ----------------------------------------
 
+@pytest.mark.slow  # two checkpoint uploads over HTTP
 def test_two_visitors_uploading_the_same_bytes_see_their_own_names(server, checkpoint_dir):  # noqa: F811
     upload = event_named(server, "_upload")
     views = event_named(server, "_refresh_model_views")  # the header and facts after a switch
@@ -252,6 +253,7 @@ def test_a_huge_dropdown_value_is_quoted_short(server, visitor, capfd):
     assert len(out) + len(err) < 20_000
 
 
+@pytest.mark.slow  # starts app.py in a process of its own
 def test_sigterm_leaves_no_temporary_files(tmp_path, checkpoint_dir):  # noqa: F811
     import signal
     import subprocess

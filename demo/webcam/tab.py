@@ -12,14 +12,12 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import numpy as np
 
 from poster.errors import ImageError
-from poster.inference.draw import PALETTE
 
 from . import precision as precisions
 from ..ui import render
@@ -32,44 +30,13 @@ from ..ui.photo_result import (FaceChoice, FaceClick, PhotoResult, Subject, empt
                                photo_view, select_face)
 from ..serving.limits import Limits
 from .live_channel import LiveChannels
+from .live_page import LIVE_CSS, LIVE_HTML, live_js
 from .live_tracking import FRAME_MAX_SIDE, LiveSession, LiveSettings, decode_frame, process_frame, too_small
 from ..ui.outputs import bound, outputs_of, returning
 from ..serving.store import ModelStore
 from .record import results_file
 
 log = logging.getLogger("demo")
-
-LIVE_HTML = """
-<div class="poster-live" data-state="idle">
-  <div class="poster-live-stage">
-    <video class="poster-live-video" autoplay muted playsinline></video>
-    <canvas class="poster-live-overlay"></canvas>
-  </div>
-  <div class="poster-live-bar">
-    <button type="button" class="poster-live-start">Start camera</button>
-    <button type="button" class="poster-live-stop" disabled>Stop</button>
-    <span class="poster-live-rate" aria-live="off"></span>
-    <span class="poster-live-message" data-kind="info">Press Start camera: the page asks for your camera.</span>
-  </div>
-</div>
-"""
-
-LIVE_CSS = """
-.poster-live-stage { position: relative; width: 100%; height: 420px; background: #0f172a; border-radius: 8px;
-  overflow: hidden; }
-.poster-live-video { position: absolute; inset: 0; width: 100%; height: 100%; object-fit: contain;
-  transform: scaleX(-1); }
-.poster-live-overlay { position: absolute; inset: 0; width: 100%; height: 100%; pointer-events: none; }
-.poster-live-bar { display: flex; flex-wrap: wrap; gap: 10px; align-items: center; margin-top: 8px; }
-.poster-live-bar button { padding: 6px 14px; border-radius: 6px; border: 1px solid #6366f1; cursor: pointer;
-  background: #6366f1; color: #fff; font-weight: 600; }
-.poster-live-bar button.poster-live-stop { background: transparent; color: #6366f1; }
-.poster-live-bar button:disabled { opacity: 0.45; cursor: default; }
-.poster-live-rate { font-variant-numeric: tabular-nums; font-weight: 600; }
-.poster-live-message[data-kind="error"], .poster-live-message[data-kind="warn"] { color: #b45309; }
-.poster-live-message[data-kind="wait"] { color: #4f46e5; }
-"""
-
 
 @dataclass
 class LiveView:
@@ -121,11 +88,6 @@ class WebcamTab:
     subject: gr.State
     panel: ExplainPanel
     slots: CameraSlots
-
-
-def live_js(max_side: int = FRAME_MAX_SIDE) -> str:
-    source = (Path(__file__).with_name("webcam_live.js")).read_text()
-    return source.replace("__MAX_SIDE__", str(int(max_side))).replace("__PALETTE__", json.dumps(PALETTE))
 
 
 # --- handlers -------------------------------------------------------------------------------

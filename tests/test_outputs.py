@@ -1,10 +1,12 @@
-"""Named outputs: views line up with components by field name, in field order."""
+"""Named outputs: views line up with components by field name, in field order; handlers get the
+store bound in and Gradio sees only the event's inputs."""
+import inspect
 from dataclasses import dataclass
 
 import gradio as gr
 import pytest
 
-from demo.ui.outputs import outputs_of, returning, unchanged, values
+from demo.ui.outputs import bound, outputs_of, returning, unchanged, values
 
 
 @dataclass
@@ -38,3 +40,16 @@ def test_returning_turns_the_view_into_values_and_checks_its_type():
 
 def test_unchanged_keeps_every_component():
     assert values(unchanged(Pair)) == (gr.update(), gr.update())
+
+
+def test_bound_fills_the_store_and_gradio_sees_only_the_inputs():
+    def _switch(new_key: str, request: gr.Request, store: dict, progress=gr.Progress()) -> Lone:
+        return Lone(f"{new_key} from {store['name']}")
+
+    store = {"name": "the store"}
+    event = returning(Lone, bound(_switch, store=store))
+    assert event("raf-db", None) == "raf-db from the store"
+    assert event.__name__ == "_switch"  # Gradio names the event after it (tests look events up by name)
+    assert list(inspect.signature(event).parameters) == ["new_key", "request", "progress"]
+    with pytest.raises(TypeError, match="takes no shop"):
+        bound(_switch, shop=store)

@@ -31,7 +31,8 @@ from poster.inference.predictor import Predictor
 from poster.inference.transforms import to_batch
 from tests._app import architectures_dir, astronaut_path  # noqa: F401
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers")
+# slow: POSTER and ARM checkpoints through every tab, beside POSTER++ (test_app_handlers covers POSTER++ alone)
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning:gradio.helpers"), pytest.mark.slow]
 
 KEYS = {"POSTER++ · RAF-DB": "raf-db", "POSTER · RAF-DB": "poster-v1-raf-db", "ARM · RAF-DB": "arm-raf-db"}
 

@@ -48,6 +48,7 @@ def test_dataset_argument_sets_class_order(deterministic_checkpoint, tmp_path):
     assert info.class_names[3] == "Happy" and info.dataset == "caer-s"
 
 
+@pytest.mark.slow  # saves and reloads a full POSTER++ checkpoint
 def test_checkpoint_saved_on_gpu_loads_on_cpu(tmp_path, monkeypatch):
     state = {"module." + k: v for k, v in deterministic_state_dict(7).items()}
     import torch.serialization as serialization
@@ -204,6 +205,7 @@ def test_directory_and_missing_file(tmp_path):
 
 # --- the project's format ---------------------------------------------------------------------
 
+@pytest.mark.slow  # converts full POSTER++ checkpoints and reloads them
 def test_convert_round_trip_gives_identical_logits(deterministic_checkpoint, deterministic_model, tmp_path):
     out = convert_checkpoint(deterministic_checkpoint, tmp_path / "rafdb.safetensors")
     converted = load_checkpoint(out)

@@ -79,6 +79,7 @@ def check_metrics(info: dict, table: pd.DataFrame) -> None:
     assert info["macro_f1"] == pytest.approx(100 * sk.f1_score(y, p, average="macro", zero_division=0))
 
 
+@pytest.mark.slow  # a whole evaluation
 def test_evaluate_function_with_a_worker(tmp_path: Path, model: torch.nn.Module) -> None:
     expected = write_imagefolder(tmp_path, [0, 3, 6], RAF.folder_names)
     dataset = ImageDataset(list_images(tmp_path, RAF.class_names, RAF.folder_names))
@@ -92,6 +93,7 @@ def test_evaluate_function_with_a_worker(tmp_path: Path, model: torch.nn.Module)
                                direct, atol=1e-5)
 
 
+@pytest.mark.slow  # a whole evaluation
 def test_command_on_rafdb_release_with_problems(tmp_path: Path, checkpoint: Path, model: torch.nn.Module,
                                                 capsys: pytest.CaptureFixture) -> None:
     data = tmp_path / "RAF"
@@ -235,6 +237,7 @@ def test_unusable_dataset_is_a_one_line_error(tmp_path: Path, cached_model: torc
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # a whole evaluation
 def test_fast_mode_runs_in_bfloat16(tmp_path: Path, checkpoint: Path, model: torch.nn.Module) -> None:
     write_imagefolder(tmp_path / "data", [0, 3], RAF.folder_names)
     out = tmp_path / "run"

@@ -188,6 +188,7 @@ def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> Non
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two processes of DistributedDataParallel
 def test_sam_under_ddp_matches_one_process_with_the_whole_batch(tmp_path: Path) -> None:
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
     x, y = _tiny_batch()
@@ -338,6 +339,7 @@ def _fixed_batch(faces_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return to_batch(images), torch.tensor(labels)
 
 
+@pytest.mark.slow  # trains POSTER++
 def test_training_steps_reduce_the_loss_on_a_fixed_batch(full_run, full_state: dict, faces_dir: Path) -> None:
     losses = [h["train_loss"] for h in full_run.history]  # first pass of each step, before its update
     model = PosterV2(7)
@@ -348,6 +350,7 @@ def test_training_steps_reduce_the_loss_on_a_fixed_batch(full_run, full_state: d
     assert losses[1] < losses[0] and losses[2] < losses[1], losses
 
 
+@pytest.mark.slow  # trains POSTER++
 def test_landmark_branch_is_unchanged_by_training(full_state: dict, init_file: Path) -> None:
     start, _ = read_weights(init_file)
     trained = full_state["model"]
@@ -358,6 +361,7 @@ def test_landmark_branch_is_unchanged_by_training(full_state: dict, init_file: P
     assert moved  # while the image stream did train
 
 
+@pytest.mark.slow  # trains POSTER++
 def test_saved_checkpoint_gives_the_logits_training_computed(first_epoch, faces_dir: Path) -> None:
     _, out = first_epoch  # as it was after epoch 1
     state = load_training_state(out)
@@ -385,6 +389,7 @@ def test_saved_checkpoint_gives_the_logits_training_computed(first_epoch, faces_
     assert [r.name for r in runs] == [f"run/{BEST_RUN}"] and not broken
 
 
+@pytest.mark.slow  # trains POSTER++
 def test_checkpoint_logits_equal_the_loop_last_logits(full_run, full_state: dict, faces_dir: Path) -> None:
     if full_run.best_epoch != len(full_run.history):
         # The best file is from an earlier epoch; last.pt holds the weights the last logits came from.
@@ -402,6 +407,7 @@ def test_checkpoint_logits_equal_the_loop_last_logits(full_run, full_state: dict
     assert torch.allclose(logits, full_run.test_logits, atol=1e-5)
 
 
+@pytest.mark.slow  # trains POSTER++
 def test_run_folder_has_log_curves_and_history(full_run) -> None:
     run_dir = full_run.run_dir
     log = (run_dir / LOG_FILE).read_text()
@@ -413,6 +419,7 @@ def test_run_folder_has_log_curves_and_history(full_run) -> None:
     assert all(h["images_per_second"] > 0 for h in history)
 
 
+@pytest.mark.slow  # trains POSTER++
 def test_resume_continues_at_the_next_epoch_with_the_same_state(first_epoch, full_state: dict) -> None:
     out, aside = first_epoch
     saved = load_training_state(aside)
@@ -434,6 +441,7 @@ def test_resume_continues_at_the_next_epoch_with_the_same_state(first_epoch, ful
     assert torch.equal(resumed["rng"][0]["torch"], full["rng"][0]["torch"])
 
 
+@pytest.mark.slow  # trains POSTER++
 def test_init_from_a_released_checkpoint_with_other_classes_replaces_the_head(tmp_path: Path) -> None:
     released = checkpoint_file(tmp_path / "affectnet8_best.pth", num_classes=8)  # .pth, DataParallel names
     config = TrainConfig.from_recipe("raf-db", "unused", "unused", init=str(released))

@@ -53,3 +53,13 @@ def test_bound_fills_the_store_and_gradio_sees_only_the_inputs():
     assert list(inspect.signature(event).parameters) == ["new_key", "request", "progress"]
     with pytest.raises(TypeError, match="takes no shop"):
         bound(_switch, shop=store)
+
+
+def test_a_bound_generator_still_streams():
+    def _evaluate(archive: str, store: dict):
+        yield f"unpacking {archive}"
+        yield f"done with {store['name']}"
+
+    event = bound(_evaluate, store={"name": "the store"})
+    assert inspect.isgeneratorfunction(event)  # else Gradio would send the generator object as the output
+    assert list(event("faces.zip")) == ["unpacking faces.zip", "done with the store"]

@@ -60,15 +60,21 @@ def returning(view_type: type, handler: Callable[..., Any]) -> Callable[..., Any
 
 def bound(handler: Callable[..., Any], **fixed: Any) -> Callable[..., Any]:
     """``handler`` with the keyword arguments ``fixed`` (a tab's model store) filled in, as Gradio sees it:
-    the same name, and a signature without them, so Gradio passes only the event's inputs."""
+    the same name, a signature without them (Gradio passes only the event's inputs), and still a
+    generator function when ``handler`` is one (Gradio streams those)."""
     signature = inspect.signature(handler)
     unknown = set(fixed) - set(signature.parameters)
     if unknown:
         raise TypeError(f"{handler.__name__} takes no {', '.join(sorted(unknown))}")
 
-    @functools.wraps(handler)
-    def event(*args: Any, **kwargs: Any) -> Any:
-        return handler(*args, **kwargs, **fixed)
+    if inspect.isgeneratorfunction(handler):  # Gradio streams what a generator function yields
+        @functools.wraps(handler)
+        def event(*args: Any, **kwargs: Any) -> Any:
+            yield from handler(*args, **kwargs, **fixed)
+    else:
+        @functools.wraps(handler)
+        def event(*args: Any, **kwargs: Any) -> Any:
+            return handler(*args, **kwargs, **fixed)
 
     event.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=[p for name, p in signature.parameters.items() if name not in fixed])

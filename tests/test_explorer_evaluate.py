@@ -60,6 +60,7 @@ def run_to_end(*args, **kwargs) -> tuple[list[dict], str | None]:
     return [step.summary for step in steps], steps[-1].session_dir
 
 
+@pytest.mark.slow  # a whole evaluation in the app and on the command line
 def test_in_app_evaluation_gives_the_command_lines_predictions(tmp_path, uploads, app_store, checkpoint_dir):  # noqa: F811
     archive = zipped(labeled_set(tmp_path / "set"), uploads / "my faces.zip")
     payloads, session = run_to_end(str(archive), "raf-db", None, None, store=app_store, caps=CAPS, batch_size=4)
@@ -106,6 +107,7 @@ def test_in_app_evaluation_gives_the_command_lines_predictions(tmp_path, uploads
     assert not Path(session).exists()
 
 
+@pytest.mark.slow  # a whole evaluation in the app and on the command line
 def test_poster_v1_is_evaluated_in_bgr_as_on_the_command_line(tmp_path, uploads, architectures_dir):  # noqa: F811
     from demo.serving.store import ModelStore
 

@@ -18,14 +18,14 @@ if str(ROOT) not in sys.path:
 CHECKPOINT_DIR = Path(tempfile.gettempdir()) / "poster-bench" / "checkpoints"
 
 
-def deterministic_checkpoint(arch: str = "poster-v2", num_classes: int = 7) -> Path:
+def deterministic_checkpoint(arch: str, num_classes: int = 7) -> Path:
     """``arch``'s released file (RAF-DB; AffectNet-8 for 8 classes) with the deterministic weights of
     ``poster.weights.deterministic``: same shapes and cost, untrained. Written once per machine into
     ``CHECKPOINT_DIR``, laid out as ``python -m poster download`` lays out the released files."""
     from poster.weights.deterministic import write_checkpoint
-    from poster.weights.registry import weights_for
+    from poster.weights.registry import get_weights
 
-    record = weights_for(arch, "affectnet-8" if num_classes == 8 else "raf-db")
+    record = get_weights(arch=arch, dataset="affectnet-8" if num_classes == 8 else "raf-db")
     path = CHECKPOINT_DIR / record.subdir / record.file_name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

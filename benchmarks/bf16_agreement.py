@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None, help="a checkpoint file or registry name (default: deterministic weights)")
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
-    source = args.checkpoint or deterministic_checkpoint()
+    source = args.checkpoint or deterministic_checkpoint("poster-v2")
     exact = load_checkpoint(source)
     fast = load_checkpoint(source, dtype=torch.bfloat16)
     images = crops(args.crops)

@@ -47,7 +47,7 @@ def main() -> None:
         write_imagefolder(Path(folder), labels, raf.folder_names)
         listing = list_images(folder, raf.class_names, raf.folder_names)
         for device, dtype in [(d, t) for d in devices for t in args.dtype]:
-            model = load_checkpoint(deterministic_checkpoint(), device=device, dtype=getattr(torch, dtype))
+            model = load_checkpoint(deterministic_checkpoint("poster-v2"), device=device, dtype=getattr(torch, dtype))
             workers = args.workers if args.workers is not None else default_workers(torch.device(device))
             # Warm-up: first calls pick kernels and fill caches; not part of a long run's rate.
             evaluate(model, ImageDataset(listing.limit(args.batch_size)), batch_size=args.batch_size,

@@ -1,7 +1,7 @@
 """Cost of a full explanation against the plain forward pass, on the CPU (batch 1 and 8).
 
-A full explanation is everything ``Explainer.explain`` returns: Grad-CAM of both streams at three
-scales, the three cross-attention maps (per head too), the query matrices and the ViT rollout,
+A full explanation is everything ``Explainer.explain`` returns for POSTER++: Grad-CAM of both
+streams at three scales, the three cross-attention maps, the query matrices and the ViT rollout,
 from one forward and one backward pass. Goal: at most 2.5x the plain ``model(x)`` under
 ``torch.inference_mode``. The two are timed in alternation so that load from other processes
 falls on both alike; the ratio uses the best of the runs, and the process CPU time as a check.
@@ -65,7 +65,7 @@ def main() -> None:
     from explain import Explainer, summary
 
     print(f"CPU: {machine()}")
-    model = load_checkpoint(deterministic_checkpoint())
+    model = load_checkpoint(deterministic_checkpoint("poster-v2"))
     explainer = Explainer(model)
 
     def plain(x: torch.Tensor) -> torch.Tensor:

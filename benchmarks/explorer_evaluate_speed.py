@@ -43,7 +43,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     raf = PosterV2Weights.RAF_DB.value
-    checkpoint = deterministic_checkpoint()
+    checkpoint = deterministic_checkpoint("poster-v2")
     store = ModelStore(checkpoint_dirs=[checkpoint.parent])
     dtype = fast_dtype(store)
     with tempfile.TemporaryDirectory() as folder:

@@ -68,7 +68,7 @@ def speed_table(title: str, original, baseline, fp32, bf16, repeats: int, compil
             candidates = {"original": lambda: original(baseline, x), "fp32": lambda: fp32(x), "bf16": lambda: bf16(xb)}
             for name, forward in compiled.items():
                 if name == "compiled fp32":  # one face at a time: ARM's faces alone, as the app classifies them
-                    alone = fp32.forward_alone(x) if getattr(fp32, "faces_interact", False) else fp32(x)
+                    alone = fp32.forward_alone(x)
                     torch.testing.assert_close(forward(x), alone, rtol=0, atol=1e-3)
                 candidates[name] = (lambda f=forward, v=(xb if name in inputs else x): f(v))
             times = time_interleaved(candidates, n)
@@ -127,7 +127,7 @@ def main() -> None:
             speed_table(TITLES[arch], *loaded, args.repeats, compile_too)
     if args.arch not in ("all", "poster-v2"):
         return
-    path = deterministic_checkpoint()
+    path = deterministic_checkpoint("poster-v2")
     fp32, bf16 = loaded[2:]  # POSTER++, timed last
 
     if not args.skip_accuracy:

@@ -32,7 +32,7 @@ def webcam_frame() -> np.ndarray:
 
 
 def run(device: torch.device, frames: int, dtype: torch.dtype, detect_side: int) -> None:
-    model = load_checkpoint(deterministic_checkpoint(), device=device, dtype=dtype)
+    model = load_checkpoint(deterministic_checkpoint("poster-v2"), device=device, dtype=dtype)
     detector = FaceDetector()
     frame = webcam_frame()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

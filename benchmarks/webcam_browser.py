@@ -79,7 +79,7 @@ def main() -> None:
     from demo.webcam import precision as precisions
     from demo.serving.store import ModelStore
 
-    store = ModelStore(device=args.device, checkpoint_dirs=[deterministic_checkpoint().parent])
+    store = ModelStore(device=args.device, checkpoint_dirs=[deterministic_checkpoint("poster-v2").parent])
     store.predictor("raf-db")
     formats = args.precision or precisions.choices(store.on_gpu)
     engines = ["eager"] + (["compiled"] if compile_wanted() and not store.on_gpu and not args.no_compile else [])

@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    store = ModelStore(device="cpu", checkpoint_dirs=[deterministic_checkpoint().parent])
+    store = ModelStore(device="cpu", checkpoint_dirs=[deterministic_checkpoint("poster-v2").parent])
     image = frame()
     variants = {  # name: (precision, alternate, full detection every frame)
         "float32, detect + classify every frame": ("float32", False, True),

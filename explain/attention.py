@@ -1,19 +1,17 @@
-"""Attention maps of POSTER++: landmark-to-image cross-attention and ViT attention rollout.
+"""Attention maps from what ``forward_intermediates`` records: attention received on a grid,
+where a clicked query position looks, and attention rollout through a transformer.
 
-All functions work on the tensors ``PosterV2.forward_intermediates`` records, so an explanation
-reuses the one forward pass it already ran. Maps are row-major over each level's grid, as the
-model flattens it.
+All functions work on tensors of the one forward pass an explanation already ran. Maps are
+row-major over each grid, as the models flatten it.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
+from torch import nn
 
-from poster.models.poster_v2 import FUSION_WINDOWS, INPUT_SIZE, PosterV2
-
-VIT_GRID = 7  # every level enters the ViT as a 7x7 grid of tokens
-VIT_LEVEL_TOKENS = VIT_GRID * VIT_GRID
+CROP_SIZE = 224  # the models' input size: points are given in pixels of this crop
 
 
 def _grid_side(num_positions: int) -> int:
@@ -39,17 +37,15 @@ def received_attention(attention: torch.Tensor, per_head: bool = False) -> torch
 
 
 @torch.inference_mode()
-def cross_attention_maps(model: PosterV2, batch: torch.Tensor, per_head: bool = False) -> list[torch.Tensor]:
-    """Received-attention maps of the three cross-attention levels for a normalized batch.
-
-    Returns (B, 28, 28), (B, 14, 14), (B, 7, 7) (with a heads axis after B if ``per_head``):
-    how much attention each image-stream position gets from the landmark queries.
-    """
+def cross_attention_maps(model: nn.Module, batch: torch.Tensor, per_head: bool = False) -> list[torch.Tensor]:
+    """Received-attention maps of every attention whose queries and keys are both positions
+    (POSTER++'s three cross-attention levels: (B, 28, 28), (B, 14, 14), (B, 7, 7), with a heads
+    axis after B if ``per_head``): how much attention each key position gets from the queries."""
     output = model.forward_intermediates(batch)
-    return [received_attention(a, per_head) for a in output.cross_attention]
+    return [received_attention(a.value, per_head) for a in output.attention if a.query_grid is not None]
 
 
-def query_index(point: tuple[float, float], side: int, crop_size: int = INPUT_SIZE) -> int:
+def query_index(point: tuple[float, float], side: int, crop_size: int = CROP_SIZE) -> int:
     """Row-major index of the grid cell holding ``point`` = (x, y) in crop pixels.
 
     Pixel centres sit on integers (as in ``poster.inference.faces``), so the crop spans [-0.5, size - 0.5];
@@ -62,10 +58,11 @@ def query_index(point: tuple[float, float], side: int, crop_size: int = INPUT_SI
 
 
 def query_attention(cross_attention: Sequence[torch.Tensor], point: tuple[float, float],
-                    crop_size: int = INPUT_SIZE, per_head: bool = False) -> list[torch.Tensor]:
-    """Where the landmark query at ``point`` (x, y in crop pixels) looks, at each level.
+                    crop_size: int = CROP_SIZE, per_head: bool = False) -> list[torch.Tensor]:
+    """Where the query at ``point`` (x, y in crop pixels) looks, in each attention map.
 
-    ``cross_attention`` is ``PosterOutput.cross_attention``. Returns one (B, h, w) map per level
+    ``cross_attention``: (B, heads, N, N) softmax maps whose queries and keys lie on the same
+    square grid (POSTER++'s cross-attention levels). Returns one (B, h, w) map per level
     (B, heads, h, w with ``per_head``), each summing to 1: that query's softmax row.
     """
     maps = []
@@ -95,14 +92,15 @@ def rollout_matrix(vit_attention: Sequence[torch.Tensor]) -> torch.Tensor:
     return rollout
 
 
-def attention_rollout(vit_attention: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Rollout from the CLS token to the 147 image tokens as three (B, 7, 7) maps, one per scale.
+def attention_rollout(vit_attention: Sequence[torch.Tensor], grid: tuple[int, int] = (7, 7)) -> list[torch.Tensor]:
+    """Rollout from the class token to the tokens after it, as one (B, rows, cols) map per grid
+    of tokens (POSTER++: 147 tokens, three 7x7 scales).
 
-    Values are the CLS row of ``rollout_matrix`` without its CLS entry, so the three maps together
-    sum to 1 minus the share the CLS token keeps for itself.
+    Values are the class token's row of ``rollout_matrix`` without its own entry, so the maps
+    together sum to 1 minus the share the class token keeps for itself.
     """
     cls_row = rollout_matrix(vit_attention)[:, 0, 1:]
-    levels = len(FUSION_WINDOWS)
-    if cls_row.shape[-1] != levels * VIT_LEVEL_TOKENS:
-        raise ValueError(f"expected {levels * VIT_LEVEL_TOKENS} image tokens, got {cls_row.shape[-1]}")
-    return [chunk.reshape(-1, VIT_GRID, VIT_GRID) for chunk in cls_row.split(VIT_LEVEL_TOKENS, dim=-1)]
+    per_grid = grid[0] * grid[1]
+    if cls_row.shape[-1] % per_grid:
+        raise ValueError(f"{cls_row.shape[-1]} tokens do not make whole {grid[0]}x{grid[1]} grids")
+    return [chunk.reshape(-1, *grid) for chunk in cls_row.split(per_grid, dim=-1)]

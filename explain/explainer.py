@@ -1,75 +1,105 @@
-"""One call, every map: Grad-CAM of both streams, cross-attention and rollout for a batch of faces.
+"""One explainer for every architecture, through the model contract (``poster.models.outputs``).
 
-``Explainer`` is built once around a model; ``explain`` runs one forward and one backward pass
-for the whole batch and hands back plain numpy arrays per face, like a predictor would.
+The model names the layers Grad-CAM uses (``gradcam_layers()``) and returns labelled maps from
+``forward_intermediates``, each with its spatial grid or ``None``. Nothing here knows an
+architecture: every map carries the model's own label and meaning, and a map without a spatial
+grid is reported as such instead of being drawn. ``Explainer.explain`` runs one forward and one
+backward pass for the whole batch and hands back plain numpy arrays per face, like a predictor.
 """
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from poster.inference.compile_guard import beside_compiles
 from poster.inference.faces import FaceCrop
-from poster.models.poster_v2 import INPUT_SIZE, PosterV2
-from poster.inference.transforms import denormalize, to_batch
+from poster.inference.transforms import denormalize, model_batch, preprocessing_of
+from poster.models.outputs import NamedMap
 
-from .attention import attention_rollout, query_index, received_attention
+from .attention import attention_rollout, query_index
 from .explained_face import ExplainedFace
 from .gradcam import Target, gradcam_pass
 
-MAP_KINDS = ("gradcam_image", "gradcam_landmark", "cross_attention", "rollout")
 Faces = torch.Tensor | Sequence[np.ndarray | FaceCrop]
+
+
+@dataclass(frozen=True)
+class LabelledMap:
+    """One map over the face crop (``values`` None where it has no spatial picture).
+
+    ``group`` gathers maps of one family at several scales (a Grad-CAM layer's label); ``block``
+    is the transformer block an attention map comes from, where the model has several.
+    """
+
+    name: str
+    values: np.ndarray | None   # (rows, cols) at native resolution
+    meaning: str
+    group: str = ""
+    block: int | None = None
+
+    @property
+    def spatial(self) -> bool:
+        return self.values is not None
+
+
+@dataclass(frozen=True)
+class QueryAttention:
+    """An attention whose queries are positions too: (N_query, N_key) head-averaged, both on ``grid``."""
+
+    name: str
+    matrix: np.ndarray
+    grid: tuple[int, int]
 
 
 @dataclass(frozen=True, eq=False)
 class FaceExplanation(ExplainedFace):
-    """Everything explained about one face. Map lists hold one map per scale (28, 14, 7 px grids;
-    the rollout's three are 7x7), at native resolution, as numpy arrays."""
+    """Everything explained about one face, at native resolution, as numpy arrays."""
 
-    image: np.ndarray                        # (224, 224, 3) uint8: the crop the model saw
+    image: np.ndarray                     # (224, 224, 3) uint8 RGB: the crop the model saw
     class_names: tuple[str, ...]
-    logits: np.ndarray                       # (K,)
-    probabilities: np.ndarray                # (K,) softmax of the logits
-    target: int                              # the class the Grad-CAM maps explain
-    gradcam_image: list[np.ndarray]          # raw Grad-CAM (ReLU, not rescaled), image stream
-    gradcam_landmark: list[np.ndarray]       # raw Grad-CAM, landmark stream
-    cross_attention: list[np.ndarray]        # attention each image position receives (sums to 1)
-    cross_attention_heads: list[np.ndarray]  # the same per head: (heads, h, w)
-    cross_attention_matrices: list[np.ndarray]  # (N_query, N_key) head-averaged, for query maps
-    rollout: list[np.ndarray]                # CLS rollout over each scale's 7x7 tokens
-    crop: FaceCrop | None = None             # where the crop came from, if it was given
+    logits: np.ndarray                    # (K,)
+    probabilities: np.ndarray             # (K,) softmax of the logits
+    target: int                           # the class the Grad-CAM maps explain
+    gradcam: list[LabelledMap]            # one per declared layer, raw (ReLU, not rescaled)
+    attention: list[LabelledMap]          # attention each key position receives (sums to <= 1), else a note
+    native: list[LabelledMap] = field(default_factory=list)   # the model's own one-channel maps (ARM's 11x11)
+    rollout: list[LabelledMap] = field(default_factory=list)  # class-token rollout over each token grid
+    queries: list[QueryAttention] = field(default_factory=list)  # for ``query_attention``
+    crop: FaceCrop | None = None          # where the crop came from, if it was given
 
-    def maps(self, kind: str) -> list[np.ndarray]:
-        """The three maps of one of ``MAP_KINDS``."""
-        if kind not in MAP_KINDS:
-            raise ValueError(f"unknown map kind {kind!r}; choose from {MAP_KINDS}")
-        return getattr(self, kind)
+    @property
+    def clickable(self) -> bool:
+        """Whether a clicked point has attention of its own to show (``query_attention``)."""
+        return bool(self.queries)
 
-    def query_attention(self, point: tuple[float, float]) -> list[np.ndarray]:
-        """Where the landmark query at ``point`` (x, y in crop pixels) looks, at each level (sums to 1)."""
+    def query_attention(self, point: tuple[float, float]) -> list[LabelledMap]:
+        """Where the query at ``point`` (x, y in crop pixels) looks, in each attention whose queries
+        are positions (each map sums to 1)."""
         out = []
-        for matrix in self.cross_attention_matrices:
-            side = int(round(matrix.shape[-1] ** 0.5))
-            out.append(matrix[query_index(point, side, self.image.shape[0])].reshape(side, side))
+        for query in self.queries:
+            rows, cols = query.grid
+            row = query.matrix[query_index(point, rows, self.image.shape[0])]
+            out.append(LabelledMap(query.name, row.reshape(rows, cols), "attention of the clicked position"))
         return out
 
 
 class Explainer:
-    """Explanations for a POSTER++ model; build once, call ``explain`` per batch of faces.
+    """Explanations for any model that keeps the contract; build once, call ``explain`` per batch.
 
-    During a pass captum's hooks sit on six of the model's modules, and any other forward pass
+    During a pass captum's hooks sit on the model's Grad-CAM layers, and any other forward pass
     through the same model meanwhile would overwrite what they record: explanations are
     serialized here, and a predictor sharing the model from another thread needs the same lock
     (``Explainer.lock``).
     """
 
-    def __init__(self, model: PosterV2, class_names: Sequence[str] | None = None) -> None:
+    def __init__(self, model: nn.Module, class_names: Sequence[str] | None = None) -> None:
         self.model = model
-        info = getattr(model, "info", None)
+        info = getattr(model, "info", None)  # a loaded checkpoint's record; a bare model has none
         names = class_names or (info.class_names if info is not None else None)
         self.class_names = tuple(names or (f"class {i}" for i in range(model.num_classes)))
         if len(self.class_names) != model.num_classes:
@@ -83,57 +113,81 @@ class Explainer:
         if self.model.training:
             # Batch norm in training mode mixes faces of a batch and moves running statistics.
             raise RuntimeError("call model.eval() before explaining")
-        batch, images, crops = _prepare(faces)
+        batch, images, crops = self._prepare(faces)
         if batch.shape[0] == 0:
             return []
-        batch = batch.to(self.model.transformer.head.weight.device)
         with self.lock:
             result = gradcam_pass(self.model, batch, target)
         out = result.output
-        heads = [received_attention(a, per_head=True) for a in out.cross_attention]
-        # One device-to-host copy per map kind, then per-face slices.
-        arrays = {
-            "logits": _np(out.logits),
-            "probabilities": _np(torch.softmax(out.logits.double(), dim=1)),
-            "gradcam_image": [_np(m) for m in result.image],
-            "gradcam_landmark": [_np(m) for m in result.landmark],
-            "cross_attention": [_np(m.mean(dim=1)) for m in heads],
-            "cross_attention_heads": [_np(m) for m in heads],
-            "cross_attention_matrices": [_np(a.mean(dim=1)) for a in out.cross_attention],
-            "rollout": [_np(m) for m in attention_rollout(out.vit_attention)],
-        }
+        # One device-to-host copy per map, then per-face slices.
+        logits = _np(out.logits)
+        probabilities = _np(torch.softmax(out.logits.double(), dim=1))
+        cams = [(layer, _np(m)) for layer, m in zip(result.layers, result.maps)]
+        received = [(m, _np(_received(m))) for m in out.attention]
+        native = [(m, _np(m.value[:, 0])) for m in out.features if m.grid is not None and m.value.shape[1] == 1]
+        notes = [LabelledMap(m.name, None, m.meaning) for m in out.features if m.grid is None]
+        rollout = []
+        if out.self_attention:
+            grid = out.self_attention[0].grid
+            rollout = [_np(m) for m in attention_rollout([a.value for a in out.self_attention], grid)]
+        queries = [(m, _np(m.value.mean(dim=1))) for m in out.attention if m.query_grid is not None]
         targets = result.target.tolist()
         return [
             FaceExplanation(
-                image=images[i], class_names=self.class_names, target=targets[i], crop=crops[i],
-                **{name: _face_slice(value, i) for name, value in arrays.items()},
+                image=images[i], class_names=self.class_names, logits=logits[i].copy(),
+                probabilities=probabilities[i].copy(), target=targets[i], crop=crops[i],
+                gradcam=[LabelledMap(layer.name, cam[i].copy(), f"Grad-CAM of {layer.name} for the explained class",
+                                     group=layer.label) for layer, cam in cams],
+                attention=[_attention_map(m, values, i) for m, values in received],
+                native=[LabelledMap(m.name, values[i].copy(), m.meaning) for m, values in native] + notes,
+                rollout=[LabelledMap(f"rollout, token grid {k + 1}", values[i].copy(),
+                                     "attention rollout from the class token to these tokens")
+                         for k, values in enumerate(rollout)],
+                queries=[QueryAttention(m.name, values[i].copy(), m.query_grid) for m, values in queries],
             )
             for i in range(batch.shape[0])
         ]
 
+    def _prepare(self, faces: Faces) -> tuple[torch.Tensor, list[np.ndarray], list[FaceCrop | None]]:
+        """The batch the model expects, the uint8 RGB crops it saw (for display), the FaceCrops where given."""
+        pre = preprocessing_of(self.model)
+        device = next(self.model.parameters()).device
+        if isinstance(faces, torch.Tensor):
+            size = pre.input_size
+            if faces.ndim != 4 or tuple(faces.shape[1:]) != (3, size, size):
+                raise ValueError(f"expected a (B, 3, {size}, {size}) batch, got {tuple(faces.shape)}")
+            batch = faces.detach().to(device)
+            return batch, list(denormalize(batch, pre)), [None] * batch.shape[0]
+        if isinstance(faces, FaceCrop) or (isinstance(faces, np.ndarray) and faces.ndim == 3):
+            faces = [faces]  # one face given on its own
+        crops = [face if isinstance(face, FaceCrop) else None for face in faces]
+        images = [face.image if isinstance(face, FaceCrop) else np.asarray(face) for face in faces]
+        if not images:
+            return torch.empty(0, 3, pre.input_size, pre.input_size), [], []
+        batch = model_batch(images, self.model)
+        size = (pre.input_size, pre.input_size)
+        # Crops of the input size are shown as given; others as the model saw them (resized, and
+        # back in RGB where the checkpoint reads BGR).
+        shown = [im if im.shape[:2] == size and pre.colour_order == "RGB" else seen
+                 for im, seen in zip(images, denormalize(batch, pre))]
+        return batch, shown, crops
 
-def _prepare(faces: Faces) -> tuple[torch.Tensor, list[np.ndarray], list[FaceCrop | None]]:
-    """Normalized batch, the uint8 crops for display, and the FaceCrops where given."""
-    if isinstance(faces, torch.Tensor):
-        if faces.ndim != 4 or tuple(faces.shape[1:]) != (3, INPUT_SIZE, INPUT_SIZE):
-            raise ValueError(f"expected a (B, 3, {INPUT_SIZE}, {INPUT_SIZE}) batch, got {tuple(faces.shape)}")
-        batch = faces.detach()
-        return batch, list(denormalize(batch)), [None] * batch.shape[0]
-    if isinstance(faces, FaceCrop) or (isinstance(faces, np.ndarray) and faces.ndim == 3):
-        faces = [faces]  # one face given on its own
-    crops = [face if isinstance(face, FaceCrop) else None for face in faces]
-    images = [face.image if isinstance(face, FaceCrop) else np.asarray(face) for face in faces]
-    batch = to_batch(images)
-    if any(im.shape[:2] != (INPUT_SIZE, INPUT_SIZE) for im in images):
-        # to_batch resized these: show what the model saw.
-        images = [im if im.shape[:2] == (INPUT_SIZE, INPUT_SIZE) else shown
-                  for im, shown in zip(images, denormalize(batch))]
-    return batch, images, crops
+
+def _received(named: NamedMap) -> torch.Tensor:
+    """(B, N_key): the attention each key receives, averaged over heads and queries."""
+    return named.value.mean(dim=(1, 2))
 
 
-def _face_slice(value: np.ndarray | list[np.ndarray], i: int) -> np.ndarray | list[np.ndarray]:
-    """Face i's own copy: a view would keep the whole batch's arrays alive."""
-    return [m[i].copy() for m in value] if isinstance(value, list) else value[i].copy()
+def _attention_map(named: NamedMap, received: np.ndarray, i: int) -> LabelledMap:
+    """Attention each key receives on the key grid, if it has one; else a note."""
+    if named.grid is None:
+        return LabelledMap(named.name, None, named.meaning, block=named.block)
+    rows, cols = named.grid
+    spatial = received[i, -rows * cols:]  # a leading summary token (POSTER's mean token) has no position
+    meaning = named.meaning
+    if received.shape[-1] > rows * cols:
+        meaning += f"; {1.0 - float(spatial.sum()):.1%} goes to the stream's mean token, not drawn"
+    return LabelledMap(named.name, spatial.reshape(rows, cols).copy(), meaning, block=named.block)
 
 
 def _np(tensor: torch.Tensor) -> np.ndarray:

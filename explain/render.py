@@ -4,6 +4,8 @@ Drawn with PIL and matplotlib's colormap tables only (no figures), so a panel ta
 """
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
 
@@ -12,8 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from . import maps
-from .explainer import FaceExplanation
-from .models import ModelExplanation
+from .explainer import FaceExplanation, LabelledMap
 
 BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)
@@ -100,37 +101,82 @@ def panel(image: np.ndarray, map_list: Sequence[np.ndarray], titles: Sequence[st
     return np.asarray(canvas)
 
 
-def explanation_panels(explanation: FaceExplanation, cmap: str = "jet", alpha: float = 0.5,
-                       tile: int = 160) -> dict[str, np.ndarray]:
-    """One panel per kind of map, each on a scale that makes its three maps comparable.
+@dataclass(frozen=True)
+class Panel:
+    """One picture of an explanation and the title that says what its maps are."""
+
+    title: str
+    image: np.ndarray
+
+
+def explanation_panels(explanation: FaceExplanation, cmap: str = "jet", alpha: float = 0.5, tile: int = 160,
+                       attention_blocks: Sequence[int] = (0,)) -> list[Panel]:
+    """The panels of any model's explanation, in order: Grad-CAM (one panel per family of layers
+    at several scales, the single layers together), attention received, the model's own maps,
+    the attention rollout. Panels only for what the model has.
 
     Grad-CAM maps of different layers have unrelated magnitudes, so each is divided by its own
     maximum; attention maps are distributions, shown as multiples of the uniform share.
+    ``attention_blocks``: which transformer blocks' attention to draw, where there are several.
     """
-    sides = [f"{m.shape[0]}x{m.shape[1]}" for m in explanation.cross_attention]
     target = explanation.class_names[explanation.target]
     image = explanation.image
-    rollout_tokens = sum(m.size for m in explanation.rollout)
-    return {
-        "gradcam_image": panel(image, [maps.normalize(m) for m in explanation.gradcam_image],
-                               [f"image stream {s}" for s in sides], cmap, alpha, 0.0, 1.0,
-                               f"Grad-CAM for '{target}' / map max", tile),
-        "gradcam_landmark": panel(image, [maps.normalize(m) for m in explanation.gradcam_landmark],
-                                  [f"landmark stream {s}" for s in sides], cmap, alpha, 0.0, 1.0,
-                                  f"Grad-CAM for '{target}' / map max", tile),
-        "cross_attention": panel(image, [maps.relative_to_uniform(m) for m in explanation.cross_attention],
-                                 [f"cross-attention {s}" for s in sides], cmap, alpha, 0.0, None,
-                                 "attention received, x uniform", tile),
-        "rollout": panel(image, [m * rollout_tokens for m in explanation.rollout],
-                         [f"ViT rollout, scale {i + 1}" for i in range(len(explanation.rollout))],
-                         cmap, alpha, None, None, "CLS rollout, x uniform", tile),
-    }
+    panels = []
+    for family in _gradcam_families(explanation.gradcam):
+        panels.append(Panel(f"Grad-CAM · {_family_title(family)}",
+                            panel(image, [maps.normalize(m.values) for m in family], [m.name for m in family], cmap,
+                                  alpha, 0.0, 1.0, f"Grad-CAM for '{target}' / map max", tile)))
+    spatial = [m for m in explanation.attention if m.spatial and m.block in (None, *attention_blocks)]
+    if spatial:
+        grids = ", ".join(dict.fromkeys(_grid(m.values) for m in spatial))
+        panels.append(Panel(f"Attention received ({grids}): {spatial[0].meaning.split(';')[0]}",
+                            panel(image, [maps.relative_to_uniform(m.values / m.values.sum()) for m in spatial],
+                                  _short_names([m.name for m in spatial]), cmap, alpha, 0.0, None,
+                                  "attention received, x uniform", tile)))
+    native = [m for m in explanation.native if m.spatial]
+    if native:
+        panels.append(Panel(f"The model's own maps · {', '.join(m.name for m in native)} ({_grid(native[0].values)})",
+                            panel(image, [maps.normalize(np.maximum(m.values - m.values.min(), 0)) for m in native],
+                                  [m.name for m in native], cmap, alpha, 0.0, 1.0, "shifted to 0, / map max", tile)))
+    if explanation.rollout:
+        tokens = sum(m.values.size for m in explanation.rollout)
+        panels.append(Panel("Attention rollout (class token → tokens)",
+                            panel(image, [m.values * tokens for m in explanation.rollout],
+                                  [m.name for m in explanation.rollout], cmap, alpha, None, None,
+                                  "class-token rollout, x uniform", tile)))
+    return panels
+
+
+def explanation_notes(explanation: FaceExplanation) -> list[str]:
+    """What has no spatial picture, in words (drawn as text, never as a misleading map); the same
+    note of several blocks once."""
+    return list(dict.fromkeys(f"{_unblocked(m.name) if m.block is not None else m.name}: {m.meaning}"
+                              for m in explanation.attention + explanation.native if not m.spatial))
+
+
+def query_panel(explanation: FaceExplanation, point: tuple[float, float], cmap: str = "jet",
+                tile: int = 160) -> np.ndarray | None:
+    """Where the query at ``point`` (x, y crop pixels) attends, or None where no query is a position."""
+    attention = explanation.query_attention(point)
+    if not attention:
+        return None
+    return panel(explanation.image, [maps.relative_to_uniform(m.values) for m in attention],
+                 [m.name for m in attention], cmap, vmin=0.0, label="attention of the clicked position, x uniform",
+                 tile=tile)
+
+
+def gradcam_strip(explanation: FaceExplanation, tile: int = 160) -> np.ndarray:
+    """Every Grad-CAM map of one explanation in one row, each labelled (for comparisons)."""
+    target = explanation.class_names[explanation.target]
+    return panel(explanation.image, [maps.normalize(m.values) for m in explanation.gradcam],
+                 [m.name for m in explanation.gradcam], vmin=0.0, vmax=1.0,
+                 label=f"Grad-CAM for '{target}' / map max", tile=tile)
 
 
 def summary(explanation: FaceExplanation, k: int = 3, cmap: str = "jet", alpha: float = 0.5,
             tile: int = 160) -> np.ndarray:
-    """The crop with its top classes on the left, the four panels stacked on the right."""
-    rows = list(explanation_panels(explanation, cmap, alpha, tile).values())
+    """The crop with its top classes on the left, the panels stacked on the right."""
+    rows = [p.image for p in explanation_panels(explanation, cmap, alpha, tile)]
     right_width = max(r.shape[1] for r in rows)
     right_height = sum(r.shape[0] for r in rows) + GAP * (len(rows) - 1)
     left = _face_card(explanation, k, width=max(2 * tile, 224))
@@ -142,6 +188,44 @@ def summary(explanation: FaceExplanation, k: int = 3, cmap: str = "jet", alpha: 
         canvas.paste(Image.fromarray(row), (left.shape[1] + 2 * GAP, y))
         y += row.shape[0] + GAP
     return np.asarray(canvas)
+
+
+def _gradcam_families(layers: list[LabelledMap]) -> list[list[LabelledMap]]:
+    """Layers sharing a label (one family at several scales) each get a panel; single layers share one."""
+    groups: dict[str, list[LabelledMap]] = {}
+    for m in layers:
+        groups.setdefault(m.group, []).append(m)
+    families = [g for g in groups.values() if len(g) > 1]
+    singles = [g[0] for g in groups.values() if len(g) == 1]
+    return families + ([singles] if singles else [])
+
+
+def _family_title(layers: list[LabelledMap]) -> str:
+    """ "IR-50 stage 1", "IR-50 stage 2", "MobileFaceNet" -> "IR-50 stages and MobileFaceNet"."""
+    plural = {"stage": "stages", "layer": "layers", "block": "blocks"}
+    names = []
+    for layer in layers:
+        kind = re.search(r"\s(stage|layer|block)\s+\d+$", layer.group)
+        names.append(f"{layer.group[:kind.start()]} {plural[kind.group(1)]}" if kind else layer.group)
+    return " and ".join(dict.fromkeys(names))
+
+
+def _short_names(names: list[str]) -> list[str]:
+    """Tile titles without the words every name ends with ("block 0 large landmark-from-image" -> "block 0 large")."""
+    words = [n.split() for n in names]
+    common = 0
+    while len(names) > 1 and all(len(w) > common + 1 for w in words) and len({w[-1 - common] for w in words}) == 1:
+        common += 1
+    return [" ".join(w[:len(w) - common]) for w in words]
+
+
+def _unblocked(name: str) -> str:
+    """ "block 3 large image-from-landmark" -> "large image-from-landmark"."""
+    return re.sub(r"^block \d+ ", "", name)
+
+
+def _grid(values: np.ndarray) -> str:
+    return f"{values.shape[0]}x{values.shape[1]}"
 
 
 def _face_card(explanation: FaceExplanation, k: int, width: int) -> np.ndarray:
@@ -165,31 +249,3 @@ def _face_card(explanation: FaceExplanation, k: int, width: int) -> np.ndarray:
 
 def _number(value: float) -> str:
     return f"{value:.3g}"
-
-
-def model_panels(explanation: ModelExplanation, cmap: str = "jet", alpha: float = 0.5, tile: int = 160,
-                 attention_blocks: Sequence[int] = (0,)) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Panels of a ``ModelExplainer`` result, each titled with what its maps are, and the notes
-    for what has no spatial picture (drawn as text, never as a misleading map).
-
-    Grad-CAM maps are divided by their own maximum; attention maps are shown as multiples of the
-    uniform share over their grid. ``attention_blocks``: which blocks' spatial attention to draw.
-    """
-    target = explanation.class_names[explanation.target]
-    image = explanation.image
-    panels = {"gradcam": panel(image, [maps.normalize(m.values) for m in explanation.gradcam],
-                               [m.name for m in explanation.gradcam], cmap, alpha, 0.0, 1.0,
-                               f"Grad-CAM for '{target}' / map max", tile)}
-    wanted = tuple(f"block {b} " for b in attention_blocks)
-    spatial = [m for m in explanation.attention if m.spatial and m.name.startswith(wanted)]
-    if spatial:
-        panels["attention"] = panel(image, [maps.relative_to_uniform(m.values / m.values.sum()) for m in spatial],
-                                    [m.name.removesuffix(" landmark-from-image") for m in spatial], cmap, alpha,
-                                    0.0, None, "landmark positions: attention received, x uniform", tile)
-    native = [m for m in explanation.native if m.spatial]
-    if native:
-        panels["native"] = panel(image, [maps.normalize(np.maximum(m.values - m.values.min(), 0)) for m in native],
-                                 [m.name for m in native], cmap, alpha, 0.0, 1.0, "shifted to 0, / map max", tile)
-    notes = list(dict.fromkeys(f"{m.name.split(' ', 3)[-1] if m.name.startswith('block') else m.name}: {m.meaning}"
-                               for m in explanation.attention + explanation.native if not m.spatial))
-    return panels, notes

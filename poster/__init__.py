@@ -4,11 +4,11 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import CheckpointError, DatasetError, DownloadError, ImageError, PosterError
-from .models import IR50Weights, MobileFaceNetWeights, PosterOutput, PosterV2, PosterV2Weights
+from .models import IR50Weights, MobileFaceNetWeights, ModelOutput, PosterV2, PosterV2Weights
 from .weights.checkpoints import CheckpointInfo, count_parameters, load_checkpoint
 
 __all__ = [
-    "PosterV2", "PosterOutput", "Predictor", "load_checkpoint", "CheckpointInfo", "count_parameters",
+    "PosterV2", "ModelOutput", "Predictor", "load_checkpoint", "CheckpointInfo", "count_parameters",
     "PosterV2Weights", "IR50Weights", "MobileFaceNetWeights", "PosterError", "CheckpointError", "ImageError",
     "DatasetError", "DownloadError",
 ]

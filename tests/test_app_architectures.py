@@ -4,6 +4,7 @@ released files (recipe weights)."""
 from __future__ import annotations
 
 import json
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,6 @@ from demo.webcam import precision as precisions
 from demo.serving.camera_slots import CameraSlots
 from demo.photo.compare_panel import compare_checkpoints
 from demo.ui.explain_panel import PREDICTED, explain_subject
-from demo.ui.explanation_views import POSTER_V2_TITLES
 from demo.model.cards import model_card
 from demo.ui.download_row import dataset_choices
 from demo.webcam.live_tracking import LiveSession
@@ -24,7 +24,7 @@ from demo.ui.photo_result import faces_json
 from demo.photo.tab import analyze_photo
 from demo.serving.store import ModelStore
 from demo.webcam.tab import live_frame
-from explain import Explainer, ModelExplainer
+from explain import Explainer
 from poster import load_checkpoint
 from poster.inference.faces import Face, align_face
 from poster.inference.predictor import Predictor
@@ -83,10 +83,10 @@ def test_poster_v1_photo_probabilities_are_the_predictors_on_bgr(store, analyzed
     assert np.abs(app - as_rgb).max() > 1e-4  # the colour order made a difference
 
 
-def test_each_architecture_gets_its_own_explainer(store):
-    assert type(store.explainer("raf-db")) is Explainer
-    assert type(store.explainer("poster-v1-raf-db")) is ModelExplainer
-    assert type(store.explainer("arm-raf-db")) is ModelExplainer
+def test_each_checkpoint_gets_its_own_explainer_of_one_kind(store):
+    explainers = [store.explainer(key) for key in ("raf-db", "poster-v1-raf-db", "arm-raf-db")]
+    assert all(type(e) is Explainer for e in explainers) and len({id(e) for e in explainers}) == 3
+    assert store.explainer("arm-raf-db") is explainers[2]
 
 
 def _panel(store, analyzed, key):
@@ -98,7 +98,7 @@ def test_poster_v1_panel_labels_its_maps_and_says_what_has_no_picture(store, ana
     assert [p is not None for p in view.images] == [True, True, False, False]
     titles = [t["value"] for t in view.titles]
     assert "Grad-CAM · IR-50 stages and MobileFaceNet" in titles[0]
-    assert "landmark positions (7x7 grid)" in titles[1]
+    assert "Attention received (7x7): attention each landmark position" in titles[1]
     assert [s["visible"] for s in view.slots] == [True, True, False, False]
     notes = view.notes
     assert notes["visible"] and "no spatial picture" in notes["value"] and "image tokens" in notes["value"]
@@ -123,8 +123,11 @@ def test_arm_panel_shows_resnet_gradcam_and_its_de_albino_map(store, analyzed):
 def test_poster_v2_panel_is_unchanged(store, analyzed):
     view = _panel(store, analyzed, "raf-db")
     assert all(p is not None for p in view.images)
-    assert [t["value"] for t in view.titles] == [f'<div class="poster-panel-title">{t}</div>'
-                                                 for t in POSTER_V2_TITLES]
+    titles = ["Grad-CAM · image stream", "Grad-CAM · landmark stream", "Attention received (28x28, 14x14, 7x7): "
+              "attention each image position receives from the landmark queries at this scale",
+              "Attention rollout (class token → tokens)"]
+    assert [t["value"] for t in view.titles] == [f'<div class="poster-panel-title">{escape(t)}</div>'
+                                                 for t in titles]
     assert all(s["visible"] for s in view.slots) and view.point_row["visible"] is True
 
 

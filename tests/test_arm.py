@@ -73,7 +73,7 @@ def test_parameter_count_and_maps(model64: ARM) -> None:
 
 
 def test_strict_loading_names_keys(tmp_path: Path) -> None:
-    state = deterministic_state_dict(7, arch="arm")
+    state = deterministic_state_dict("arm", 7)
     del state["arm.alpha"]
     torch.save({"iter": 1, "model_state_dict": state}, tmp_path / "arm.pth")
     with pytest.raises(CheckpointError, match=r"does not fit ARM: missing 1 keys \(arm.alpha\)"):

@@ -25,7 +25,7 @@ from poster.weights.checkpoints import MANIFEST_NAME, load_checkpoint, sha256_fi
 from poster.cli import main
 from poster.weights.download import OfflineError, download, download_many
 from poster.errors import DownloadError
-from poster.weights.registry import find_weights
+from poster.weights.registry import get_weights
 from poster.weights.sources import ENV_URL_TEMPLATE, confirmation_url, sources_for
 
 from poster.weights.deterministic import deterministic_value, original_keys
@@ -202,7 +202,7 @@ def _closed_port() -> int:
 def _nothing_in_place(folder: Path, file_name: str) -> None:
     """Neither the file nor anything the loader would take for it."""
     assert not (folder / file_name).exists()
-    assert locate.find_local(find_weights(file_name), [folder]) is None
+    assert locate.find_local(get_weights(file_name), [folder]) is None
     assert not (folder / MANIFEST_NAME).exists() or file_name not in json.loads(
         (folder / MANIFEST_NAME).read_text())["files"]
 
@@ -420,21 +420,21 @@ def test_cli_unknown_name_fails_before_downloading(capsys):
 # --- sources -------------------------------------------------------------------------------------
 
 def test_auto_tries_mirror_then_hub_then_google_drive(monkeypatch):
-    ir50 = find_weights("ir50")
+    ir50 = get_weights("ir50")
     assert [s.name for s in sources_for(ir50)] == ["Hub repository KaliberAI/posterv2_ir50", "Google Drive"]
-    assert [s.name for s in sources_for(find_weights("raf-db"))] == ["Google Drive"]
+    assert [s.name for s in sources_for(get_weights("raf-db"))] == ["Google Drive"]
     monkeypatch.setenv(ENV_URL_TEMPLATE, "https://mirror.example/{file_name}")
     monkeypatch.setenv(locate.ENV_HUB_REPO, "me/weights")
     names = [s.name for s in sources_for(ir50)]
     assert names == ["mirror mirror.example", "Hub repository me/weights",
                      "Hub repository KaliberAI/posterv2_ir50", "Google Drive"]
-    assert sources_for(find_weights("raf-db"), "gdrive")[0].url(find_weights("raf-db")) == (
+    assert sources_for(get_weights("raf-db"), "gdrive")[0].url(get_weights("raf-db")) == (
         "https://drive.usercontent.google.com/download?id=1aVm_hmJyZ5E_0p25XTbm3X9ophsKqCxv&export=download&confirm=t")
 
 
 def test_hub_source_without_a_repository_says_how_to_name_one():
     with pytest.raises(DownloadError, match="--hub-repo or set POSTER_HUB_REPO"):
-        sources_for(find_weights("raf-db"), "hub")
+        sources_for(get_weights("raf-db"), "hub")
 
 
 def test_confirmation_form_keeps_every_hidden_field():
@@ -456,8 +456,8 @@ def test_poster_v1_and_arm_download_apart_from_poster_v2(url, tmp_path, download
     assert manifest["rafdb_best.pth"]["key"] == "poster-v1-raf-db"
     assert manifest["rafdb_best.pth"]["sha256"] == sha256_file(v1)
     (tmp_path / "rafdb_best.pth").write_bytes((downloaded[0] / "rafdb_best.pth").read_bytes())  # POSTER++ beside
-    assert locate.find_local(find_weights("raf-db"), [tmp_path]) == tmp_path / "rafdb_best.pth"
-    assert locate.find_local(find_weights("poster-v1-raf-db"), [tmp_path]) == v1
+    assert locate.find_local(get_weights("raf-db"), [tmp_path]) == tmp_path / "rafdb_best.pth"
+    assert locate.find_local(get_weights("poster-v1-raf-db"), [tmp_path]) == v1
     assert load_checkpoint(v1).info.arch == "poster-v1" and load_checkpoint(arm).info.arch == "arm"
 
 

@@ -82,7 +82,19 @@ def astronaut_alone(explainer, face_batch) -> list[explain.FaceExplanation]:
 
 
 def _all_maps(face: explain.FaceExplanation) -> list[np.ndarray]:
-    return [m for kind in explain.MAP_KINDS for m in face.maps(kind)]
+    return [m.values for m in face.gradcam + face.attention + face.rollout]
+
+
+def _cross_attention(output) -> list[torch.Tensor]:
+    return [a.value for a in output.attention]
+
+
+def _gradcam(face: explain.FaceExplanation) -> list[np.ndarray]:
+    return [m.values for m in face.gradcam]
+
+
+def _received(face: explain.FaceExplanation) -> list[np.ndarray]:
+    return [m.values for m in face.attention]
 
 
 # --- Cross-attention -----------------------------------------------------------------------
@@ -99,7 +111,7 @@ def test_received_attention_equals_reference(reference_maps):
 
 
 def test_cross_attention_is_a_probability_distribution(face_pass):
-    for attn, side in zip(face_pass.output.cross_attention, LEVEL_SIDES):
+    for attn, side in zip(_cross_attention(face_pass.output), LEVEL_SIDES):
         assert (attn >= 0).all()
         # every query row is a softmax over the keys
         torch.testing.assert_close(attn.sum(-1), torch.ones(attn.shape[:-1]), rtol=0, atol=1e-5)
@@ -121,21 +133,21 @@ def test_query_index_exact():
 
 def test_query_attention_is_that_query_row(face_pass, explained):
     point = (112.0, 85.0)  # between the eyes of an aligned crop
-    maps = explain.query_attention(face_pass.output.cross_attention, point)
-    for attn, got, side in zip(face_pass.output.cross_attention, maps, LEVEL_SIDES):
+    maps = explain.query_attention(_cross_attention(face_pass.output), point)
+    for attn, got, side in zip(_cross_attention(face_pass.output), maps, LEVEL_SIDES):
         row = attention.query_index(point, side)
         assert got.shape == (2, side, side)
         torch.testing.assert_close(got.reshape(2, -1), attn[:, :, row].mean(1), rtol=0, atol=0)
         torch.testing.assert_close(got.sum((1, 2)), torch.ones(2), rtol=0, atol=1e-5)
     for face, per_face in zip(explained, zip(*[m.numpy() for m in maps])):
-        for a, b in zip(face.query_attention(point), per_face):
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+        for a, b in zip(face.query_attention(point), per_face, strict=True):
+            np.testing.assert_allclose(a.values, b, rtol=1e-4, atol=1e-7)
 
 
 # --- Rollout -------------------------------------------------------------------------------
 
 def test_rollout_rows_sum_to_one_and_maps_are_non_negative(face_pass):
-    vit = face_pass.output.vit_attention
+    vit = [a.value for a in face_pass.output.self_attention]
     matrix = explain.rollout_matrix(vit)
     assert matrix.shape == (2, 148, 148)
     torch.testing.assert_close(matrix.sum(-1), torch.ones(2, 148), rtol=0, atol=1e-5)
@@ -160,10 +172,12 @@ def test_rollout_of_uniform_attention_exact():
 @pytest.mark.parametrize("stream, level", [("image", 1), ("landmark", 0)])
 def test_one_pass_gradcam_equals_captum_layer_gradcam(model32, face_batch, face_pass, stream, level):
     """Captum's own LayerGradCam, one layer per forward + backward, on the plain ``model(x)``."""
-    layer = explain.gradcam_layers(model32)[stream][level]
+    index = {"image": 0, "landmark": 3}[stream] + level
+    layer = model32.gradcam_layers()[index]
+    assert layer.label == f"{stream} stream" and face_pass.layers[index] == layer
     target = face_pass.target.tolist()
-    separate = LayerGradCam(model32, layer).attribute(face_batch, target=target, relu_attributions=True)
-    one_pass = getattr(face_pass, stream)[level]
+    separate = LayerGradCam(model32, layer.module).attribute(face_batch, target=target, relu_attributions=True)
+    one_pass = face_pass.maps[index]
     assert one_pass.shape == (2, LEVEL_SIDES[level], LEVEL_SIDES[level])
     assert (one_pass.amax((1, 2)) > 0).all()
     # float32, and the plain forward uses fused attention where the recording one has an explicit
@@ -173,11 +187,14 @@ def test_one_pass_gradcam_equals_captum_layer_gradcam(model32, face_batch, face_
 
 def test_gradcam_maps_have_native_shapes(explained):
     for face in explained:
-        for kind in ("gradcam_image", "gradcam_landmark", "cross_attention"):
-            assert [m.shape for m in face.maps(kind)] == [(s, s) for s in LEVEL_SIDES]
-        assert [m.shape for m in face.rollout] == [(7, 7)] * 3
-        assert [m.shape for m in face.cross_attention_heads] == [(2, 28, 28), (4, 14, 14), (8, 7, 7)]
-        assert all(m.min() >= 0 and m.max() > 0 for m in face.gradcam_image + face.gradcam_landmark)
+        assert [m.name for m in face.gradcam] == [f"{stream} stream ({s}x{s})" for stream in ("image", "landmark")
+                                                  for s in LEVEL_SIDES]
+        assert [m.values.shape for m in face.gradcam] == [(s, s) for s in LEVEL_SIDES] * 2
+        assert [m.values.shape for m in face.attention] == [(s, s) for s in LEVEL_SIDES]
+        assert [m.values.shape for m in face.rollout] == [(7, 7)] * 3
+        assert [q.matrix.shape for q in face.queries] == [(s * s, s * s) for s in LEVEL_SIDES]
+        assert face.clickable and face.native == []
+        assert all(m.min() >= 0 and m.max() > 0 for m in _gradcam(face))
         assert face.target == face.predicted
         np.testing.assert_allclose(face.probabilities.sum(), 1.0, atol=1e-9)
 
@@ -200,10 +217,10 @@ def test_gradcam_is_identical_for_the_same_input_twice(explainer, crops, astrona
 def test_gradcam_differs_between_target_classes(explainer, crops):
     first, second = explainer.explain([crops[0], crops[0]], target=[0, 1])
     assert (first.target, second.target) == (0, 1)
-    for a, b in zip(first.gradcam_image + first.gradcam_landmark, second.gradcam_image + second.gradcam_landmark):
+    for a, b in zip(_gradcam(first), _gradcam(second)):
         assert not np.allclose(a, b, rtol=1e-2, atol=0)
     # the attention does not depend on the target: same forward pass
-    for a, b in zip(first.cross_attention, second.cross_attention):
+    for a, b in zip(_received(first), _received(second)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=0)
 
 
@@ -215,10 +232,9 @@ def test_gradcam_changes_when_the_head_is_randomized(model32, crops, astronaut_a
         head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * head.weight.std())
     original = astronaut_alone[0]
     changed = explain.Explainer(randomized).explain([crops[0]], target=original.target)[0]
-    for a, b in zip(original.gradcam_image + original.gradcam_landmark,
-                    changed.gradcam_image + changed.gradcam_landmark):
+    for a, b in zip(_gradcam(original), _gradcam(changed)):
         assert not np.allclose(a, b, rtol=1e-2, atol=0)
-    for a, b in zip(original.cross_attention, changed.cross_attention):
+    for a, b in zip(_received(original), _received(changed)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=0)  # the head comes after all attention
 
 
@@ -234,7 +250,7 @@ def test_target_must_name_a_class_for_every_face(explainer, crops):
 
 def test_maps_upsample_to_the_crop_and_warp_onto_the_photo(explained, astronaut, grace_hopper):
     for face, photo in zip(explained, (astronaut, grace_hopper)):
-        for m in face.gradcam_landmark + face.cross_attention:
+        for m in _gradcam(face)[3:] + _received(face):
             on_crop = face.on_crop(m)
             assert on_crop.shape == (224, 224)
             on_photo = face.on_photo(m, photo.shape)
@@ -252,8 +268,8 @@ def test_tensor_input_needs_the_crop_for_the_photo(astronaut_alone, crops):
     face = astronaut_alone[0]
     assert face.image.shape == (224, 224, 3) and face.image.dtype == np.uint8
     with pytest.raises(ValueError, match="FaceCrop"):
-        face.on_photo(face.rollout[0], (100, 100))
-    assert face.on_photo(face.rollout[0], (100, 80), crop=crops[0]).shape == (100, 80)
+        face.on_photo(face.rollout[0].values, (100, 100))
+    assert face.on_photo(face.rollout[0].values, (100, 80), crop=crops[0]).shape == (100, 80)
 
 
 # --- Rendering -----------------------------------------------------------------------------
@@ -261,16 +277,22 @@ def test_tensor_input_needs_the_crop_for_the_photo(astronaut_alone, crops):
 def test_overlay_and_panel_are_uint8_of_the_expected_size(explained):
     face = explained[0]
     image = face.image
-    assert explain.overlay(image, face.gradcam_image[0]).shape == (224, 224, 3)
+    assert explain.overlay(image, face.gradcam[0].values).shape == (224, 224, 3)
     tile = 100
-    picture = explain.panel(image, face.cross_attention, ["a", "b", "c"], tile=tile)
+    picture = explain.panel(image, _received(face), ["a", "b", "c"], tile=tile)
     assert picture.dtype == np.uint8 and picture.ndim == 3 and picture.shape[2] == 3
     assert picture.shape[1] == 3 * tile + 2 * 8
     summary = explain.summary(face)
     assert summary.dtype == np.uint8 and summary.shape[2] == 3
     assert summary.shape[0] > 224 and summary.shape[1] > 224 + 3 * 160
     panels = explain.explanation_panels(face)
-    assert set(panels) == set(explain.MAP_KINDS)
+    assert [p.title for p in panels] == [
+        "Grad-CAM · image stream", "Grad-CAM · landmark stream",
+        "Attention received (28x28, 14x14, 7x7): attention each image position receives from the landmark "
+        "queries at this scale", "Attention rollout (class token → tokens)"]
+    assert all(p.image.shape[1] == 3 * 160 + 2 * 8 for p in panels)
+    assert explain.explanation_notes(face) == []
+    assert explain.query_panel(face, (112.0, 85.0)).shape == panels[0].image.shape
 
 
 def test_overlay_leaves_nan_cells_and_zero_opacity_untouched():

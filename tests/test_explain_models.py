@@ -1,6 +1,6 @@
-"""Explanations of POSTER (v1) and ARM through the model interface: Grad-CAM on each model's own
-spatial layers, v1's landmark attention on the 7x7 grid, its image tokens reported without a
-picture, ARM's 11x11 de-albino map."""
+"""Explanations of POSTER (v1) and ARM through the model contract, by the same explainer as
+POSTER++'s: Grad-CAM on each model's own spatial layers, v1's landmark attention on the 7x7 grid,
+its image tokens reported without a picture, ARM's 11x11 de-albino map."""
 from __future__ import annotations
 
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from explain import Explainer, ModelExplainer, explainer_for
+from explain import Explainer, explanation_notes, explanation_panels
 from explain.gradcam import gradcam_map
 from poster import load_checkpoint
 from poster.inference.transforms import model_batch
@@ -32,15 +32,9 @@ def _crops(n: int) -> list[np.ndarray]:
     return [np.asarray(Image.fromarray(c).resize((224, 224), Image.BILINEAR)) for c in face_crops()[:n]]
 
 
-def test_explainer_for_picks_by_interface(v1_model, arm_model, deterministic_model) -> None:
-    assert isinstance(explainer_for(v1_model), ModelExplainer)
-    assert isinstance(explainer_for(arm_model), ModelExplainer)
-    assert isinstance(explainer_for(deterministic_model), Explainer)
-
-
 def test_poster_v1_maps_are_labelled_with_their_grids(v1_model) -> None:
     crops = _crops(2)
-    explanations = explainer_for(v1_model).explain(crops)
+    explanations = Explainer(v1_model).explain(crops)
     e = explanations[0]
     assert [m.name for m in e.gradcam] == ["IR-50 stage 1 (56x56)", "IR-50 stage 2 (28x28)",
                                            "IR-50 stage 3 (14x14)", "MobileFaceNet (7x7)"]
@@ -52,6 +46,7 @@ def test_poster_v1_maps_are_labelled_with_their_grids(v1_model) -> None:
     assert "mean token" in landmark[0].meaning and "blends both streams" in landmark[3].meaning
     assert "channel group, no position" in image[0].meaning
     assert [m.name for m in e.native] == ["image tokens"] and not e.native[0].spatial
+    assert e.rollout == [] and not e.clickable and e.query_attention((112.0, 85.0)) == []
     # The 49 position shares plus the mean token's share make the whole softmax.
     assert 0 < landmark[0].values.sum() < 1
     with torch.inference_mode():
@@ -61,7 +56,7 @@ def test_poster_v1_maps_are_labelled_with_their_grids(v1_model) -> None:
 
 def test_gradcam_equals_a_hand_computation(arm_model) -> None:
     crops = _crops(2)
-    e = explainer_for(arm_model).explain(crops, target=3)
+    e = Explainer(arm_model).explain(crops, target=3)
     batch = model_batch(crops, arm_model)
     captured = {}
     handle = arm_model.backbone.layer3.register_forward_hook(lambda m, i, o: captured.update(a=o))
@@ -79,8 +74,8 @@ def test_gradcam_equals_a_hand_computation(arm_model) -> None:
 
 def test_arm_native_map_is_the_de_albino_map_of_each_face_alone(arm_model) -> None:
     crops = _crops(2)
-    pair = explainer_for(arm_model).explain(crops)
-    single = explainer_for(arm_model).explain(crops[:1])
+    pair = Explainer(arm_model).explain(crops)
+    single = Explainer(arm_model).explain(crops[:1])
     assert [m.name for m in pair[0].native] == ["de-albino map", "amended map"]
     assert pair[0].native[0].values.shape == (11, 11)
     np.testing.assert_allclose(pair[0].native[1].values, single[0].native[1].values, atol=1e-5)
@@ -90,11 +85,14 @@ def test_arm_native_map_is_the_de_albino_map_of_each_face_alone(arm_model) -> No
 
 
 def test_panels_label_every_map_and_note_what_has_no_picture(v1_model, arm_model) -> None:
-    from explain import model_panels
-
-    panels, notes = model_panels(explainer_for(v1_model).explain(_crops(1))[0], tile=64)
-    assert set(panels) == {"gradcam", "attention"}
-    assert panels["gradcam"].shape[1] == 4 * 64 + 3 * 8 and panels["attention"].shape[1] == 3 * 64 + 2 * 8
+    explanation = Explainer(v1_model).explain(_crops(1))[0]
+    panels, notes = explanation_panels(explanation, tile=64), explanation_notes(explanation)
+    assert [p.title.split(" (")[0] for p in panels] == ["Grad-CAM · IR-50 stages and MobileFaceNet",
+                                                        "Attention received"]
+    assert panels[0].image.shape[1] == 4 * 64 + 3 * 8 and panels[1].image.shape[1] == 3 * 64 + 2 * 8
     assert any("no spatial picture" in n for n in notes) and any("channel group" in n for n in notes)
-    panels, notes = model_panels(explainer_for(arm_model).explain(_crops(1))[0], tile=64)
-    assert set(panels) == {"gradcam", "native"} and notes == []
+    explanation = Explainer(arm_model).explain(_crops(1))[0]
+    panels, notes = explanation_panels(explanation, tile=64), explanation_notes(explanation)
+    assert [p.title for p in panels] == ["Grad-CAM · ResNet-18 layers",
+                                         "The model's own maps · de-albino map, amended map (11x11)"]
+    assert notes == []

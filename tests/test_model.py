@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from poster import PosterV2, count_parameters, load_checkpoint
-from poster.models.poster_v2 import checkpoint_filter_fn, is_unused
+from poster.models.poster_v2 import FUSION_WINDOWS, checkpoint_filter_fn, is_unused
 from poster.weights.deterministic import deterministic_state_dict
 from tests._reference import reference, reference_input
 from tests._checkpoints import checkpoint_file
@@ -43,13 +43,18 @@ def test_float64_eight_classes_match_reference(tmp_path):
 
 def test_landmark_head_matches_reference(outputs64):
     expected = np.array(reference()["landmark_head_136_7cls"])
-    assert outputs64.landmarks.shape == (2, 136)
-    np.testing.assert_allclose(outputs64.landmarks.numpy(), expected, rtol=1e-6, atol=0)
+    landmarks = outputs64.named("landmark head")
+    assert landmarks.shape == (2, 136)
+    np.testing.assert_allclose(landmarks.numpy(), expected, rtol=1e-6, atol=0)
 
 
 def test_cross_attention_matches_reference(outputs64):
     ref = reference()
-    for level, attn in enumerate(outputs64.cross_attention, start=1):
+    assert [a.name for a in outputs64.attention] == ["cross-attention 28x28", "cross-attention 14x14",
+                                                     "cross-attention 7x7"]
+    for level, named in enumerate(outputs64.attention, start=1):
+        attn = named.value
+        assert named.grid == named.query_grid == (FUSION_WINDOWS[level - 1],) * 2
         assert list(attn.shape) == ref["cross_attention_shapes"][f"level{level}"]
         key_mean = attn.mean(dim=(1, 2)).numpy()
         np.testing.assert_allclose(key_mean, np.array(ref["cross_attention_key_mean_7cls"][f"level{level}"]),
@@ -57,11 +62,15 @@ def test_cross_attention_matches_reference(outputs64):
 
 
 def test_intermediates_shapes(outputs64):
-    assert [tuple(f.shape) for f in outputs64.image_features] == [(2, 64, 28, 28), (2, 128, 14, 14), (2, 256, 7, 7)]
-    assert [tuple(f.shape) for f in outputs64.landmark_features] == [(2, 64, 28, 28), (2, 128, 14, 14),
-                                                                     (2, 256, 7, 7)]
-    assert [tuple(a.shape) for a in outputs64.vit_attention] == [(2, 8, 148, 148)] * 2
-    for attn in outputs64.cross_attention + outputs64.vit_attention:
+    features = {f.name: f for f in outputs64.features}
+    for stream in ("image", "landmark"):
+        maps = [features[f"{stream} stream {s}x{s}"] for s in FUSION_WINDOWS]
+        assert [tuple(f.value.shape) for f in maps] == [(2, 64, 28, 28), (2, 128, 14, 14), (2, 256, 7, 7)]
+        assert [f.grid for f in maps] == [(s, s) for s in FUSION_WINDOWS]
+    assert [a.name for a in outputs64.self_attention] == ["ViT block 1", "ViT block 2"]
+    assert [tuple(a.value.shape) for a in outputs64.self_attention] == [(2, 8, 148, 148)] * 2
+    for named in outputs64.attention + outputs64.self_attention:
+        attn = named.value
         torch.testing.assert_close(attn.sum(-1), torch.ones_like(attn.sum(-1)))
 
 
@@ -74,8 +83,8 @@ def test_float32_logits_match_reference(deterministic_model):
 
 def test_plain_forward_records_nothing(deterministic_model):
     with torch.inference_mode():
-        out = deterministic_model._forward(reference_input(torch.float32), intermediates=False)
-    assert out.cross_attention == [] and out.vit_attention == [] and out.landmarks is None
+        _, _, _, cross, vit, head = deterministic_model._forward(reference_input(torch.float32), intermediates=False)
+    assert cross == [None, None, None] and vit == [] and head is None
 
 
 def test_channels_last_and_contiguous_agree(deterministic_checkpoint):
@@ -104,7 +113,7 @@ def test_parameter_count():
 
 
 def test_unused_keys_are_exactly_the_documented_ones():
-    state = deterministic_state_dict(7)
+    state = deterministic_state_dict("poster-v2", 7)
     mapped, dropped = checkpoint_filter_fn({f"module.{k}": v for k, v in state.items()})
     unused = {k for k in state if is_unused(k)}
     assert {k.removeprefix("module.") for k in dropped} == unused | {

@@ -14,7 +14,7 @@ from poster import load_checkpoint
 from poster import cli
 from poster.weights.checkpoints import convert_checkpoint, read_weights
 from poster.inference.predictor import Predictor
-from poster.weights.registry import list_weights
+from poster.weights.registry import ARCHITECTURES, list_weights
 from poster.inference.transforms import denormalize, model_batch, to_batch
 from poster.data.sample_faces import face_crops
 from tests._data import write_rafdb
@@ -45,8 +45,9 @@ def arm_model(arm_file: Path):
 
 
 def test_registry_groups_checkpoints_by_architecture() -> None:
-    groups = list_weights()
-    assert list(groups) == ["poster-v2", "poster-v1", "arm"]
+    groups = {arch: list_weights(arch) for arch in ARCHITECTURES}
+    assert list(dict.fromkeys(w.arch for w in list_weights())) == ["poster-v2", "poster-v1", "arm"]
+    assert list_weights() == [w for group in groups.values() for w in group]
     assert [w.key for w in groups["poster-v1"]] == ["poster-v1-raf-db"]
     arm = groups["arm"][0]
     assert [m.value for m in arm.published_metrics] == [92.05, 90.42]

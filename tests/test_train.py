@@ -291,7 +291,7 @@ def init_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = PosterV2(7)
     path = tmp_path_factory.mktemp("init") / "random.safetensors"
     return save_safetensors(model.state_dict(), path, dataset="raf-db", class_names=RAF.class_names,
-                            source_sha256="", name="random")
+                            source_sha256="", name="random", arch=model.arch)
 
 
 def _args(faces_dir: Path, init_file: Path, out: Path, epochs: int) -> list[str]:

@@ -36,7 +36,7 @@ from poster.errors import PosterError
 from poster.evaluation.run import THUMBNAIL_SIZE, run_summary, staged_run_dir, write_run
 from poster.evaluation.steps import evaluate_in_steps
 from poster.data.label_order import diagnose
-from poster.models.poster_v2 import PosterV2Weights
+from poster.weights.registry import get_weights
 
 from .runs import SESSION_PREFIX
 from ..serving.files import own_folder
@@ -240,7 +240,7 @@ def _evaluation_steps(archive, checkpoint, limit, session_dir, uploads, store: M
 def _folder_names(dataset: str | None) -> tuple[str, ...]:
     """The class folder names of a dataset checkpoint (RAF-DB's "1".."7"), as the command line uses."""
     try:
-        return PosterV2Weights.get(dataset).value.folder_names if dataset else ()
+        return get_weights(dataset=dataset).folder_names if dataset else ()
     except KeyError:
         return ()
 

@@ -14,7 +14,7 @@ import gradio as gr
 
 from data_explorer.hub_runs import ENV_RUNS_REPO, hub_runs
 from data_explorer.runs import Run, find_runs
-from poster.models.poster_v2 import PosterV2Weights
+from poster.weights.registry import get_weights
 
 from ..ui import render
 from ..serving.limits import runs_dir
@@ -129,7 +129,7 @@ def run_checkpoint_key(run: Run, model_key: str | None, store: ModelStore) -> tu
             return model_key, ""
     name = str(run.info.get("checkpoint_dataset") or run.info.get("checkpoint") or "")
     try:
-        key = PosterV2Weights.get(name).value.key
+        key = get_weights(dataset=name).key
     except KeyError:
         return None, f"the run's checkpoint {name or '?'} is not one of the dataset checkpoints; load it in the Model tab"
     if key not in {c.key for c in store.choices()}:

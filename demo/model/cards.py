@@ -6,7 +6,7 @@ Every figure comes from ``poster.weights.registry``; nothing here restates a num
 from __future__ import annotations
 
 from poster.models.weights_api import Weights
-from poster.weights.registry import ARCHITECTURES, Architecture, dataset_weights, list_weights
+from poster.weights.registry import ARCHITECTURES, Architecture, get_weights, list_weights
 
 from ..serving.store import checkpoint_label
 
@@ -49,7 +49,7 @@ COLOUR_ORDER = {
 def architecture_card(spec: Architecture) -> str:
     """Markdown for one architecture: what it is and the facts that decide its numbers."""
     facts = spec.facts
-    weights = list_weights(spec.name)[spec.name]
+    weights = list_weights(spec.name)
     lines = [f"#### {spec.title}", f"*{spec.paper}*", "", ABOUT.get(spec.name, ""), ""]
     lines.append(f"- **Parameters used**: {facts['parameters_used'] / 1e6:.2f} M"
                  + (f" (the released file stores {facts['parameters_stored'] / 1e6:.2f} M; the rest never reaches "
@@ -81,7 +81,7 @@ def published_figures(spec: Architecture, weights: list[Weights]) -> list[tuple[
 
 def dataset_title(key: str) -> str:
     try:
-        return dataset_weights(key).title
+        return get_weights(dataset=key).title
     except KeyError:
         return {"ferplus": "FERPlus"}.get(key, key)
 
@@ -89,7 +89,7 @@ def dataset_title(key: str) -> str:
 def checkpoint_table() -> str:
     rows = [f"| {checkpoint_label(w)} | {', '.join(w.class_names)} | "
             + (f"{w.published_accuracy:.2f} %" if w.published_accuracy is not None else "—") + " |"
-            for group in list_weights().values() for w in group]
+            for w in list_weights()]
     return "\n".join(["| Checkpoint | Classes | Published accuracy |", "| --- | --- | --- |", *rows])
 
 

@@ -14,7 +14,7 @@ import gradio as gr
 
 from poster.errors import CheckpointError
 from poster.weights.checkpoints import count_parameters
-from poster.weights.registry import ARCHITECTURES, checkpoint_weights
+from poster.weights.registry import ARCHITECTURES, list_weights
 
 from ..ui import render
 from ..ui.download_row import DownloadRow, build_download_row
@@ -73,13 +73,11 @@ def model_facts(model_key: str | None, store: ModelStore) -> str:
     accuracy = f"{info.published_accuracy:.2f} %" if info.published_accuracy is not None else "not published"
     dataset = dataset_title(info.dataset) if info.dataset else "unknown (uploaded file)"
     source = "uploaded file" if model_key.startswith(UPLOAD_PREFIX) else Path(info.source).name
-    arch = ARCHITECTURES.get(getattr(info, "arch", "poster-v2"))
-    colour = getattr(getattr(info, "preprocessing", None), "colour_order", "RGB")
     rows = [
         ("Checkpoint", escape(store.label(model_key))),
-        ("Architecture", escape(arch.title if arch else str(info.arch))),
+        ("Architecture", escape(ARCHITECTURES[info.arch].title)),
         ("Trained on", escape(dataset)),
-        ("Colour order", escape(colour)),
+        ("Colour order", escape(info.preprocessing.colour_order)),
         ("Classes", ", ".join(escape(c) for c in info.class_names)),
         ("Published accuracy", accuracy),
         ("sha256", f"<code>{escape(info.sha256)}</code>"),
@@ -129,7 +127,7 @@ def switch_checkpoint(new_key: str | None, old_key: str | None, store: ModelStor
     ``uploads``; anything else keeps ``old_key``."""
     if not new_key or new_key == old_key:
         return SwitchView(old_key, "")
-    known = {w.key for w in checkpoint_weights()} | {c.key for c in store.choices(tuple(uploads or ()))}
+    known = {w.key for w in list_weights()} | {c.key for c in store.choices(tuple(uploads or ()))}
     if new_key not in known:
         return SwitchView(old_key, render.notice(f"{quote(new_key, 80)} is not a checkpoint you can choose", "error"))
     predictor, reason = store.try_predictor(new_key)

@@ -10,7 +10,7 @@ import gradio as gr
 import numpy as np
 
 from poster.inference.transforms import model_batch
-from poster.weights.registry import canonical_class, checkpoint_weights
+from poster.weights.registry import canonical_class, list_weights
 
 from ..ui import render
 from ..ui.explanation_views import gradcam_strip
@@ -73,7 +73,7 @@ def compare_checkpoints(subject: Subject | None, store: ModelStore,
         top = int(np.argmax(probs))
         gallery.append((gradcam_strip(explanation), f"{choice.label}: {predictor.class_names[top]} {probs[top]:.0%}"))
     compared = {r[0] for r in results}
-    missing = [label for label in map(checkpoint_label, checkpoint_weights()) if label not in compared]
+    missing = [label for label in map(checkpoint_label, list_weights()) if label not in compared]
     note = f"{len(results)} checkpoint{'s' if len(results) != 1 else ''} compared on {subject.title}."
     if missing:
         note += f" Not available: {', '.join(missing)} (add them in the Model tab)."

@@ -22,7 +22,7 @@ from poster.devices import pick_device
 from poster.inference.predictor import Predictor
 from poster.models.poster_v2 import PosterV2Weights
 from poster.models.weights_api import Weights
-from poster.weights.registry import ARCHITECTURES, checkpoint_weights, find_weights
+from poster.weights.registry import ARCHITECTURES, get_weights, list_weights
 
 from .limits import upload_memory_bytes
 from .locks import ReadWriteLock
@@ -65,7 +65,7 @@ def registry_weights(key: str) -> Weights | None:
     if key.startswith((UPLOAD_PREFIX, FILE_PREFIX)):
         return None
     try:
-        weights = find_weights(key)
+        weights = get_weights(key)
     except KeyError:
         return None
     return weights if weights.kind == "checkpoint" else None
@@ -129,13 +129,13 @@ class ModelStore:
             return None, str(exc) if key else missing_checkpoint_message()
 
     def explainer(self, key: str) -> Any:
-        """One explainer per loaded checkpoint, the one that fits its architecture."""
-        from explain import explainer_for
+        """One explainer per loaded checkpoint."""
+        from explain import Explainer
 
         predictor = self.predictor(key)
         with self._key_lock("explain:" + key):
             if key not in self._explainers:
-                self._explainers[key] = explainer_for(predictor.model)
+                self._explainers[key] = Explainer(predictor.model)
             return self._explainers[key]
 
     def using(self, key: str, exclusive: bool = False):
@@ -156,7 +156,7 @@ class ModelStore:
         are still kept."""
         repo = os.environ.get(locate.ENV_HUB_REPO)
         out = []
-        for w in checkpoint_weights():
+        for w in list_weights():
             if locate.find_local(w, self.checkpoint_dirs) is not None:
                 out.append(Choice(w.key, checkpoint_label(w), "local file", w))
             elif repo:

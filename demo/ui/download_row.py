@@ -13,7 +13,7 @@ import gradio as gr
 
 from poster.errors import CheckpointError, DownloadError
 from poster.models.poster_v2 import PosterV2Weights
-from poster.weights.registry import checkpoint_weights
+from poster.weights.registry import list_weights
 
 from . import render
 from .messages import quote, sentence
@@ -44,7 +44,7 @@ class DownloadRow:
 
 def dataset_choices() -> list[tuple[str, str]]:
     """Every released checkpoint, grouped by architecture, with its published accuracy."""
-    return [(f"{checkpoint_label(w)} ({w.published_accuracy:.2f} %)", w.key) for w in checkpoint_weights()]
+    return [(f"{checkpoint_label(w)} ({w.published_accuracy:.2f} %)", w.key) for w in list_weights()]
 
 
 def download_checkpoint(dataset_key: str | None, model_key: str | None, store: ModelStore,

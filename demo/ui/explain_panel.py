@@ -3,7 +3,7 @@
 Whoever sets the panel's subject (a face to explain) asks it to ``explain_after`` that event;
 the panel then draws the face's Grad-CAM and attention maps (``explain_subject``), lets the
 visitor pick the class Grad-CAM explains, and shows where a clicked point attends
-(``point_attention``, POSTER++ only).
+(``point_attention``, where the model's attention queries are positions).
 """
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ from poster.inference.faces import template
 from poster.inference.transforms import model_batch
 
 from . import render
-from .explanation_views import (PANEL_SLOTS, POINT_TITLE, POSTER_V2_TITLES, SLOT_KEYS, PanelView,
-                                is_model_explanation, notes_html, panel_view)
+from .explanation_views import PANEL_SLOTS, POINT_TITLE, SLOT_KEYS, SLOT_TITLES, PanelView, notes_html, panel_view
 from ..serving.files import files_out
 from ..serving.gpu import gpu
 from ..serving.limits import Limits
@@ -30,7 +29,7 @@ from .photo_result import Subject, short_reason
 from ..serving.store import ModelStore
 
 PREDICTED = "Predicted class"
-PANEL_TITLES = dict(zip(SLOT_KEYS, POSTER_V2_TITLES))
+PANEL_TITLES = dict(zip(SLOT_KEYS, SLOT_TITLES))
 HINT = render.notice("The explanation of the selected face appears here.")
 
 
@@ -129,7 +128,7 @@ def explain_subject(subject: Subject | None, target: str | None, store: ModelSto
         explanation = explainer.explain(model_batch([subject.crop], predictor.model), target=target_index)[0]
     seconds = time.perf_counter() - start
     target_name = names[explanation.target]
-    click = " Click a point on the face to see where it looks." if not is_model_explanation(explanation) else ""
+    click = " Click a point on the face to see where it looks." if explanation.clickable else ""
     status = render.notice(f"{subject.title} · explaining '{target_name}' with {store.label(subject.model_key)}"
                            f" · {seconds:.1f} s.{click}")
     picker = gr.update(choices=target_choices(names), value=target_name if target_index is not None else PREDICTED)
@@ -163,25 +162,18 @@ def default_point() -> tuple[float, float]:
 
 
 def point_attention(explanation: Any, x: float, y: float) -> PointView:
-    """Where the landmark query at crop pixel (x, y) attends, at the three cross-attention levels
-    (POSTER++ only: other models' explanations get the crop and no map)."""
+    """Where the query at crop pixel (x, y) attends, at each attention level whose queries are
+    positions (an explanation without such attention gets the crop and no map)."""
     if explanation is None:
         return PointView(None, None)
-    if is_model_explanation(explanation):
+    if not explanation.clickable:
         return PointView(explanation.image, None)
-    from explain import maps
     from explain import render as explain_render
 
     size = explanation.image.shape[0]
     x = float(min(max(x, 0), size - 1))
     y = float(min(max(y, 0), size - 1))
-    attention = explanation.query_attention((x, y))
-    sides = [f"{m.shape[0]}x{m.shape[1]}" for m in attention]
-    panel = explain_render.panel(
-        explanation.image, [maps.relative_to_uniform(m) for m in attention],
-        [f"level {i + 1} ({s})" for i, s in enumerate(sides)], vmin=0.0,
-        label="attention of the clicked position, x uniform", tile=160)
-    return PointView(render.mark_point(explanation.image, (x, y)), panel)
+    return PointView(render.mark_point(explanation.image, (x, y)), explain_render.query_panel(explanation, (x, y)))
 
 
 def _explain_predicted(subject: Subject | None, store: ModelStore) -> ExplanationView:

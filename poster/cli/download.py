@@ -9,12 +9,12 @@ from ..errors import DownloadError
 from ..weights import locate
 from ..weights.download import OfflineError, default_dir, download, downloadable
 from ..models.weights_api import Weights
-from ..weights.registry import ARCHITECTURES, all_weights, list_weights
+from ..weights.registry import ARCHITECTURES, list_weights
 from ..weights.sources import ENV_URL_TEMPLATE, SOURCE_CHOICES, manual_route
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    keys = ", ".join(w.key for w in all_weights())
+    keys = ", ".join(w.key for w in list_weights(kind=None))
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"what to download: {keys}")
     parser.add_argument("--all", action="store_true", help="every file above")
     parser.add_argument("--dir", type=Path, help=f"target folder (default: the first folder of "
@@ -30,7 +30,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    names = [w.key for w in all_weights()] if args.all else list(args.names)
+    names = [w.key for w in list_weights(kind=None)] if args.all else list(args.names)
     dest = args.dir or default_dir()
     if not names:
         print(_listing(dest))
@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _listing(dest: Path) -> str:
     lines = ["weight files (pass names or --all):"]
-    groups = {ARCHITECTURES[arch].title: files for arch, files in list_weights().items()}
-    groups["pretrained backbones"] = [w for w in all_weights() if w.kind == "backbone"]
+    groups = {spec.title: list_weights(arch) for arch, spec in ARCHITECTURES.items()}
+    groups["pretrained backbones"] = list_weights(kind="backbone")
     for title, files in groups.items():
         lines.append(f" {title}:")
         for w in files:

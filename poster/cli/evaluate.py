@@ -18,13 +18,13 @@ from ..evaluation.run import (RUN_JSON, THUMBNAIL_SIZE, THUMBNAILS, default_work
                               staged_run_dir, write_run)
 from ..weights.checkpoints import CheckpointInfo, describe_dataset, load_checkpoint, with_dataset
 from ..weights.locate import default_checkpoint
-from ..weights.registry import checkpoint_weights, dataset_weights
+from ..weights.registry import get_weights, list_weights
 from .predict import add_checkpoint_flags
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=default_checkpoint(), metavar="SRC",
-                        help=f"checkpoint file or registry name ({', '.join(w.key for w in checkpoint_weights())}; "
+                        help=f"checkpoint file or registry name ({', '.join(w.key for w in list_weights())}; "
                              "default: %(default)s)")
     add_checkpoint_flags(parser)
     parser.add_argument("--data", required=True, type=Path, metavar="DIR",
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         model.info = info = with_dataset(info, key, reason)
     if info.dataset_reason != "given":
         print(describe_dataset(info), file=sys.stderr)
-    folder_names = dataset_weights(info.dataset).folder_names if info.dataset else ()
+    folder_names = get_weights(dataset=info.dataset).folder_names if info.dataset else ()
     listing = list_images(args.data, info.class_names, folder_names, split=args.split, layout=args.layout)
     listing = listing.limit(args.limit)
     out = args.out or Path("runs") / f"{info.name}-{args.split}"

@@ -10,7 +10,7 @@ from ..errors import PosterError
 from ..inference.draw import draw_predictions
 from ..inference.images import load_image
 from ..weights.locate import default_checkpoint
-from ..weights.registry import ARCHITECTURES, DATASET_KEYS, checkpoint_weights
+from ..weights.registry import ARCHITECTURES, DATASET_KEYS, list_weights
 
 
 def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +25,7 @@ def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files")
     parser.add_argument("--checkpoint", default=None,
-                        help=f"checkpoint file or name ({', '.join(w.key for w in checkpoint_weights())}); "
+                        help=f"checkpoint file or name ({', '.join(w.key for w in list_weights())}); "
                              "default: $POSTER_CHECKPOINT or raf-db")
     add_checkpoint_flags(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of tables")

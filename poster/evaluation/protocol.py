@@ -10,7 +10,7 @@ import torch
 from ..data.layouts import RAFDB_LABEL_FILE, SPLIT_FOLDERS, detect_layout
 from ..errors import DatasetError
 from ..weights.checkpoints import DATASET_CHOICES
-from ..weights.registry import checkpoint_weights, dataset_weights
+from ..weights.registry import get_weights, list_weights
 
 DEFAULT_BATCH = 32
 ARM_PROTOCOL_BATCH = 64
@@ -29,7 +29,7 @@ def infer_dataset(data: str | Path, num_classes: int, *, split: str = "test",
     if not data.exists():
         raise DatasetError(f"dataset not found: {data}")
     layout = detect_layout(data) if layout == "auto" else layout
-    fits = [w for w in (dataset_weights(k) for k in _dataset_keys()) if w.num_classes == num_classes]
+    fits = [w for w in (get_weights(dataset=k) for k in _dataset_keys()) if w.num_classes == num_classes]
     choices = ", ".join(w.key for w in fits) or DATASET_CHOICES
     if layout == "rafdb":
         if any(w.key == "raf-db" for w in fits):
@@ -53,13 +53,13 @@ def infer_dataset(data: str | Path, num_classes: int, *, split: str = "test",
 
 
 def _dataset_keys() -> list[str]:
-    return list(dict.fromkeys(w.dataset_key for w in checkpoint_weights()))
+    return list(dict.fromkeys(w.dataset_key for w in list_weights()))
 
 
 def choose_protocol(model: torch.nn.Module, protocol: str | None, batch_size: int | None) -> tuple[str, int]:
     """(protocol, batch size): "independent" for models whose faces never interact; for ARM
     "batch" (the published protocol, batches of 64 unless told otherwise) or "alone"."""
-    if not getattr(model, "faces_interact", False):
+    if not model.faces_interact:
         return "independent", batch_size or DEFAULT_BATCH  # either protocol gives the same scores
     protocol = protocol or "batch"
     return protocol, batch_size or (ARM_PROTOCOL_BATCH if protocol == "batch" else DEFAULT_BATCH)

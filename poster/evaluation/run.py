@@ -46,7 +46,7 @@ def evaluate(model: torch.nn.Module, dataset: ImageDataset, *, batch_size: int =
     ``dataset.skipped`` with the reason. ``alone``: for a model whose faces interact in a batch
     (ARM), give each image the scores it gets on its own.
     """
-    forward = model.forward_alone if alone and getattr(model, "faces_interact", False) else model
+    forward = model.forward_alone if alone else model
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")

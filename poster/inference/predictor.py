@@ -166,7 +166,7 @@ class Predictor:
         if self.compiled is not None:
             forward = self.compiled  # one face at a time, the eager model until it is built
         else:
-            forward = self.model.forward_alone if getattr(self.model, "faces_interact", False) else self.model
+            forward = self.model.forward_alone
         with torch.inference_mode(), self._autocast():
             logits = forward(batch).float()
             if self.tta_flip:

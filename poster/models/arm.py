@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .dataset_facts import RAF_DB_CLASS_NAMES, RAF_DB_FOLDER_NAMES, raf_db_meta
-from .outputs import ModelOutput, NamedMap
+from .outputs import GradCamLayer, ModelOutput, NamedMap
 from .renaming import map_state_dict
 from .weights_api import Metric, Preprocessing, Weights
 
@@ -91,10 +91,14 @@ class ARM(nn.Module):
     def frozen_modules(self) -> list[nn.Module]:
         return []
 
-    def gradcam_layers(self) -> dict[str, nn.Module]:
+    def optional_modules(self) -> list[nn.Module]:
+        return []
+
+    def gradcam_layers(self) -> list[GradCamLayer]:
+        """The ResNet-18 stages (grids at a 224 input)."""
         b = self.backbone
-        return {"ResNet-18 layer 1 (56x56)": b.layer1, "ResNet-18 layer 2 (28x28)": b.layer2,
-                "ResNet-18 layer 3 (14x14)": b.layer3, "ResNet-18 layer 4 (7x7)": b.layer4}
+        return [GradCamLayer(f"ResNet-18 layer {i}", layer, (s, s))
+                for i, (layer, s) in enumerate(((b.layer1, 56), (b.layer2, 28), (b.layer3, 14), (b.layer4, 7)), 1)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Published behaviour: every face's logits include the mean over this batch."""
@@ -142,6 +146,11 @@ def rename_key(name: str) -> str | None:
 def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Original state dict -> (project state dict, dropped keys). Every released key is used."""
     return map_state_dict(state_dict, rename_key)
+
+
+def arm(num_classes: int = 7) -> ARM:
+    """A freshly initialised ResNet-18 + ARM (the registry's builder for "arm")."""
+    return ARM(num_classes)
 
 
 # --- The released weights -----------------------------------------------------------------------

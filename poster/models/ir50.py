@@ -143,6 +143,7 @@ class IR50Weights(enum.Enum):
 
     MS_CELEB_1M = Weights(
         key="ir50",
+        arch="poster-v2",  # POSTER++ training starts from it
         title="IR-50 face recognition backbone (MS-Celeb-1M)",
         file_name="ir50.pth",
         gdrive_id="17QAIPlpZUwkQzOTNiu-gUFLTqAxS-qHt",

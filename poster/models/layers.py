@@ -177,3 +177,48 @@ class SqueezeExcite(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.sigmoid(self.fc2(self.act(self.fc1(x))))
+
+
+class TokenEmbedding(nn.Module):
+    """Turns the three fused maps into 49 tokens each: strided convs down to 7x7, then 768 channels."""
+
+    def __init__(self, dims: tuple[int, ...], embed_dim: int = 768) -> None:
+        super().__init__()
+        self.levels = nn.ModuleList([
+            nn.Sequential(nn.Conv2d(dims[0], embed_dim, 3, 2, 1), nn.Conv2d(embed_dim, embed_dim, 3, 2, 1)),
+            nn.Sequential(nn.Conv2d(dims[1], embed_dim, 3, 2, 1)),
+            nn.Sequential(nn.Conv2d(dims[2], embed_dim, 1)),
+        ])
+
+    def forward(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([level(m).flatten(2).transpose(1, 2) for level, m in zip(self.levels, maps)], dim=1)
+
+
+class FusionTransformer(nn.Module):
+    """Two pre-norm ViT blocks over [CLS] + 147 tokens, squeeze-excite on CLS, linear head."""
+
+    def __init__(self, num_classes: int, num_tokens: int = 147, embed_dim: int = 768, depth: int = 2,
+                 num_heads: int = 8) -> None:
+        super().__init__()
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens + 1, embed_dim))
+        self.blocks = nn.ModuleList([TransformerBlock(embed_dim, num_heads) for _ in range(depth)])
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.se = SqueezeExcite(embed_dim)
+        self.head = nn.Linear(embed_dim, num_classes)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+
+    def forward(self, tokens: torch.Tensor, return_attention: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits and, if asked, every block's full softmax attention (else an empty list)."""
+        x = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1) + self.pos_embed
+        attention = []
+        if return_attention:
+            for block in self.blocks:
+                x, attn = block(x, True)
+                attention.append(attn)
+        else:
+            for block in self.blocks[:-1]:
+                x, _ = block(x)
+            x = self.blocks[-1].forward_first_token(x)  # only the CLS token reaches the head
+        return self.head(self.se(self.norm(x)[:, 0])), attention

@@ -141,6 +141,7 @@ class MobileFaceNetWeights(enum.Enum):
 
     LANDMARKS_68 = Weights(
         key="mobilefacenet",
+        arch="poster-v2",  # POSTER++ training starts from it
         title="MobileFaceNet 68-point landmark backbone",
         file_name="mobilefacenet_model_best.pth.tar",
         gdrive_id="1SMYP5NDkmDE3eLlciN7Z4px-bvFEuHEX",

@@ -22,7 +22,7 @@ from .dataset_facts import RAF_DB_CLASS_NAMES, RAF_DB_FOLDER_NAMES, raf_db_meta
 from .ir50 import IR50
 from .layers import Mlp, SqueezeExcite, attend
 from .mobilefacenet import MobileFaceNet
-from .outputs import ModelOutput, NamedMap
+from .outputs import GradCamLayer, ModelOutput, NamedMap
 from .renaming import map_state_dict
 from .weights_api import Metric, Preprocessing, Weights
 
@@ -172,24 +172,32 @@ class PosterV1(nn.Module):
     def frozen_modules(self) -> list[nn.Module]:
         return [self.landmark_backbone]
 
-    def gradcam_layers(self) -> dict[str, nn.Module]:
+    def optional_modules(self) -> list[nn.Module]:
+        return []  # the landmark head is deleted, not kept for optional use
+
+    def gradcam_layers(self) -> list[GradCamLayer]:
         """Spatial layers Grad-CAM can use, by what they are (grids at a 224 input)."""
         ir = self.image_backbone
-        return {"IR-50 stage 1 (56x56)": ir.stage1, "IR-50 stage 2 (28x28)": ir.stage2,
-                "IR-50 stage 3 (14x14)": ir.stage3, "MobileFaceNet (7x7)": self.landmark_backbone.expand}
+        return [GradCamLayer("IR-50 stage 1", ir.stage1, (56, 56)), GradCamLayer("IR-50 stage 2", ir.stage2, (28, 28)),
+                GradCamLayer("IR-50 stage 3", ir.stage3, (14, 14)),
+                GradCamLayer("MobileFaceNet", self.landmark_backbone.expand, (7, 7))]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 224, 224) normalized images (in the checkpoint's colour order) -> (B, num_classes)."""
         return self._forward(x, None)[0]
 
+    def forward_alone(self, x: torch.Tensor) -> torch.Tensor:
+        """Each face's logits as in a batch of its own: the same as ``forward`` (faces never interact)."""
+        return self(x)
+
     def forward_intermediates(self, x: torch.Tensor) -> ModelOutput:
         """Logits, the gated feature, both streams' maps and every cross-attention softmax."""
         attention: list[torch.Tensor] = []
         logits, feature, landmark_map, image_map = self._forward(x, attention)
-        names = [f"block {b} {level} {kind}" for b in range(DEPTH) for level in LEVELS
+        names = [(b, f"block {b} {level} {kind}") for b in range(DEPTH) for level in LEVELS
                  for kind in ("image-from-landmark", "landmark-from-image")]
         maps = [NamedMap(name, attn, (7, 7) if name.endswith("landmark-from-image") else None,
-                         _attention_meaning(name)) for name, attn in zip(names, attention)]
+                         _attention_meaning(name), block=b) for (b, name), attn in zip(names, attention)]
         features = [
             NamedMap("landmark tokens", landmark_map, (7, 7), "MobileFaceNet's 512x7x7 map: one token per position"),
             NamedMap("image tokens", image_map, None,
@@ -263,6 +271,11 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str,
     that strict loading reports them.
     """
     return map_state_dict(state_dict, rename_key, lambda name, value: is_unused(name))
+
+
+def poster_v1(num_classes: int = 7) -> PosterV1:
+    """A freshly initialised POSTER, 8 pyramid blocks (the registry's builder for "poster-v1")."""
+    return PosterV1(num_classes)
 
 
 # --- The released weights -----------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -18,10 +17,11 @@ from torch import nn
 from . import ir50, mobilefacenet
 from .dataset_facts import RAF_DB_CLASS_NAMES, RAF_DB_FOLDER_NAMES, raf_db_meta
 from .ir50 import IR50
-from .layers import CrossFusionBlock, SqueezeExcite, TransformerBlock, relative_position_index
+from .layers import CrossFusionBlock, FusionTransformer, TokenEmbedding, relative_position_index
 from .mobilefacenet import MobileFaceNet
+from .outputs import GradCamLayer, ModelOutput, NamedMap
 from .renaming import map_state_dict
-from .weights_api import Preprocessing, Weights, normalize_name
+from .weights_api import Preprocessing, Weights
 
 INPUT_SIZE = 224
 BACKBONE_SIZE = 112
@@ -29,67 +29,15 @@ FUSION_DIMS = (64, 128, 256)
 FUSION_HEADS = (2, 4, 8)
 FUSION_WINDOWS = (28, 14, 7)
 HEAD_WEIGHT = "transformer.head.weight"
-
-
-@dataclass
-class PosterOutput:
-    """Everything one forward pass can expose. Lists hold one entry per scale (28, 14, 7)."""
-
-    logits: torch.Tensor
-    image_features: list[torch.Tensor] = field(default_factory=list)     # (B, C, H, W) keys/values
-    landmark_features: list[torch.Tensor] = field(default_factory=list)  # (B, C, H, W) queries
-    cross_attention: list[torch.Tensor] = field(default_factory=list)    # (B, heads, N, N) softmax
-    vit_attention: list[torch.Tensor] = field(default_factory=list)      # (B, 8, 148, 148) softmax
-    landmarks: torch.Tensor | None = None                                # (B, 136) landmark head
-
-
-class TokenEmbedding(nn.Module):
-    """Turns the three fused maps into 49 tokens each: strided convs down to 7x7, then 768 channels."""
-
-    def __init__(self, dims: tuple[int, ...] = FUSION_DIMS, embed_dim: int = 768) -> None:
-        super().__init__()
-        self.levels = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(dims[0], embed_dim, 3, 2, 1), nn.Conv2d(embed_dim, embed_dim, 3, 2, 1)),
-            nn.Sequential(nn.Conv2d(dims[1], embed_dim, 3, 2, 1)),
-            nn.Sequential(nn.Conv2d(dims[2], embed_dim, 1)),
-        ])
-
-    def forward(self, maps: list[torch.Tensor]) -> torch.Tensor:
-        return torch.cat([level(m).flatten(2).transpose(1, 2) for level, m in zip(self.levels, maps)], dim=1)
-
-
-class FusionTransformer(nn.Module):
-    """Two pre-norm ViT blocks over [CLS] + 147 tokens, squeeze-excite on CLS, linear head."""
-
-    def __init__(self, num_classes: int, num_tokens: int = 147, embed_dim: int = 768, depth: int = 2,
-                 num_heads: int = 8) -> None:
-        super().__init__()
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens + 1, embed_dim))
-        self.blocks = nn.ModuleList([TransformerBlock(embed_dim, num_heads) for _ in range(depth)])
-        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
-        self.se = SqueezeExcite(embed_dim)
-        self.head = nn.Linear(embed_dim, num_classes)
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
-
-    def forward(self, tokens: torch.Tensor, return_attention: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Logits and, if asked, every block's full softmax attention (else an empty list)."""
-        x = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1) + self.pos_embed
-        attention = []
-        if return_attention:
-            for block in self.blocks:
-                x, attn = block(x, True)
-                attention.append(attn)
-        else:
-            for block in self.blocks[:-1]:
-                x, _ = block(x)
-            x = self.blocks[-1].forward_first_token(x)  # only the CLS token reaches the head
-        return self.head(self.se(self.norm(x)[:, 0])), attention
+VIT_GRID = (7, 7)  # every scale enters the ViT as a 7x7 grid of tokens
 
 
 class PosterV2(nn.Module):
     """POSTER++ for 224x224 normalized RGB face crops."""
+
+    arch = "poster-v2"
+    head_keys = ("transformer.head.weight", "transformer.head.bias")
+    faces_interact = False
 
     def __init__(self, num_classes: int = 7) -> None:
         super().__init__()
@@ -115,15 +63,55 @@ class PosterV2(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.transformer.cls_token.dtype
 
+    def frozen_modules(self) -> list[nn.Module]:
+        return [self.landmark_backbone]
+
+    def optional_modules(self) -> list[nn.Module]:
+        """Modules that run only on request: the landmark head (``forward_intermediates(landmarks=True)``)."""
+        return [self.landmark_backbone.head]
+
+    def gradcam_layers(self) -> list[GradCamLayer]:
+        """The modules whose outputs meet in the cross-attention, per stream, at 28, 14 and 7 px.
+
+        Image stream: the projections whose outputs are the keys/values. Landmark stream: the
+        MobileFaceNet stages used as queries, and the projection of the last (512 -> 256 channels).
+        """
+        backbone = self.landmark_backbone
+        image = [GradCamLayer("image stream", m, (s, s)) for m, s in zip(self.image_proj, FUSION_WINDOWS)]
+        landmark = [GradCamLayer("landmark stream", m, (s, s))
+                    for m, s in zip((backbone.stage1, backbone.stage2, self.landmark_proj), FUSION_WINDOWS)]
+        return image + landmark
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 224, 224) normalized images -> (B, num_classes) logits."""
-        return self._forward(x, intermediates=False).logits
+        return self._forward(x, intermediates=False)[0]
 
-    def forward_intermediates(self, x: torch.Tensor, landmarks: bool = False) -> PosterOutput:
-        """Forward pass that also returns the feature maps and attention the explanations need."""
-        return self._forward(x, intermediates=True, landmarks=landmarks)
+    def forward_alone(self, x: torch.Tensor) -> torch.Tensor:
+        """Each face's logits as in a batch of its own: the same as ``forward`` (faces never interact)."""
+        return self(x)
 
-    def _forward(self, x: torch.Tensor, intermediates: bool, landmarks: bool = False) -> PosterOutput:
+    def forward_intermediates(self, x: torch.Tensor, landmarks: bool = False) -> ModelOutput:
+        """Logits plus both streams' maps and the cross-attention at each scale, the ViT's attention,
+        and (``landmarks=True``) the landmark head's 68 points."""
+        logits, img, lm, cross, vit, head = self._forward(x, intermediates=True, landmarks=landmarks)
+        sides = [f"{s}x{s}" for s in FUSION_WINDOWS]
+        features = [NamedMap(f"image stream {side}", f, (s, s), "IR-50 features projected at this scale: the "
+                             "cross-attention's keys and values") for f, s, side in zip(img, FUSION_WINDOWS, sides)]
+        features += [NamedMap(f"landmark stream {side}", f, (s, s), "MobileFaceNet features at this scale: the "
+                              "cross-attention's queries") for f, s, side in zip(lm, FUSION_WINDOWS, sides)]
+        if head is not None:
+            features.append(NamedMap("landmark head", head, None,
+                                     "MobileFaceNet's 136-value landmark head; fed normalized RGB here, not "
+                                     "the crops it was trained on, so not meaningful landmarks"))
+        attention = [NamedMap(f"cross-attention {side}", a, (s, s),
+                              "attention each image position receives from the landmark queries at this scale",
+                              query_grid=(s, s)) for a, s, side in zip(cross, FUSION_WINDOWS, sides)]
+        self_attention = [NamedMap(f"ViT block {i + 1}", a, VIT_GRID,
+                                   "self-attention over [CLS] + 7x7 tokens of each of the three scales")
+                          for i, a in enumerate(vit)]
+        return ModelOutput(logits=logits, features=features, attention=attention, self_attention=self_attention)
+
+    def _forward(self, x: torch.Tensor, intermediates: bool, landmarks: bool = False):
         if x.ndim != 4 or tuple(x.shape[1:]) != (3, INPUT_SIZE, INPUT_SIZE):
             raise ValueError(f"PosterV2 expects a (B, 3, {INPUT_SIZE}, {INPUT_SIZE}) batch, got {tuple(x.shape)}")
         # Both streams see the crop through nearest-neighbour resizing to 112x112.
@@ -140,10 +128,7 @@ class PosterV2(nn.Module):
             fused.append(out)
             cross_attention.append(attn)
         logits, vit_attention = self.transformer(self.token_embed(fused), intermediates)
-        if not intermediates:
-            return PosterOutput(logits=logits)
-        return PosterOutput(logits=logits, image_features=img, landmark_features=lm,
-                            cross_attention=cross_attention, vit_attention=vit_attention, landmarks=head)
+        return logits, img, lm, cross_attention, vit_attention, head
 
 
 # --- The original repository's checkpoints (Talented-Q/POSTER_V2) --------------------------------
@@ -240,6 +225,11 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str,
     return map_state_dict(state_dict, rename_key, drop)
 
 
+def poster_v2(num_classes: int = 7) -> PosterV2:
+    """A freshly initialised POSTER++ (the registry's builder for "poster-v2")."""
+    return PosterV2(num_classes)
+
+
 # --- The released weights -----------------------------------------------------------------------
 
 POSTER_V2_PREPROCESSING = Preprocessing(input_size=INPUT_SIZE)
@@ -250,6 +240,7 @@ class PosterV2Weights(enum.Enum):
 
     RAF_DB = Weights(
         key="raf-db",
+        arch="poster-v2",
         dataset="raf-db",
         preprocessing=POSTER_V2_PREPROCESSING,
         title="RAF-DB",
@@ -262,6 +253,7 @@ class PosterV2Weights(enum.Enum):
     )
     AFFECTNET_7 = Weights(
         key="affectnet-7",
+        arch="poster-v2",
         dataset="affectnet-7",
         preprocessing=POSTER_V2_PREPROCESSING,
         title="AffectNet-7",
@@ -274,6 +266,7 @@ class PosterV2Weights(enum.Enum):
     )
     AFFECTNET_8 = Weights(
         key="affectnet-8",
+        arch="poster-v2",
         dataset="affectnet-8",
         preprocessing=POSTER_V2_PREPROCESSING,
         title="AffectNet-8",
@@ -287,6 +280,7 @@ class PosterV2Weights(enum.Enum):
     )
     CAER_S = Weights(
         key="caer-s",
+        arch="poster-v2",
         dataset="caer-s",
         preprocessing=POSTER_V2_PREPROCESSING,
         title="CAER-S",
@@ -297,13 +291,3 @@ class PosterV2Weights(enum.Enum):
         published_accuracy=93.00,
         meta={"images": "CAER-S video frames of TV shows", "test_images": 20913},
     )
-
-    @classmethod
-    def get(cls, name: str) -> "PosterV2Weights":
-        """Look a checkpoint up by key ("raf-db"), enum name ("RAF_DB") or title ("RAF-DB")."""
-        wanted = normalize_name(name)
-        for member in cls:
-            if wanted == normalize_name(member.name) or wanted in member.value.names():
-                return member
-        known = ", ".join(m.value.key for m in cls)
-        raise KeyError(f"unknown dataset checkpoint {name!r}; known: {known}")

@@ -47,12 +47,12 @@ class Weights:
     title: str
     file_name: str
     gdrive_id: str
+    arch: str                            # the architecture the file belongs to (a backbone: whose training uses it)
     kind: str = "checkpoint"  # "checkpoint" (a whole network) or "backbone" (pretraining weights)
     class_names: tuple[str, ...] = ()
     folder_names: tuple[str, ...] = ()  # class folder names in the POSTER++ ImageFolder layout
     published_accuracy: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
-    arch: str = "poster-v2"
     dataset: str | None = None           # dataset key ("raf-db") of a checkpoint
     preprocessing: Preprocessing | None = None  # of a checkpoint; None for a backbone
     sha256: str | None = None            # expected sha256 of the released file, where known

@@ -14,7 +14,8 @@ from typing import Any
 from torchvision import transforms as T
 
 from ..errors import PosterError
-from ..models.poster_v2 import POSTER_V2_PREPROCESSING, PosterV2Weights
+from ..models.poster_v2 import POSTER_V2_PREPROCESSING
+from ..weights.registry import get_weights
 
 CONFIG_FILE = "train.json"  # a run's resolved settings, in its folder
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -158,7 +159,7 @@ def class_setup(config: TrainConfig) -> tuple[tuple[str, ...], tuple[str, ...], 
     """(class names, ImageFolder folder names, registry dataset key or None for an own class list)."""
     if config.classes:
         return tuple(config.classes), tuple(config.classes), None
-    weights = PosterV2Weights.get(config.dataset).value
+    weights = get_weights(dataset=config.dataset)
     return weights.class_names, weights.folder_names, weights.key
 
 

@@ -16,6 +16,7 @@ from ..data.datasets import ImageDataset
 from ..errors import CheckpointError, PosterError
 from ..evaluation.run import run_summary, staged_run_dir, write_run
 from ..weights.checkpoints import CheckpointInfo, save_safetensors, sha256_file
+from ..weights.registry import get_weights
 from .distributed import DistInfo
 from .recipe import TrainConfig
 from .sharpness_aware import SAM
@@ -132,12 +133,13 @@ def save_best(model: nn.Module, predictions: pd.DataFrame, test_set: ImageDatase
     run_dir = Path(config.out)
     path = run_dir / BEST_FILE
     # published_accuracy is the figure a checkpoint is reported with: here, the measured test accuracy.
-    save_safetensors(model.state_dict(), path, dataset=dataset_key, class_names=class_names,
+    save_safetensors(model.state_dict(), path, dataset=dataset_key, class_names=class_names, arch=model.arch,
                      source_sha256=source_sha256, published_accuracy=round(accuracy, 4), name=run_dir.name,
                      extra={"epoch": epoch, "test_accuracy": accuracy, "training_run": str(run_dir),
                             "started_from": _start_description(config)})
     info = CheckpointInfo(name=run_dir.name, dataset=dataset_key, class_names=tuple(class_names),
-                          sha256=sha256_file(path), published_accuracy=round(accuracy, 4), source=str(path))
+                          sha256=sha256_file(path), published_accuracy=round(accuracy, 4), source=str(path),
+                          arch=model.arch, preprocessing=get_weights(arch=model.arch).preprocessing)
     summary = run_summary(predictions, info, test_set, split="test", device=device, duration_s=eval_seconds)
     summary |= {"training_run": str(run_dir), "epoch": epoch}
     with staged_run_dir(run_dir / BEST_RUN) as stage:

@@ -11,7 +11,7 @@ from ..errors import CheckpointError
 from ..models import PosterV2, ir50, mobilefacenet
 from . import locate
 from .files import fit_problems, few
-from .registry import create_model
+from .registry import create_model, get_weights
 from .safe_pickle import safe_torch_load
 
 
@@ -32,15 +32,17 @@ def verify_backbone(path: str | Path, key: str) -> None:
         raise CheckpointError(f"unknown backbone {key!r}; known: {', '.join(parts)}")
     to_state, prefix = parts[key]
     state = to_state(path)
-    expected = {k.removeprefix(prefix): v for k, v in _expected_state(7).items() if k.startswith(prefix)}
+    expected = {k.removeprefix(prefix): v for k, v in _expected_state(get_weights(key).arch).items()
+                if k.startswith(prefix)}
     problems = fit_problems(expected, state)
     if problems:
         raise CheckpointError(f"{Path(path).name}: {key} weights do not fit: " + "; ".join(problems))
 
 
-def _expected_state(num_classes: int) -> dict[str, torch.Tensor]:
+def _expected_state(arch: str) -> dict[str, torch.Tensor]:
+    """The state dict of ``arch`` (the network whose training starts from the backbone), shapes only."""
     with torch.device("meta"):
-        return create_model("poster-v2", num_classes).state_dict()
+        return create_model(arch).state_dict()
 
 
 def _ir50_state(source: str | Path) -> dict[str, torch.Tensor]:

@@ -15,13 +15,11 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..models import PosterV2
 from ..models.packed import pack_for_cpu
-from ..models.poster_v2 import POSTER_V2_PREPROCESSING, PosterV2Weights
+from ..models.poster_v2 import PosterV2Weights
 from ..models.weights_api import Preprocessing, Weights
 from . import locate
-from .registry import (ARCHITECTURES, DATASET_KEYS, architecture, create_model, dataset_weights, find_weights,
-                       list_weights, weights_for)
+from .registry import ARCHITECTURES, DATASET_KEYS, architecture, create_model, get_weights, list_weights
 from .backbones import load_pretrained_backbones, verify_backbone
 from .safe_pickle import safe_torch_load
 from .files import (FORMAT, FORMAT_VERSION, MANIFEST_NAME, check_manifest, fit_problems, is_safetensors,
@@ -43,9 +41,9 @@ class CheckpointInfo:
     sha256: str
     published_accuracy: float | None
     source: str
-    arch: str = "poster-v2"
+    arch: str
+    preprocessing: Preprocessing
     dataset_reason: str = ""  # how the dataset (and so the class order) is known, or why it is not
-    preprocessing: Preprocessing = POSTER_V2_PREPROCESSING
 
     @property
     def num_classes(self) -> int:
@@ -82,8 +80,9 @@ def detect_arch(keys: set[str]) -> str | None:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Parameters the prediction uses (POSTER++'s landmark head runs only on request, so it is left out)."""
-    skip = {id(p) for p in model.landmark_backbone.head.parameters()} if isinstance(model, PosterV2) else set()
+    """Parameters the prediction uses (modules that run only on request, such as POSTER++'s landmark
+    head, are left out)."""
+    skip = {id(p) for m in model.optional_modules() for p in m.parameters()}
     return sum(p.numel() for p in model.parameters() if id(p) not in skip)
 
 
@@ -120,7 +119,7 @@ def with_dataset(info: CheckpointInfo, dataset: str, reason: str) -> CheckpointI
     facts = _dataset_facts(dataset)
     if facts.num_classes != info.num_classes:
         raise CheckpointError(f"the checkpoint has {info.num_classes} classes but {facts.title} has {facts.num_classes}")
-    released = weights_for(info.arch, facts.key)
+    released = _released(info.arch, facts.key)
     return replace(info, dataset=facts.key, class_names=facts.class_names, dataset_reason=reason,
                    published_accuracy=released.published_accuracy if released else None)
 
@@ -159,8 +158,8 @@ def read_weights(path: Path, dataset: str | None = None,
         weights, key, reason = _dataset_of(dataset, recorded.get("dataset"), arch, path, num_classes)
     if weights is not None and weights.num_classes != num_classes:
         raise CheckpointError(f"{path.name} has {num_classes} classes but {key} has {weights.num_classes}")
-    released = weights_for(arch, key) if key else None
-    default = next(iter(list_weights(arch)[arch]))
+    released = _released(arch, key) if key else None
+    default = get_weights(arch=arch)
     meta = {
         "name": recorded.get("name") or (released.key if released and not recorded else None) or path.stem,
         "arch": arch,
@@ -198,9 +197,18 @@ def _read_released(path: Path, arch: str | None) -> tuple[dict[str, torch.Tensor
     return state, chosen
 
 
-def _dataset_facts(dataset: str) -> Weights:
+def _released(arch: str, dataset: str) -> Weights | None:
+    """The released checkpoint of ``arch`` trained on ``dataset``, if there is one."""
     try:
-        return dataset_weights(dataset)
+        return get_weights(arch=arch, dataset=dataset)
+    except KeyError:
+        return None
+
+
+def _dataset_facts(dataset: str) -> Weights:
+    """Class names and folder names of a dataset (POSTER++'s record of it, the one every dataset has)."""
+    try:
+        return get_weights(dataset=dataset)
     except KeyError as exc:
         raise CheckpointError(f"{str(exc).strip(chr(34) + chr(39))} (--dataset)") from None
 
@@ -214,7 +222,7 @@ def _dataset_of(dataset: str | None, recorded: str | None, arch: str, path: Path
     if recorded:
         facts = _dataset_facts(recorded)
         return facts, facts.key, "recorded in the file"
-    for weights in list_weights(arch)[arch]:
+    for weights in list_weights(arch):
         if path.name == weights.file_name:
             facts = _dataset_facts(weights.dataset_key)
             return facts, facts.key, f"inferred from the file name: {path.name} is the released {weights.title} file"
@@ -247,7 +255,7 @@ def verify_checkpoint(path: str | Path, key: str) -> str:
     """
     path = Path(path)
     try:
-        weights = find_weights(key)
+        weights = get_weights(key)
     except KeyError as exc:
         raise CheckpointError(str(exc).strip("'\"")) from None
     state, meta = read_weights(path, arch=weights.arch)
@@ -260,19 +268,19 @@ def verify_checkpoint(path: str | Path, key: str) -> str:
     return meta["sha256"]
 
 
-def _expected_state(num_classes: int, arch: str = "poster-v2") -> dict[str, torch.Tensor]:
+def _expected_state(num_classes: int, arch: str) -> dict[str, torch.Tensor]:
     with torch.device("meta"):  # shapes only: no memory or time spent on a second set of weights
         return create_model(arch, num_classes).state_dict()
 
 
-def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], label: str, arch: str = "poster-v2") -> None:
+def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], label: str, arch: str) -> None:
     problems = fit_problems(model.state_dict(), state)
     if problems:
         raise CheckpointError(f"{label} does not fit {ARCHITECTURES[arch].title}: " + "; ".join(problems))
     model.load_state_dict(state, strict=True)
 
 
-def _num_classes(state: dict[str, torch.Tensor], path: Path, arch: str = "poster-v2") -> int:
+def _num_classes(state: dict[str, torch.Tensor], path: Path, arch: str) -> int:
     key = _arch_file(arch).head_weight
     head = state.get(key)
     if head is None or head.ndim != 2:

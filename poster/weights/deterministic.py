@@ -27,7 +27,7 @@ def _all_original_keys() -> dict[str, dict[str, list]]:
     return json.loads(ORIGINAL_KEYS.read_text())
 
 
-def original_keys(arch: str = "poster-v2", num_classes: int = 7) -> list[tuple[str, list[int], str]]:
+def original_keys(arch: str, num_classes: int = 7) -> list[tuple[str, list[int], str]]:
     """``(name, shape, kind)`` of every ``state_dict()`` entry of the original model (no ``module.``
     prefix): what the released files hold. ``kind`` is ``"int64"`` or ``"float"``."""
     try:
@@ -65,8 +65,8 @@ def _relative_position_index(size: int) -> torch.Tensor:
     return torch.from_numpy(rel[..., 0] * (2 * size - 1) + rel[..., 1]).long()
 
 
-def deterministic_state_dict(num_classes: int = 7, dtype: torch.dtype = torch.float32,
-                             arch: str = "poster-v2") -> dict[str, torch.Tensor]:
+def deterministic_state_dict(arch: str, num_classes: int = 7,
+                             dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
     """The original model's state dict (original names, no ``module.`` prefix) with deterministic values.
 
     Integer entries keep what the model computes itself: 0, and the Swin relative-position index.
@@ -102,7 +102,7 @@ def write_poster_v2_checkpoint(path: str | Path, num_classes: int = 7, dtype: to
     bookkeeping, and recorder objects of a class no loader can import (pickled from ``__main__``)."""
     path = Path(path)
     recorder_cls = _recorder_class()
-    state = {f"module.{k}": v for k, v in deterministic_state_dict(num_classes, dtype).items()}
+    state = {f"module.{k}": v for k, v in deterministic_state_dict("poster-v2", num_classes, dtype).items()}
     checkpoint = {
         "epoch": 1,
         "state_dict": state,
@@ -150,7 +150,7 @@ def write_poster_v1_checkpoint(path: str | Path, dtype: torch.dtype = torch.floa
     ``model_state_dict`` and SAM-around-Adam ``optimizer_state_dict`` (an ``old_p`` per trainable
     parameter; here sharing the parameter's storage, so the file is not twice as large)."""
     path = Path(path)
-    state = deterministic_state_dict(7, dtype, "poster-v1")
+    state = deterministic_state_dict("poster-v1", 7, dtype)
     trainable = [k for k, v in state.items() if v.is_floating_point() and not k.startswith("face_landback.")
                  and not k.endswith(("running_mean", "running_var"))]
     optimizer = {
@@ -169,7 +169,7 @@ def write_arm_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -
     """The deterministic weights as ARM's ``epoch59_acc0.9205.pth``: ``iter``, unprefixed
     ``model_state_dict`` and Adam's ``optimizer_state_dict`` (step and both moments per parameter)."""
     path = Path(path)
-    state = deterministic_state_dict(7, dtype, "arm")
+    state = deterministic_state_dict("arm", 7, dtype)
     params = [k for k, v in state.items() if v.is_floating_point() and not k.endswith(("running_mean", "running_var"))]
     zeros_like = _shared_zeros(state)
     optimizer = {
@@ -183,7 +183,7 @@ def write_arm_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -
     return path
 
 
-def write_checkpoint(path: str | Path, arch: str = "poster-v2", num_classes: int = 7,
+def write_checkpoint(path: str | Path, arch: str, num_classes: int = 7,
                      dtype: torch.dtype = torch.float32) -> Path:
     """The deterministic weights of ``arch`` saved as its released file was."""
     if arch == "poster-v2":

@@ -22,7 +22,7 @@ from . import locate
 from . import sources
 from .checkpoints import MANIFEST_NAME, sha256_file, verify_backbone, verify_checkpoint
 from ..models.weights_api import Weights
-from .registry import find_weights
+from .registry import get_weights
 from .sources import Source, describe_html, drive_link, folder_file_id, other_sources, sources_for
 from .transfer import HtmlAnswer, ProgressFn, Unreachable, fetch
 
@@ -225,6 +225,6 @@ def _lock_for(path: Path) -> threading.Lock:
 def downloadable(name: str) -> Weights:
     """The registry record named ``name``, or a DownloadError that says which names exist."""
     try:
-        return find_weights(name)
+        return get_weights(name)
     except KeyError as exc:
         raise DownloadError(str(exc).strip("'\"")) from None

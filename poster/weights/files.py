@@ -13,7 +13,7 @@ import torch
 from ..atomic import atomic_path
 from ..errors import CheckpointError
 from ..models.weights_api import Preprocessing
-from .registry import ARCHITECTURES, default_preprocessing
+from .registry import ARCHITECTURES, DEFAULT_ARCH, get_weights
 
 FORMAT = "poster-v2"  # the project's safetensors format (for every architecture; "arch" says which)
 FORMAT_VERSION = "1"
@@ -31,9 +31,10 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, *, dataset: str | None,
                      class_names: list[str] | tuple[str, ...], source_sha256: str,
                      published_accuracy: float | None = None, name: str | None = None,
-                     extra: dict[str, Any] | None = None, arch: str = "poster-v2",
+                     extra: dict[str, Any] | None = None, arch: str,
                      preprocessing: Preprocessing | None = None) -> Path:
-    """Write project-named weights with the facts needed to use them."""
+    """Write project-named weights of ``arch`` with the facts needed to use them (``preprocessing``
+    defaults to that of ``arch``'s released checkpoints)."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -42,7 +43,7 @@ def save_safetensors(state: dict[str, torch.Tensor], path: str | Path, *, datase
         "arch": arch, "dataset": dataset or "", "class_names": json.dumps(list(class_names)),
         "num_classes": str(len(class_names)), "source_sha256": source_sha256,
         "published_accuracy": "" if published_accuracy is None else str(published_accuracy),
-        "preprocessing": json.dumps(asdict(preprocessing or default_preprocessing(arch))),
+        "preprocessing": json.dumps(asdict(preprocessing or get_weights(arch=arch).preprocessing)),
         "extra": json.dumps(extra or {}),
     }
     tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
@@ -91,7 +92,7 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
         raise CheckpointError(f"{path.name} is truncated or corrupt ({str(exc).splitlines()[0][:160]})") from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path.name} is a safetensors file but not a POSTER++ checkpoint")
-    arch = meta.get("arch") or "poster-v2"  # files written before other architectures existed
+    arch = meta.get("arch") or DEFAULT_ARCH  # files written before other architectures existed
     if arch not in ARCHITECTURES:
         raise CheckpointError(f"{path.name} names an unknown architecture {arch!r}")
     accuracy = meta.get("published_accuracy")

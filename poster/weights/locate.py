@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import CheckpointError
 from ..models.weights_api import Weights
-from .registry import all_weights, find_weights
+from .registry import get_weights, list_weights
 
 ENV_DIR = "POSTER_CHECKPOINT_DIR"      # folder(s) with weight files, os.pathsep-separated
 ENV_HUB_REPO = "POSTER_HUB_REPO"       # a Hugging Face Hub model repository holding the files
@@ -85,11 +85,11 @@ def resolve(source: str | Path, dirs: list[str | Path] | None = None, hub: bool 
     if path.is_dir():
         raise CheckpointError(f"{source} is a folder, not a checkpoint file")
     try:
-        weights = find_weights(str(source))
+        weights = get_weights(str(source))
     except KeyError:
         raise CheckpointError(
             f"no checkpoint file {source} and no registered checkpoint of that name "
-            f"(names: {', '.join(w.key for w in all_weights() if w.kind == 'checkpoint')})") from None
+            f"(names: {', '.join(w.key for w in list_weights())})") from None
     found = find_local(weights, dirs)
     if found is not None:
         return found

@@ -1,21 +1,25 @@
 """The architectures and their released weight files: names to model builders, lookups of records.
 
-In the manner of timm's and torchvision's registries: ``create_model(arch, num_classes=...)`` builds a
-model, ``list_weights()`` lists the released checkpoints. Each model module holds the weights enum of
-its own released files; this table gathers them.
+In the manner of timm's and torchvision's registries: each model module defines its builder
+(``poster_v2.poster_v2(num_classes)``) and the enum of its own released files; this table gathers
+them. ``create_model(arch, num_classes=...)`` builds a model, ``get_weights`` finds one weight
+record and ``list_weights`` lists them.
 """
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
+from torch import nn
+
+from ..models import arm, poster_v1, poster_v2
 from ..models.arm import ARMWeights
 from ..models.ir50 import IR50Weights
 from ..models.mobilefacenet import MobileFaceNetWeights
 from ..models.poster_v1 import PosterV1Weights
 from ..models.poster_v2 import PosterV2Weights
-from ..models.weights_api import Preprocessing, Weights, normalize_name
+from ..models.weights_api import Weights, normalize_name
 
 # Canonical names used to line up classes across datasets ("Happy" in CAER-S is "Happiness").
 CANONICAL_CLASS = {
@@ -32,13 +36,14 @@ def canonical_class(name: str) -> str:
 
 @dataclass(frozen=True)
 class Architecture:
-    """One network family: where its model lives and the facts a model card shows."""
+    """One network family: its builder, the module holding its model and checkpoint_filter_fn, its
+    released weights and the facts a model card shows."""
 
     name: str
     title: str
     paper: str
     module: str          # the module under poster.models holding the model and its checkpoint_filter_fn
-    model_class: str
+    builder: Callable[[int], nn.Module]
     weights: type[enum.Enum]
     facts: dict[str, Any] = field(default_factory=dict)
 
@@ -46,17 +51,17 @@ class Architecture:
 ARCHITECTURES: dict[str, Architecture] = {
     "poster-v2": Architecture(
         "poster-v2", "POSTER++", "Mao et al., POSTER++: A simpler and stronger facial expression recognition "
-        "network, arXiv 2301.12149", "poster.models.poster_v2", "PosterV2", PosterV2Weights,
+        "network, arXiv 2301.12149", "poster.models.poster_v2", poster_v2.poster_v2, PosterV2Weights,
         {"parameters_used": 43_753_941, "colour_order": "RGB"}),
     "poster-v1": Architecture(
         "poster-v1", "POSTER", "Zheng et al., POSTER: A Pyramid Cross-Fusion Transformer Network for Facial "
-        "Expression Recognition, arXiv 2204.04083", "poster.models.poster_v1", "PosterV1", PosterV1Weights,
+        "Expression Recognition, arXiv 2204.04083", "poster.models.poster_v1", poster_v1.poster_v1, PosterV1Weights,
         {"parameters_stored": 71_850_399, "parameters_used": 58_906_255, "multiply_adds": 7.86e9,
          "colour_order": "BGR",
          "published": {"raf-db": 92.05, "ferplus": 91.62, "affectnet-7": 67.31, "affectnet-8": 63.34}}),
     "arm": Architecture(
         "arm", "ARM", "Shi and Zhu, Learning to Amend Facial Expression Representation via De-albino and "
-        "Affinity, arXiv 2103.10189", "poster.models.arm", "ARM", ARMWeights,
+        "Affinity, arXiv 2103.10189", "poster.models.arm", arm.arm, ARMWeights,
         {"parameters_used": 11_178_395, "multiply_adds": 1.81e9, "colour_order": "RGB",
          "batch_caveat": "adds alpha times the mean over the whole batch to every face, so a face's scores "
                          "depend on the other images of its batch; this project classifies each face alone"}),
@@ -75,12 +80,9 @@ def architecture(name: str) -> Architecture:
     raise KeyError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
 
 
-def create_model(arch: str, num_classes: int = 7, **kwargs: Any) -> Any:
+def create_model(arch: str, num_classes: int = 7) -> nn.Module:
     """A freshly initialised model of ``arch`` (the timm-style builder behind every loader)."""
-    import importlib
-
-    spec = architecture(arch)
-    return getattr(importlib.import_module(spec.module), spec.model_class)(num_classes, **kwargs)
+    return architecture(arch).builder(num_classes)
 
 
 def plain_copy(model: Any) -> Any:
@@ -93,51 +95,49 @@ def plain_copy(model: Any) -> Any:
     return plain.to(param.device).eval()
 
 
-def list_weights(arch: str | None = None) -> dict[str, list[Weights]]:
-    """Every released dataset checkpoint, grouped by architecture (POSTER++ first)."""
-    names = [architecture(arch).name] if arch else list(ARCHITECTURES)
-    return {name: [m.value for m in ARCHITECTURES[name].weights] for name in names}
-
-
-def default_preprocessing(arch: str) -> Preprocessing:
-    """How ``arch``'s released checkpoints were fed (what a file of that architecture that records
-    nothing else is given)."""
-    return list_weights(arch)[architecture(arch).name][0].preprocessing
-
-
-def checkpoint_weights() -> list[Weights]:
-    """Every dataset checkpoint of every architecture, in ``list_weights`` order."""
-    return [w for group in list_weights().values() for w in group]
-
-
-def weights_for(arch: str, dataset: str) -> Weights | None:
-    """The released checkpoint of ``arch`` trained on ``dataset``, if there is one."""
-    return next((w for w in list_weights(arch)[architecture(arch).name] if w.dataset_key == dataset), None)
-
-
-def dataset_weights(dataset: str) -> Weights:
-    """Class names and folder names of a dataset, by name ("raf-db", "RAF-DB", "affectnet8")."""
-    try:
-        return PosterV2Weights.get(dataset).value
-    except KeyError:
-        raise KeyError(f"unknown dataset {dataset!r}; known: {', '.join(DATASET_KEYS)}") from None
-
-
+DEFAULT_ARCH = "poster-v2"  # the architecture of files that do not say theirs (written before others existed)
 DATASET_KEYS = tuple(m.value.key for m in PosterV2Weights)
 
 
-def all_weights() -> list[Weights]:
-    """Every registered weight file, dataset checkpoints first."""
-    return checkpoint_weights() + [m.value for weights in BACKBONE_WEIGHTS for m in weights]
+def list_weights(arch: str | None = None, *, kind: str | None = "checkpoint") -> list[Weights]:
+    """Registered weight records in registry order (POSTER++'s first, pretrained backbones last).
+
+    ``kind``: "checkpoint" (dataset checkpoints, the default), "backbone", or None for every file;
+    ``arch``: only that architecture's checkpoints.
+    """
+    names = [architecture(arch).name] if arch else list(ARCHITECTURES)
+    records = [m.value for name in names for m in ARCHITECTURES[name].weights]
+    if arch is None:
+        records += [m.value for weights in BACKBONE_WEIGHTS for m in weights]
+    return [w for w in records if kind is None or w.kind == kind]
 
 
-def find_weights(name: str) -> Weights:
-    """Any registered weight file by key, title or file name (POSTER++ first where names collide)."""
-    wanted = normalize_name(name)
-    # Enum names ("RAF_DB") only for POSTER++: POSTER's and ARM's are the same words.
-    member_name = {id(m.value): normalize_name(m.name) for m in PosterV2Weights}
-    for w in all_weights():
-        if wanted in w.names() or wanted == member_name.get(id(w)):
+def get_weights(name: str | None = None, *, arch: str | None = None, dataset: str | None = None) -> Weights:
+    """One weight record, the first match in ``list_weights`` order.
+
+    By ``name`` (key, title or file name of any registered file: "raf-db", "poster-v1-raf-db",
+    "ir50.pth"; where names collide POSTER++'s first), or by ``arch`` and/or ``dataset`` (names
+    compared without case or punctuation: "RAF-DB", "affectnet8"): ``dataset="raf-db"`` gives
+    POSTER++'s RAF-DB checkpoint, ``arch="arm"`` ARM's first. Raises KeyError naming the known ones.
+    """
+    if name is not None:
+        if arch is not None or dataset is not None:
+            raise TypeError("look weights up by name, or by arch and dataset, not both")
+        wanted = normalize_name(name)
+        for w in list_weights(kind=None):
+            if wanted in w.names():
+                return w
+        raise KeyError(f"unknown weight file {name!r}; known: {', '.join(w.key for w in list_weights(kind=None))}")
+    if arch is None and dataset is None:
+        raise TypeError("get_weights needs a name, an arch or a dataset")
+    candidates = list_weights(arch)
+    if dataset is None:
+        return candidates[0]
+    wanted = normalize_name(dataset)
+    for w in candidates:
+        if normalize_name(w.dataset_key or "") == wanted:
             return w
-    known = ", ".join(w.key for w in all_weights())
-    raise KeyError(f"unknown weight file {name!r}; known: {known}")
+    if not any(normalize_name(key) == wanted for key in DATASET_KEYS):
+        raise KeyError(f"unknown dataset {dataset!r}; known: {', '.join(DATASET_KEYS)}")
+    raise KeyError(f"no released {architecture(arch).title} checkpoint for {dataset!r}; "
+                   f"there are: {', '.join(w.key for w in candidates)}")

@@ -7,7 +7,6 @@ whose published forward mixes the faces of a batch.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,6 +20,7 @@ from .compile_guard import beside_compiles
 from .compiled import EAGER, CompiledForward
 from .faces import DetectorConfig, Face, FaceCrop, FaceDetector, align_face
 from .images import DEFAULT_MAX_PIXELS, ImageSource, load_image
+from .precision import FLOAT32, finite_logits, precision_of_weights, resolve_precision
 from .transforms import model_batch
 
 
@@ -96,14 +96,18 @@ class Predictor:
     """Detects faces, aligns them and classifies their expressions with POSTER++, POSTER or ARM."""
 
     def __init__(self, model: torch.nn.Module, detector: FaceDetector | None = None, *, tta_flip: bool = False,
-                 autocast: bool | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 precision: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        """``precision``: see ``poster.inference.precision`` (default: bfloat16 autocast on GPUs that
+        run it natively, else float32); a model with converted weights runs in their format."""
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.detector = detector or FaceDetector(DetectorConfig(device=str(self.device)
                                                                 if self.device.type == "cuda" else "cpu"))
         self.tta_flip = tta_flip
-        # Half precision on GPUs keeps the top class on the reference tests; the CPU stays float32.
-        self.autocast = self.device.type == "cuda" if autocast is None else autocast
+        converted = precision_of_weights(model)
+        if converted is not None and precision not in (None, converted):
+            raise ValueError(f"a model with {converted} weights cannot run in {precision}")
+        self.precision = converted or resolve_precision(precision, self.device, autocast=True)
         self.max_pixels = max_pixels
         self.compiled: CompiledForward | None = None
 
@@ -123,8 +127,10 @@ class Predictor:
 
     def compile(self, background: bool = True) -> CompiledForward | None:
         """Classify through a compiled copy of the model once it is built (see ``CompiledForward``);
-        the eager model answers meanwhile. CPU only (elsewhere returns None); calling again is free."""
-        if self.compiled is None and self.device.type == "cpu":
+        the eager model answers meanwhile. CPU only, for float32 or converted weights, not autocast
+        (elsewhere returns None); calling again is free."""
+        autocast = self.precision != FLOAT32 and precision_of_weights(self.model) is None
+        if self.compiled is None and self.device.type == "cpu" and not autocast:
             self.compiled = CompiledForward(self.model, background=background)
         return self.compiled
 
@@ -167,16 +173,13 @@ class Predictor:
             forward = self.compiled  # one face at a time, the eager model until it is built
         else:
             forward = self.model.forward_alone if getattr(self.model, "faces_interact", False) else self.model
-        with torch.inference_mode(), self._autocast():
-            logits = forward(batch).float()
-            if self.tta_flip:
-                logits = (logits + forward(batch.flip(-1)).float()) / 2
+        with torch.inference_mode():
+            if self.tta_flip:  # both views in one batch, so a float16 overflow redoes both
+                both, _ = finite_logits(forward, torch.cat([batch, batch.flip(-1)]), self.precision, self.device)
+                logits = (both[:len(crops)] + both[len(crops):]) / 2
+            else:
+                logits, _ = finite_logits(forward, batch, self.precision, self.device)
         return torch.softmax(logits, dim=1).cpu().numpy()
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.autocast and self.device.type in ("cuda", "mps"):
-            return torch.autocast(self.device.type, dtype=torch.float16)
-        return contextlib.nullcontext()
 
     def _face(self, face: Face, crop: FaceCrop, probs: np.ndarray) -> FacePrediction:
         index = int(np.argmax(probs))

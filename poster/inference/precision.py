@@ -1,0 +1,129 @@
+"""The number format every model call runs in: one rule for photos, the webcam, comparisons,
+evaluation and explanations.
+
+Unless a format is asked for, the network runs in bfloat16 where the device computes it natively
+(CUDA GPUs from Ampere on, CPUs with AVX-512 BF16 or AMX) and in float32 everywhere else. On a GPU
+bfloat16 is autocast over the float32 weights. On a CPU it pays only with weights converted to
+bfloat16 (evaluation, the webcam's copy of the model); autocast there is slower than float32, so a
+model that is shared in float32 (the photos' predictor) stays float32 on a CPU. What each format gives:
+
+- ``float32``: the checkpoint's own format. On CUDA, convolutions use TF32 tensor cores (PyTorch's
+  default), which moves POSTER++'s logits by about 0.03 against a strict float32 computation.
+- ``exact``: float32 with TF32 switched off while the call runs: logits within about 1e-4 of the
+  original code's. The slowest choice on a GPU.
+- ``bfloat16``: autocast (or weights converted to bfloat16). The same range as float32, so it never
+  overflows; logits move by up to about 0.2, the top class rarely.
+- ``float16``: only when asked. POSTER++'s IR-50 stream passes float16's largest value (65504) on
+  real weights, and then the scores are NaN: a batch whose logits are not all finite is computed
+  again in float32, so no NaN or infinity ever leaves a model call.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+import torch
+
+from ..errors import PosterError
+
+FLOAT32 = "float32"
+EXACT = "exact"
+BFLOAT16 = "bfloat16"
+FLOAT16 = "float16"
+PRECISIONS = (FLOAT32, BFLOAT16, FLOAT16, EXACT)
+DTYPES = {FLOAT32: torch.float32, EXACT: torch.float32, BFLOAT16: torch.bfloat16, FLOAT16: torch.float16}
+
+
+def native_bfloat16(device: torch.device | str) -> bool:
+    """Whether ``device`` computes bfloat16 natively (so it is faster there, not emulated)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        try:
+            return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def default_precision(device: torch.device | str, *, autocast: bool = False) -> str:
+    """The rule: bfloat16 where the device runs it natively, float32 otherwise. ``autocast``: for a
+    model whose float32 weights cannot be converted, where a CPU stays float32 (see above)."""
+    device = torch.device(device)
+    if autocast and device.type != "cuda":
+        return FLOAT32
+    return BFLOAT16 if native_bfloat16(device) else FLOAT32
+
+
+def resolve_precision(requested: str | None, device: torch.device | str, *, autocast: bool = False) -> str:
+    """``requested`` checked (None or ``"auto"``: the rule for ``device``)."""
+    if requested in (None, "", "auto"):
+        return default_precision(device, autocast=autocast)
+    if requested not in PRECISIONS:
+        raise PosterError(f"unknown precision {requested!r}; expected auto, {', '.join(PRECISIONS)}")
+    return requested
+
+
+def precision_of_weights(model: torch.nn.Module) -> str | None:
+    """``"bfloat16"`` or ``"float16"`` for a model whose weights were converted, else None."""
+    dtype = next(model.parameters()).dtype
+    return {torch.bfloat16: BFLOAT16, torch.float16: FLOAT16}.get(dtype)
+
+
+@contextlib.contextmanager
+def running_in(precision: str, device: torch.device) -> Iterator[None]:
+    """Autocast for bfloat16 and float16; TF32 off for ``exact``; nothing for float32.
+
+    TF32 is a process-wide switch in PyTorch: an ``exact`` call turns it off for its duration, and
+    float32 calls running in other threads at that moment are exact too (never the other way round).
+    """
+    if precision in (BFLOAT16, FLOAT16) and device.type in ("cuda", "cpu"):
+        with torch.autocast(device.type, dtype=DTYPES[precision]):
+            yield
+    elif precision == EXACT and device.type == "cuda":
+        with _no_tf32():
+            yield
+    else:
+        yield
+
+
+_tf32_holders = 0
+
+
+@contextlib.contextmanager
+def _no_tf32() -> Iterator[None]:
+    global _tf32_holders
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    _tf32_holders += 1
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        _tf32_holders -= 1
+        if _tf32_holders == 0:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
+def finite_logits(forward: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, precision: str,
+                  device: torch.device) -> tuple[torch.Tensor, str]:
+    """``(float32 logits, the precision that computed them)`` for one batch.
+
+    A float16 batch whose logits are not all finite is computed again in float32 (float16 weights
+    cannot be: their model is float32 only by a copy). Logits that are not finite even so are an
+    error rather than NaN probabilities.
+    """
+    with running_in(precision, device):
+        logits = forward(batch).float()
+    used = precision
+    if precision == FLOAT16 and not bool(torch.isfinite(logits).all()):
+        with running_in(FLOAT32, device):
+            logits = forward(batch.float()).float()
+        used = FLOAT32
+    if not bool(torch.isfinite(logits).all()):
+        raise PosterError(f"the model's scores overflowed in {used}; its weights give infinite or NaN logits")
+    return logits, used
+
+
+__all__ = ["FLOAT32", "EXACT", "BFLOAT16", "FLOAT16", "PRECISIONS", "DTYPES", "native_bfloat16",
+           "default_precision", "resolve_precision", "precision_of_weights", "running_in", "finite_logits"]

@@ -50,8 +50,9 @@ def test_scores_that_stay_infinite_are_an_error_not_nan():
     def infinite(x: torch.Tensor) -> torch.Tensor:
         return torch.full((x.shape[0], 3), float("inf"))
 
+    logits, used = precision.finite_logits(infinite, torch.ones(1, 4), "float16", torch.device("cpu"))
     with pytest.raises(PosterError, match="overflowed in float32"):
-        precision.finite_logits(infinite, torch.ones(1, 4), "float32", torch.device("cpu"))
+        precision.ensure_finite(logits, used)
 
 
 def test_the_predictor_in_float16_gives_the_float32_answer_for_the_deterministic_weights(deterministic_model,

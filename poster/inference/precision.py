@@ -109,21 +109,25 @@ def finite_logits(forward: Callable[[torch.Tensor], torch.Tensor], batch: torch.
                   device: torch.device) -> tuple[torch.Tensor, str]:
     """``(float32 logits, the precision that computed them)`` for one batch.
 
-    A float16 batch whose logits are not all finite is computed again in float32 (float16 weights
-    cannot be: their model is float32 only by a copy). Logits that are not finite even so are an
-    error rather than NaN probabilities.
+    A float16 batch whose logits are not all finite is computed again in float32 (only then does
+    this wait for the device). The other formats keep float32's range: their callers check the
+    logits once, where they wait for them anyway (``ensure_finite``).
     """
     with running_in(precision, device):
         logits = forward(batch).float()
-    used = precision
     if precision == FLOAT16 and not bool(torch.isfinite(logits).all()):
         with running_in(FLOAT32, device):
-            logits = forward(batch.float()).float()
-        used = FLOAT32
+            return forward(batch.float()).float(), FLOAT32
+    return logits, precision
+
+
+def ensure_finite(logits: torch.Tensor, precision: str) -> torch.Tensor:
+    """``logits``, or a one-line error if any is infinite or NaN (never NaN probabilities)."""
     if not bool(torch.isfinite(logits).all()):
-        raise PosterError(f"the model's scores overflowed in {used}; its weights give infinite or NaN logits")
-    return logits, used
+        raise PosterError(f"the model's scores overflowed in {precision}: its weights give infinite or NaN logits")
+    return logits
 
 
 __all__ = ["FLOAT32", "EXACT", "BFLOAT16", "FLOAT16", "PRECISIONS", "DTYPES", "native_bfloat16",
-           "default_precision", "resolve_precision", "precision_of_weights", "running_in", "finite_logits"]
+           "default_precision", "resolve_precision", "precision_of_weights", "running_in", "finite_logits",
+           "ensure_finite"]

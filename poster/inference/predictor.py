@@ -20,7 +20,7 @@ from .compile_guard import beside_compiles
 from .compiled import EAGER, CompiledForward
 from .faces import DetectorConfig, Face, FaceCrop, FaceDetector, align_face
 from .images import DEFAULT_MAX_PIXELS, ImageSource, load_image
-from .precision import FLOAT32, finite_logits, precision_of_weights, resolve_precision
+from .precision import FLOAT32, ensure_finite, finite_logits, precision_of_weights, resolve_precision
 from .transforms import model_batch
 
 
@@ -175,11 +175,11 @@ class Predictor:
             forward = self.model.forward_alone if getattr(self.model, "faces_interact", False) else self.model
         with torch.inference_mode():
             if self.tta_flip:  # both views in one batch, so a float16 overflow redoes both
-                both, _ = finite_logits(forward, torch.cat([batch, batch.flip(-1)]), self.precision, self.device)
+                both, used = finite_logits(forward, torch.cat([batch, batch.flip(-1)]), self.precision, self.device)
                 logits = (both[:len(crops)] + both[len(crops):]) / 2
             else:
-                logits, _ = finite_logits(forward, batch, self.precision, self.device)
-        return torch.softmax(logits, dim=1).cpu().numpy()
+                logits, used = finite_logits(forward, batch, self.precision, self.device)
+        return torch.softmax(ensure_finite(logits, used), dim=1).cpu().numpy()
 
     def _face(self, face: Face, crop: FaceCrop, probs: np.ndarray) -> FacePrediction:
         index = int(np.argmax(probs))

@@ -41,8 +41,9 @@ from ..inference.transforms import eval_transform
 from ..models import PosterV2
 from ..weights import locate
 from ..weights.checkpoints import sha256_file
-from . import distributed
-from .distributed import BalancedSampler, DistInfo
+from .. import distributed
+from ..distributed import DistInfo
+from .sampler import BalancedSampler
 from .initial_weights import build_model
 from .log import RunLog, plot_curves
 from .recipe import CONFIG_FILE, TrainConfig, class_setup, train_transform

@@ -16,7 +16,7 @@ from ..data.datasets import ImageDataset
 from ..errors import CheckpointError, PosterError
 from ..evaluation.run import run_summary, staged_run_dir, write_run
 from ..weights.checkpoints import CheckpointInfo, save_safetensors, sha256_file
-from .distributed import DistInfo
+from ..distributed import DistInfo
 from .recipe import TrainConfig
 from .sharpness_aware import SAM
 

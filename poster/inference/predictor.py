@@ -18,7 +18,9 @@ from ..devices import pick_device
 from ..weights.checkpoints import load_checkpoint
 from .compile_guard import beside_compiles
 from .compiled import EAGER, CompiledForward
+from .batcher import MicroBatcher
 from .faces import DetectorConfig, Face, FaceCrop, FaceDetector, align_face
+from .graphed import GraphedForward, graphed_forward
 from .images import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from .precision import FLOAT32, ensure_finite, finite_logits, precision_of_weights, resolve_precision
 from .transforms import model_batch
@@ -109,7 +111,9 @@ class Predictor:
             raise ValueError(f"a model with {converted} weights cannot run in {precision}")
         self.precision = converted or resolve_precision(precision, self.device, autocast=True)
         self.max_pixels = max_pixels
-        self.compiled: CompiledForward | None = None
+        self.compiled: CompiledForward | GraphedForward | None = None
+        # Live streams' faces, classified together with other threads' (``classify``'s rows).
+        self.batched_classify = MicroBatcher(self.classify)
 
     @classmethod
     def from_checkpoint(cls, source: str | Path, device: str | torch.device | None = None,
@@ -125,10 +129,13 @@ class Predictor:
     def class_names(self) -> tuple[str, ...]:
         return self.model.info.class_names
 
-    def compile(self, background: bool = True) -> CompiledForward | None:
-        """Classify through a compiled copy of the model once it is built (see ``CompiledForward``);
-        the eager model answers meanwhile. CPU only, for float32 or converted weights, not autocast
-        (elsewhere returns None); calling again is free."""
+    def compile(self, background: bool = True) -> CompiledForward | GraphedForward | None:
+        """The live path's fast engine; calling again is free. On a CPU, a compiled copy of the model
+        once it is built (``CompiledForward``; float32 or converted weights, not autocast), the eager
+        model answering meanwhile. On a CUDA GPU, CUDA graphs recorded now, in a second or two
+        (``GraphedForward``; not float16). Elsewhere None."""
+        if self.compiled is None and self.device.type == "cuda":
+            self.compiled = graphed_forward(self.model, self.precision)
         autocast = self.precision != FLOAT32 and precision_of_weights(self.model) is None
         if self.compiled is None and self.device.type == "cpu" and not autocast:
             self.compiled = CompiledForward(self.model, background=background)
@@ -136,7 +143,7 @@ class Predictor:
 
     @property
     def engine(self) -> str:
-        """``"compiled"``, ``"compiling"``, or ``"eager"`` (never compiled, or it failed)."""
+        """``"compiled"``, ``"compiling"``, ``"graphed"``, or ``"eager"`` (never compiled, or it failed)."""
         return self.compiled.state if self.compiled is not None else EAGER
 
     def predict(self, image: ImageSource, *, bgr: bool = False) -> FaceList:
@@ -170,7 +177,7 @@ class Predictor:
         batch = model_batch(crops, self.model)
         # Each face alone: ARM's published forward adds a mean over the batch to every face.
         if self.compiled is not None:
-            forward = self.compiled  # one face at a time, the eager model until it is built
+            forward = self.compiled  # the eager model until it is built, or for what it was not built for
         else:
             forward = self.model.forward_alone if getattr(self.model, "faces_interact", False) else self.model
         with torch.inference_mode():

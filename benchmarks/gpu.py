@@ -6,6 +6,11 @@ Sections run in turn, each stopped after ``--cap-s`` seconds of work (what it me
 kept); after every section ``OUT_DIR/gpu.json`` and ``OUT_DIR/gpu.log`` are written again, so a run
 cut short still leaves its figures. The deterministic weights (same shapes and cost as the released
 ones) are used throughout. Without CUDA the script says so and exits 0.
+
+It needs the project's requirements (requirements.txt). A machine that lacks some (the lent H200 has
+no facenet-pytorch, captum or gradio) takes them as wheels; a section whose import fails records the
+error and the others run. Not measured here: training (``benchmarks/train_speed.py``: the SAM step's
+rate against the loop's) and explanations (``benchmarks/explain_speed.py``).
 """
 from __future__ import annotations
 
@@ -84,8 +89,12 @@ def network_section(model, budget: Budget) -> dict:
         for name in ("bfloat16", "float32"):
             with running_in(name, device):
                 result[f"batch1_eager_{name}_ms"] = cuda_ms(lambda: model(one), budget)
-            graphed = GraphedForward(model, name, batch_sizes=(1,))
+            graphed = GraphedForward(model, name, batch_sizes=(1, 4))
             result[f"batch1_graphed_{name}_ms"] = cuda_ms(lambda: graphed(one), budget)
+            three = torch.randn(3, 3, 224, 224, device=device)  # padded to the graph of 4
+            with running_in(name, device):
+                eager = model(three).float()
+            result[f"graphed_{name}_max_difference_from_eager"] = float((graphed(three) - eager).abs().max())
         big = torch.randn(256, 3, 224, 224, device=device)
         weights_bf16 = copy.deepcopy(model).to(torch.bfloat16)
         candidates = {"float32": lambda: model(big), "bfloat16_weights": lambda: weights_bf16(big.bfloat16())}
@@ -98,10 +107,13 @@ def network_section(model, budget: Budget) -> dict:
     return result
 
 
-def live_section(predictor, budget: Budget) -> dict:
+def live_section(checkpoint: Path, budget: Budget) -> dict:
     """The webcam's server path per frame (one and four faces), and 16 streams classified together."""
     from demo.live_tracking import LiveSession, process_frame
     from poster.data.sample_faces import sample_photos
+    from poster.inference.predictor import Predictor
+
+    predictor = Predictor.from_checkpoint(checkpoint, device="cuda")
 
     class OneModelStore:  # the parts of demo.store.ModelStore that process_frame uses
         on_gpu = True
@@ -194,14 +206,14 @@ def main() -> int:
     report["gpu"] = torch.cuda.get_device_name()
     save(f"{report['gpu']}, torch {torch.__version__}")
 
-    from poster.inference.predictor import Predictor
+    from poster.weights.checkpoints import load_checkpoint
 
     checkpoint = deterministic_checkpoint()
-    predictor = Predictor.from_checkpoint(checkpoint, device="cuda")
+    model = load_checkpoint(checkpoint, device="cuda")
     sections = {
-        "precision": lambda b: precision_section(predictor.model, b),
-        "network": lambda b: network_section(predictor.model, b),
-        "live": lambda b: live_section(predictor, b),
+        "precision": lambda b: precision_section(model, b),
+        "network": lambda b: network_section(model, b),
+        "live": lambda b: live_section(checkpoint, b),
         "evaluate": lambda b: evaluate_section(checkpoint, b),
     }
     for name, section in sections.items():
@@ -211,8 +223,7 @@ def main() -> int:
         except Exception:  # noqa: BLE001 - one failing section leaves the others measured
             report["sections"][name] = {"error": traceback.format_exc(limit=3)}
         save(f"{name} ({time.perf_counter() - start:.0f} s): {json.dumps(report['sections'][name])}")
-    save("not measured here: train (step against loop rate, benchmarks/train_speed.py) and explanations "
-         "(benchmarks/explain_speed.py)")
+    save("not measured here: train (benchmarks/train_speed.py) and explanations (benchmarks/explain_speed.py)")
     return 0
 
 

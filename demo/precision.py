@@ -4,9 +4,10 @@ bfloat16 where the device runs it natively, float32 otherwise; float16 on a GPU 
 On a CPU the webcam's bfloat16 model is a copy of the photos' float32 model, made the first time a
 visitor streams with it, kept as long as the float32 one is loaded (uploads that the store lets go
 take their copies with them). On a GPU every format shares one model: bfloat16 and float16 are
-autocast, and a float16 batch that overflows is classified again in float32. On a CPU with a C++ compiler the live model is compiled in the background
-the first time a visitor streams with it (``poster.inference.compiled``; ``POSTER_COMPILE=0``
-switches that off), and the eager model answers until it is ready.
+autocast, and a float16 batch that overflows is classified again in float32. On a CPU with a C++
+compiler the live model is compiled in the background the first time a visitor streams with it
+(``poster.inference.compiled``), and the eager model answers until it is ready; on a GPU its
+CUDA graphs are recorded then (``poster.inference.graphed``). ``POSTER_COMPILE=0`` switches both off.
 """
 from __future__ import annotations
 

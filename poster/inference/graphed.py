@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import logging
 import threading
 
 import torch
@@ -19,7 +20,9 @@ from torch import nn
 from .precision import BFLOAT16, DTYPES, EXACT, FLOAT16, FLOAT32, running_in
 from .transforms import preprocessing_of
 
-GRAPHED = "graphed"  # the engine's name on the webcam's rate line
+log = logging.getLogger(__name__)
+
+GRAPHED, EAGER = "graphed", "eager"  # the engine's name on the webcam's rate line
 BATCH_SIZES = (1, 2, 4, 8, 16)  # one to four faces per stream, several streams micro-batched
 WARMUP_CALLS = 3  # cuDNN picks its algorithms before recording
 
@@ -40,14 +43,18 @@ class GraphedForward:
         self.batch_sizes = tuple(sorted(batch_sizes))
         self._lock = threading.Lock()  # a graph's input and output buffers are shared
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
-        pool = torch.cuda.graph_pool_handle()
-        for n in reversed(self.batch_sizes):  # the largest first: the smaller ones reuse its memory
-            self._graphs[n] = self._record(n, pool)
-
-    state, reason = GRAPHED, ""  # as CompiledForward's, for the Predictor's ``engine``
+        self.state, self.reason = GRAPHED, ""  # as CompiledForward's, for the Predictor's ``engine``
+        try:
+            pool = torch.cuda.graph_pool_handle()
+            for n in reversed(self.batch_sizes):  # the largest first: the smaller ones reuse its memory
+                self._graphs[n] = self._record(n, pool)
+        except RuntimeError as exc:  # a recording that fails leaves the eager model answering
+            self._graphs.clear()
+            self.state, self.reason = EAGER, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+            log.warning("recording CUDA graphs failed, the eager model answers: %s", self.reason)
 
     def wait(self, timeout: float | None = None) -> bool:
-        return True  # recorded before the constructor returned
+        return self.state == GRAPHED  # recorded (or not) before the constructor returned
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """The precision while recording: autocast without its weight-cast cache (the graph records
@@ -65,13 +72,15 @@ class GraphedForward:
                 self._eager(static_in)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), self._autocast(), torch.cuda.graph(graph, pool=pool):
+        # thread_local: other threads keep running models on the GPU while this one records.
+        with torch.inference_mode(), self._autocast(), torch.cuda.graph(graph, pool=pool,
+                                                                        capture_error_mode="thread_local"):
             static_out = self._eager(static_in).float()
         return graph, static_in, static_out
 
     def takes(self, x: torch.Tensor) -> bool:
         """Whether a recorded graph computes ``x`` (else the eager model does)."""
-        return (not torch.is_grad_enabled() and x.ndim == 4 and x.device == self.device
+        return (bool(self._graphs) and not torch.is_grad_enabled() and x.ndim == 4 and x.device == self.device
                 and x.dtype == torch.float32 and tuple(x.shape[1:]) == self.input_shape
                 and 0 < x.shape[0] <= self.batch_sizes[-1])
 

@@ -75,3 +75,18 @@ def test_a_model_with_converted_weights_runs_in_their_format(deterministic_model
     with pytest.raises(ValueError, match="bfloat16 weights cannot run in float16"):
         Predictor(fast, face_detector, precision="float16")
     assert Predictor(deterministic_model, face_detector).precision == "float32"  # the CPU rule for autocast
+
+
+def test_exact_turns_tf32_off_while_any_exact_call_runs_and_restores_it():
+    from torch.backends import cuda, cudnn
+
+    before = (cuda.matmul.allow_tf32, cudnn.allow_tf32)
+    cuda.matmul.allow_tf32 = cudnn.allow_tf32 = True
+    try:
+        with precision.no_tf32():
+            with precision.no_tf32():  # a second thread's exact call, say
+                assert (cuda.matmul.allow_tf32, cudnn.allow_tf32) == (False, False)
+            assert (cuda.matmul.allow_tf32, cudnn.allow_tf32) == (False, False)  # the first still runs
+        assert (cuda.matmul.allow_tf32, cudnn.allow_tf32) == (True, True)
+    finally:
+        cuda.matmul.allow_tf32, cudnn.allow_tf32 = before

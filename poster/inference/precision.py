@@ -20,6 +20,7 @@ model that is shared in float32 (the photos' predictor) stays float32 on a CPU. 
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Callable, Iterator
 
 import torch
@@ -82,27 +83,33 @@ def running_in(precision: str, device: torch.device) -> Iterator[None]:
         with torch.autocast(device.type, dtype=DTYPES[precision]):
             yield
     elif precision == EXACT and device.type == "cuda":
-        with _no_tf32():
+        with no_tf32():
             yield
     else:
         yield
 
 
+_tf32_lock = threading.Lock()
 _tf32_holders = 0
+_tf32_saved: tuple[bool, bool] = (False, True)
 
 
 @contextlib.contextmanager
-def _no_tf32() -> Iterator[None]:
-    global _tf32_holders
-    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    _tf32_holders += 1
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+def no_tf32() -> Iterator[None]:
+    """TF32 off until the last ``exact`` call running in any thread has ended, then as it was."""
+    global _tf32_holders, _tf32_saved
+    with _tf32_lock:
+        if _tf32_holders == 0:
+            _tf32_saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        _tf32_holders += 1
     try:
         yield
     finally:
-        _tf32_holders -= 1
-        if _tf32_holders == 0:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+        with _tf32_lock:
+            _tf32_holders -= 1
+            if _tf32_holders == 0:
+                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = _tf32_saved
 
 
 def finite_logits(forward: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, precision: str,
@@ -129,5 +136,5 @@ def ensure_finite(logits: torch.Tensor, precision: str) -> torch.Tensor:
 
 
 __all__ = ["FLOAT32", "EXACT", "BFLOAT16", "FLOAT16", "PRECISIONS", "DTYPES", "native_bfloat16",
-           "default_precision", "resolve_precision", "precision_of_weights", "running_in", "finite_logits",
+           "default_precision", "resolve_precision", "precision_of_weights", "running_in", "no_tf32", "finite_logits",
            "ensure_finite"]

@@ -18,7 +18,7 @@ from ..devices import pick_device
 from ..weights.checkpoints import load_checkpoint
 from .compile_guard import beside_compiles
 from .compiled import EAGER, CompiledForward
-from .batcher import MicroBatcher
+from .batcher import DEFAULT_WAIT_S, MicroBatcher
 from .faces import DetectorConfig, Face, FaceCrop, FaceDetector, align_face
 from .graphed import GraphedForward, graphed_forward
 from .images import DEFAULT_MAX_PIXELS, ImageSource, load_image
@@ -112,8 +112,10 @@ class Predictor:
         self.precision = converted or resolve_precision(precision, self.device, autocast=True)
         self.max_pixels = max_pixels
         self.compiled: CompiledForward | GraphedForward | None = None
-        # Live streams' faces, classified together with other threads' (``classify``'s rows).
-        self.batched_classify = MicroBatcher(self.classify)
+        # Live streams' faces, classified together with other threads' (``classify``'s rows). Only a
+        # GPU waits for more: a CPU's batch costs what its faces cost one by one, so it merges only
+        # the faces that arrived while the previous batch ran.
+        self.batched_classify = MicroBatcher(self.classify, max_wait_s=DEFAULT_WAIT_S if self.device.type == "cuda" else 0.0)
 
     @classmethod
     def from_checkpoint(cls, source: str | Path, device: str | torch.device | None = None,

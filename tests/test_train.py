@@ -21,7 +21,7 @@ from torch import nn
 
 from poster import cli
 from poster.weights.checkpoints import load_checkpoint, read_weights, save_safetensors
-from poster.training.distributed import BalancedSampler
+from poster.training.sampler import BalancedSampler
 from poster.errors import PosterError
 from poster.models import PosterV2
 from poster.models.poster_v2 import PosterV2Weights

@@ -2,7 +2,7 @@
 
 The archive is checked and unpacked into its own temporary folder (``data_explorer.archive``),
 listed like ``python -m poster evaluate`` lists a dataset (every layout it reads; unknown labels
-listed and skipped), evaluated batch by batch (bfloat16 fast mode on a CPU) and written as a run
+listed and skipped), evaluated batch by batch (bfloat16 where the device runs it natively) and written as a run
 with thumbnails. Runs go to ``POSTER_RUNS_DIR`` when the operator set a writable one (kept for
 everyone), else to a folder of the visitor's session, deleted when the session ends.
 """
@@ -35,6 +35,7 @@ from poster.data.listing import Listing, Skipped
 from poster.errors import PosterError
 from poster.evaluation.run import THUMBNAIL_SIZE, run_summary, staged_run_dir, write_run
 from poster.evaluation.steps import evaluate_in_steps
+from poster.inference.precision import default_precision
 from poster.data.label_order import diagnose
 from poster.weights.registry import get_weights
 
@@ -128,8 +129,8 @@ def checkpoint_key(name: str | None, store: ModelStore, uploads: Sequence[str] =
 
 
 def fast_dtype(store: ModelStore) -> str:
-    """bfloat16 on a CPU (evaluate's fast mode, 2-3x faster), float32 on a GPU (already fast)."""
-    return "float32" if store.on_gpu else "bfloat16"
+    """The one precision rule: bfloat16 (converted weights) where the device runs it natively, else float32."""
+    return default_precision(store.device)
 
 
 def fast_model(store: ModelStore, key: str) -> torch.nn.Module:

@@ -56,7 +56,7 @@ def limits_for(on_gpu: bool) -> Limits:
     return Limits(
         on_gpu=on_gpu,
         model_concurrency=int(_env("POSTER_CONCURRENCY", 4 if on_gpu else 2)),
-        webcam_streams=int(_env("POSTER_WEBCAM_STREAMS", 4 if on_gpu else 1)),
+        webcam_streams=int(_env("POSTER_WEBCAM_STREAMS", 16 if on_gpu else 1)),  # GPU: streams micro-batched
         webcam_seconds=int(_env("POSTER_WEBCAM_SECONDS", 300 if on_gpu else 120)),
         light_concurrency=int(_env("POSTER_LIGHT_CONCURRENCY", 8)),
         queue_size=int(_env("POSTER_QUEUE_SIZE", 64)),

@@ -190,7 +190,7 @@ def process_frame(frame: np.ndarray, session: LiveSession, model_key: str | None
     if predictor is not None and todo:
         crops = [align_face(frame, Face(t.box, 1.0, t.landmarks)).image for t in todo]
         with store.using(model_key):
-            probabilities = predictor.classify(crops)
+            probabilities = predictor.batched_classify(crops)  # with other streams' faces
         for track, probs in zip(todo, probabilities):
             smooth(track, probs, smoothing)
     session.frames += 1

@@ -1,11 +1,13 @@
-"""The number format the live webcam classifies in: bfloat16 on CPUs that have it, half on GPUs.
+"""The number format the live webcam classifies in, by ``poster.inference.precision``'s rule:
+bfloat16 where the device runs it natively, float32 otherwise; float16 on a GPU when chosen.
 
-Photos keep the checkpoint's float32 model. The webcam's bfloat16 model is a copy of that model
-made the first time a visitor streams with it, kept as long as the float32 one is loaded (uploads
-that the store lets go take their copies with them). On a GPU both formats share one model: half
-precision is autocast. On a CPU with a C++ compiler the live model is compiled in the background
-the first time a visitor streams with it (``poster.inference.compiled``; ``POSTER_COMPILE=0``
-switches that off), and the eager model answers until it is ready.
+On a CPU the webcam's bfloat16 model is a copy of the photos' float32 model, made the first time a
+visitor streams with it, kept as long as the float32 one is loaded (uploads that the store lets go
+take their copies with them). On a GPU every format shares one model: bfloat16 and float16 are
+autocast, and a float16 batch that overflows is classified again in float32. On a CPU with a C++
+compiler the live model is compiled in the background the first time a visitor streams with it
+(``poster.inference.compiled``), and the eager model answers until it is ready; on a GPU its
+CUDA graphs are recorded then (``poster.inference.graphed``). ``POSTER_COMPILE=0`` switches both off.
 """
 from __future__ import annotations
 
@@ -16,14 +18,12 @@ import weakref
 import torch
 
 from poster.inference.compiled import compile_wanted
+from poster.inference.precision import BFLOAT16, FLOAT16, FLOAT32, native_bfloat16
 from poster.inference.predictor import Predictor
 
 from ..serving.store import ModelStore
 from ..serving.uploads import UPLOAD_PREFIX
 
-FLOAT32 = "float32"
-BFLOAT16 = "bfloat16"
-FLOAT16 = "float16"
 LABELS = {FLOAT32: "float32 (exact)", BFLOAT16: "bfloat16 (fast)", FLOAT16: "float16 (fast)"}
 
 _lock = threading.Lock()
@@ -34,16 +34,13 @@ MAX_COMPILED = 2
 
 def cpu_has_bfloat16() -> bool:
     """Whether oneDNN runs bfloat16 natively here (AVX-512 BF16 or AMX), so it pays off."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    return native_bfloat16("cpu")
 
 
 def choices(on_gpu: bool) -> list[str]:
     """The formats a visitor can pick, fast one first where there is one."""
     if on_gpu:
-        return [FLOAT16, FLOAT32]
+        return [BFLOAT16, FLOAT32, FLOAT16] if native_bfloat16("cuda") else [FLOAT32, FLOAT16]
     return [BFLOAT16, FLOAT32] if cpu_has_bfloat16() else [FLOAT32]
 
 
@@ -62,18 +59,16 @@ def live_predictor(store: ModelStore, key: str | None, precision: str) -> tuple[
     if base is None:
         return None, reason
     precision = checked(precision, store.on_gpu)
-    wants_autocast = precision == FLOAT16
-    if (precision == FLOAT32 and not base.autocast) or (precision == FLOAT16 and base.autocast):
+    if precision == base.precision:
         return _compiling(base, key), ""
     with _lock:
         variants = _variants.setdefault(base, {})
         predictor = variants.get(precision)
         if predictor is None:
-            if precision == BFLOAT16:
-                model = copy.deepcopy(base.model).to(torch.bfloat16).eval()
-            else:  # the same model, with or without half-precision autocast
-                model = base.model
-            predictor = Predictor(model, detector=base.detector, autocast=wants_autocast)
+            if precision == BFLOAT16 and base.device.type == "cpu":  # autocast is slow on a CPU
+                predictor = Predictor(copy.deepcopy(base.model).to(torch.bfloat16).eval(), detector=base.detector)
+            else:  # the same model in another format
+                predictor = Predictor(base.model, detector=base.detector, precision=precision)
             variants[precision] = predictor
     return _compiling(predictor, key), ""
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -11,11 +12,13 @@ import torch
 
 from ..data.datasets import SPLITS, ImageDataset, list_images
 from ..data.layouts import LAYOUTS
+from .. import distributed
 from ..devices import pick_device
 from ..evaluation.protocol import (ARM_PROTOCOL_BATCH, DEFAULT_BATCH, PROTOCOLS, choose_protocol, describe_protocol,
                                    infer_dataset)
-from ..evaluation.run import (RUN_JSON, THUMBNAIL_SIZE, THUMBNAILS, default_workers, evaluate, run_summary,
-                              staged_run_dir, write_run)
+from ..evaluation.run import (RUN_JSON, THUMBNAIL_SIZE, THUMBNAILS, check_replaceable, default_workers, evaluate,
+                              run_summary, staged_run_dir, write_run)
+from ..inference.precision import BFLOAT16, DTYPES, PRECISIONS, resolve_precision
 from ..weights.checkpoints import CheckpointInfo, describe_dataset, load_checkpoint, with_dataset
 from ..weights.locate import default_checkpoint
 from ..weights.registry import get_weights, list_weights
@@ -44,9 +47,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--thumbnails", action="store_true",
                         help=f"also save {THUMBNAIL_SIZE} px JPEG thumbnails under RUN_DIR/{THUMBNAILS}/")
     parser.add_argument("--limit", type=_count(1), metavar="N", help="evaluate only N images spread over the dataset")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                        help="bfloat16 is the fast mode (about 2-3x faster on CPUs with bfloat16 support; "
-                             "logits move slightly); default: %(default)s, the published numbers")
+    parser.add_argument("--dtype", choices=PRECISIONS, default=None,
+                        help="default: bfloat16 where the device runs it natively (logits move slightly), else "
+                             "float32; float16 batches that overflow are redone in float32; exact is float32 "
+                             "without TF32 on GPUs (see poster.inference.precision)")
 
 
 def _count(minimum: int):
@@ -61,43 +65,65 @@ def _count(minimum: int):
 
 
 def run(args: argparse.Namespace) -> int:
-    device = pick_device(args.device)
-    model = load_checkpoint(args.checkpoint, device=device, dtype=getattr(torch, args.dtype),
-                            dataset=args.dataset, arch=args.arch)
+    """Evaluate; under ``torchrun`` each process takes its share of the batches and rank 0 writes the run."""
+    device_type = pick_device(args.device).type
+    processes = distributed.setup(device_type)
+    try:
+        return _evaluate(args, processes)
+    finally:
+        distributed.teardown()
+
+
+def _evaluate(args: argparse.Namespace, processes: distributed.DistInfo) -> int:
+    device = pick_device(args.device, local_rank=processes.local_rank if processes.enabled else None)
+    precision = resolve_precision(args.dtype, device)
+    # bfloat16 converts the weights (faster than autocast, on CPUs by far); the others autocast float32.
+    weights_dtype = DTYPES[BFLOAT16] if precision == BFLOAT16 else torch.float32
+    model = load_checkpoint(args.checkpoint, device=device, dtype=weights_dtype, dataset=args.dataset, arch=args.arch)
     info: CheckpointInfo = model.info
+    say = print if processes.is_main else _quiet
     if not info.classes_known:
         key, reason = infer_dataset(args.data, info.num_classes, split=args.split, layout=args.layout)
         model.info = info = with_dataset(info, key, reason)
     if info.dataset_reason != "given":
-        print(describe_dataset(info), file=sys.stderr)
+        say(describe_dataset(info), file=sys.stderr)
     folder_names = get_weights(dataset=info.dataset).folder_names if info.dataset else ()
     listing = list_images(args.data, info.class_names, folder_names, split=args.split, layout=args.layout)
     listing = listing.limit(args.limit)
     out = args.out or Path("runs") / f"{info.name}-{args.split}"
-    print(f"{info.name}: {len(listing.items)} images from {listing.source} ({listing.layout} layout) on {device}",
-          file=sys.stderr)
+    check_replaceable(out)  # every process, so that they stop together
+    processes_note = f" in {processes.world_size} processes" if processes.enabled else ""
+    say(f"{info.name}: {len(listing.items)} images from {listing.source} ({listing.layout} layout) on {device}"
+        f"{processes_note}, {precision}", file=sys.stderr)
     if listing.layout == "imagefolder" and Path(listing.source).name != args.split:
-        print(f"note: no {args.split}/ folder, used {listing.source} as the {args.split} split", file=sys.stderr)
+        say(f"note: no {args.split}/ folder, used {listing.source} as the {args.split} split", file=sys.stderr)
 
     protocol, batch_size = choose_protocol(model, args.protocol, args.batch_size)
     if protocol != "independent":
-        print(f"protocol: {describe_protocol(protocol, batch_size)}", file=sys.stderr)
+        say(f"protocol: {describe_protocol(protocol, batch_size)}", file=sys.stderr)
 
-    with staged_run_dir(out) as stage:
+    with staged_run_dir(out) if processes.is_main else contextlib.nullcontext() as stage:
+        stage = distributed.broadcast_object(stage, processes)  # every process writes its thumbnails there
         dataset = ImageDataset(listing, preprocessing=info.preprocessing,
                                thumbnail_dir=stage / THUMBNAILS if args.thumbnails else None,
                                thumbnail_size=THUMBNAIL_SIZE)
         workers = args.workers if args.workers is not None else default_workers(device)
         start = time.perf_counter()
         predictions = evaluate(model, dataset, batch_size=batch_size, workers=workers, device=device,
-                               alone=protocol == "alone")
-        summary = run_summary(predictions, info, dataset, split=args.split, device=device,
-                              duration_s=time.perf_counter() - start, dtype=args.dtype,
-                              protocol=protocol, batch_size=batch_size)
-        write_run(stage, predictions, summary)
-
-    print(describe(summary, out))
+                               alone=protocol == "alone", precision=precision, processes=processes,
+                               progress=processes.is_main)
+        if processes.is_main:
+            summary = run_summary(predictions, info, dataset, split=args.split, device=device,
+                                  duration_s=time.perf_counter() - start, dtype=precision,
+                                  protocol=protocol, batch_size=batch_size, world_size=processes.world_size)
+            write_run(stage, predictions, summary)
+    if processes.is_main:
+        print(describe(summary, out))
     return 0
+
+
+def _quiet(*args: Any, **kwargs: Any) -> None:
+    """``print`` for the processes other than rank 0, which leave the terminal to it."""
 
 
 def describe(summary: dict[str, Any], out: Path) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import PosterError
 from ..inference.draw import draw_predictions
 from ..inference.images import load_image
+from ..inference.precision import PRECISIONS
 from ..weights.locate import default_checkpoint
 from ..weights.registry import ARCHITECTURES, DATASET_KEYS, list_weights
 
@@ -33,6 +34,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     parser.add_argument("--flip-tta", action="store_true", help="average each face with its mirror image")
     parser.add_argument("--max-faces", type=int, default=20, help="largest faces kept per image")
+    parser.add_argument("--dtype", choices=PRECISIONS, default=None,
+                        help="default: bfloat16 on GPUs that run it natively, else float32; float16 faces that "
+                             "overflow are redone in float32; exact is float32 without TF32 on GPUs")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
     predictor = Predictor.from_checkpoint(args.checkpoint or default_checkpoint(), device=args.device,
                                           detector_config=DetectorConfig(max_faces=args.max_faces),
-                                          tta_flip=args.flip_tta, dataset=args.dataset, arch=args.arch)
+                                          tta_flip=args.flip_tta, dataset=args.dataset, arch=args.arch,
+                                          precision=args.dtype)
     info = predictor.model.info
     if info.dataset_reason != "given":
         print(describe_dataset(info), file=sys.stderr)
@@ -71,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(_table(name, faces, predictor.class_names))
     if args.json:
-        doc = {"checkpoint": info.name, "arch": info.arch, "dataset": info.dataset,
+        doc = {"checkpoint": info.name, "arch": info.arch, "dataset": info.dataset, "dtype": predictor.precision,
                "dataset_reason": info.dataset_reason, "classes": list(predictor.class_names), "images": report}
         print(json.dumps(doc, indent=2))
     return 1 if failed else 0

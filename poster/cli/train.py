@@ -17,7 +17,7 @@ from pathlib import Path
 from ..data.layouts import LAYOUTS
 from ..devices import pick_device
 from ..errors import PosterError
-from ..training import distributed
+from .. import distributed
 from ..training.loop import run_training
 from ..training.recipe import PRECISIONS, RECIPES, TrainConfig, resume_config
 from ..weights.registry import DATASET_KEYS

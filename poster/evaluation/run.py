@@ -22,12 +22,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from ..data import metrics
-from ..data.datasets import ImageDataset
+from ..data.datasets import ImageDataset, Skipped
 from ..errors import PosterError
+from ..inference.precision import FLOAT32, ensure_finite, finite_logits, precision_of_weights
+from ..distributed import DistInfo, all_gather_objects
 from ..weights.checkpoints import CheckpointInfo
 from .protocol import describe_protocol
 
@@ -39,17 +41,25 @@ THUMBNAIL_SIZE = 96
 
 
 def evaluate(model: torch.nn.Module, dataset: ImageDataset, *, batch_size: int = 32, workers: int = 0,
-             device: str | torch.device | None = None, progress: bool = True, alone: bool = False) -> pd.DataFrame:
+             device: str | torch.device | None = None, progress: bool = True, alone: bool = False,
+             precision: str = FLOAT32, processes: DistInfo | None = None) -> pd.DataFrame:
     """Predict every image of ``dataset``; one row per image that loaded (see ``predictions_table``).
 
     Inputs go to ``device`` (default: the model's). Images that fail to load are added to
     ``dataset.skipped`` with the reason. ``alone``: for a model whose faces interact in a batch
-    (ARM), give each image the scores it gets on its own.
+    (ARM), give each image the scores it gets on its own. ``precision``: see
+    ``poster.inference.precision`` (a model with converted weights runs in their format).
+    ``processes``: under torchrun, each process evaluates every ``world_size``-th batch (so every
+    batch holds the images it holds in one process) and every process returns the whole table.
     """
     forward = model.forward_alone if alone else model
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = next(model.parameters()).dtype
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
+    precision = precision_of_weights(model) or precision
+    processes = processes or DistInfo()
+    shard = Subset(dataset, _batches_of_rank(len(dataset), batch_size, processes))
+    loader = DataLoader(shard, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
+    known_skipped = len(dataset.skipped)
     logits, kept = [], []
     batches = iter(loader)
     try:
@@ -59,16 +69,42 @@ def evaluate(model: torch.nn.Module, dataset: ImageDataset, *, batch_size: int =
                 loaded = dataset.record_failures(indices.tolist(), errors)
                 if loaded:
                     batch = images[loaded].to(device, dtype, non_blocking=True, memory_format=torch.channels_last)
-                    logits.append(forward(batch).float().cpu())
+                    # The GPU keeps computing while the previous batch's logits come back.
+                    logits.append(finite_logits(forward, batch, precision, device)[0].to("cpu", non_blocking=True))
                     kept.extend(indices[loaded].tolist())
-                bar.update(len(indices))
+                bar.update(len(indices) * processes.world_size)
     finally:
         # Stop the worker processes now rather than when a traceback lets go of the iterator:
         # they may still be writing thumbnails into a folder the caller is about to delete.
         del batches
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # the non-blocking copies above have landed
+    all_logits = ensure_finite(torch.cat(logits) if logits else torch.empty(0, len(dataset.class_names)), precision)
+    if processes.enabled:
+        all_logits, kept = _gathered(all_logits, kept, dataset, known_skipped, processes)
     items = [dataset.listing.items[i] for i in kept]
-    all_logits = torch.cat(logits) if logits else torch.empty(0, len(dataset.class_names))
     return predictions_table(all_logits, [i.label for i in items], [i.path for i in items], dataset.class_names)
+
+
+def _batches_of_rank(count: int, batch_size: int, processes: DistInfo) -> list[int]:
+    """The dataset positions of every ``world_size``-th batch from ``rank`` on, in order."""
+    starts = range(processes.rank * batch_size, count, batch_size * processes.world_size)
+    return [i for start in starts for i in range(start, min(start + batch_size, count))]
+
+
+def _gathered(logits: torch.Tensor, kept: list[int], dataset: ImageDataset, known_skipped: int,
+              processes: DistInfo) -> tuple[torch.Tensor, list[int]]:
+    """Every process's logits in dataset order; the images other processes skipped join ``dataset.skipped``."""
+    mine = (logits.numpy(), kept, [(s.path, s.reason) for s in dataset.skipped[known_skipped:]])
+    parts = all_gather_objects(mine, processes)
+    del dataset.skipped[known_skipped:]
+    position = {item.path: i for i, item in enumerate(dataset.listing.items)}
+    skipped = sorted((s for _, _, part in parts for s in part), key=lambda s: position[s[0]])
+    dataset.skipped.extend(Skipped(path, reason) for path, reason in skipped)  # as one process lists them
+    order = np.argsort(np.concatenate([np.asarray(k, dtype=np.int64) for _, k, _ in parts]), kind="stable")
+    all_logits = torch.from_numpy(np.concatenate([lg for lg, _, _ in parts])[order])
+    all_kept = np.concatenate([np.asarray(k, dtype=np.int64) for _, k, _ in parts])[order].tolist()
+    return all_logits, all_kept
 
 
 def predictions_table(logits: torch.Tensor, labels: Sequence[int], paths: Sequence[str],
@@ -101,7 +137,7 @@ def predictions_table(logits: torch.Tensor, labels: Sequence[int], paths: Sequen
 
 def run_summary(predictions: pd.DataFrame, info: CheckpointInfo, dataset: ImageDataset, *, split: str,
                 device: str | torch.device, duration_s: float, dtype: str = "float32",
-                protocol: str = "independent", batch_size: int | None = None) -> dict[str, Any]:
+                protocol: str = "independent", batch_size: int | None = None, world_size: int = 1) -> dict[str, Any]:
     """The facts of run.json. Accuracy, mean class accuracy and macro F1 are in percent."""
     labels, preds = predictions["label"], predictions["pred"]
     k = len(info.class_names)
@@ -127,6 +163,7 @@ def run_summary(predictions: pd.DataFrame, info: CheckpointInfo, dataset: ImageD
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "device": str(device),
         "dtype": dtype,
+        "world_size": world_size,
         "protocol": protocol,
         "protocol_description": describe_protocol(protocol, batch_size or 0),
         "batch_size": batch_size,

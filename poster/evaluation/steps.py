@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from ..data.datasets import ImageDataset
 from ..inference.compile_guard import beside_compiles
+from ..inference.precision import FLOAT32, ensure_finite, finite_logits, precision_of_weights
 from .run import predictions_table
 
 
@@ -38,10 +39,12 @@ class Progress:
 
 
 def evaluate_in_steps(model: torch.nn.Module, dataset: ImageDataset, *, batch_size: int = 32, workers: int = 0,
-                      device: str | torch.device | None = None) -> Generator[Progress, None, pd.DataFrame]:
+                      device: str | torch.device | None = None,
+                      precision: str = FLOAT32) -> Generator[Progress, None, pd.DataFrame]:
     """Yield a ``Progress`` after each batch; return the predictions table (see ``evaluate``)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = next(model.parameters()).dtype
+    precision = precision_of_weights(model) or precision
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
     forward = beside_compiles(model)  # the app evaluates while a webcam model may be compiling
     logits, kept = [], []
@@ -54,7 +57,8 @@ def evaluate_in_steps(model: torch.nn.Module, dataset: ImageDataset, *, batch_si
             if loaded:
                 batch = images[loaded].to(device, dtype, non_blocking=True, memory_format=torch.channels_last)
                 with torch.inference_mode():
-                    logits.append(forward(batch).float().cpu())
+                    batch_logits, used = finite_logits(forward, batch, precision, device)
+                    logits.append(ensure_finite(batch_logits, used).cpu())
                 kept.extend(indices[loaded].tolist())
             done += len(indices)
             yield Progress(done, len(dataset), time.perf_counter() - start)

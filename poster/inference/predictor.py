@@ -7,7 +7,6 @@ whose published forward mixes the faces of a batch.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,8 +18,11 @@ from ..devices import pick_device
 from ..weights.checkpoints import load_checkpoint
 from .compile_guard import beside_compiles
 from .compiled import EAGER, CompiledForward
+from .batcher import DEFAULT_WAIT_S, MicroBatcher
 from .faces import DetectorConfig, Face, FaceCrop, FaceDetector, align_face
+from .graphed import GraphedForward, graphed_forward
 from .images import DEFAULT_MAX_PIXELS, ImageSource, load_image
+from .precision import FLOAT32, ensure_finite, finite_logits, precision_of_weights, resolve_precision
 from .transforms import model_batch
 
 
@@ -96,16 +98,24 @@ class Predictor:
     """Detects faces, aligns them and classifies their expressions with POSTER++, POSTER or ARM."""
 
     def __init__(self, model: torch.nn.Module, detector: FaceDetector | None = None, *, tta_flip: bool = False,
-                 autocast: bool | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 precision: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        """``precision``: see ``poster.inference.precision`` (default: bfloat16 autocast on GPUs that
+        run it natively, else float32); a model with converted weights runs in their format."""
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.detector = detector or FaceDetector(DetectorConfig(device=str(self.device)
                                                                 if self.device.type == "cuda" else "cpu"))
         self.tta_flip = tta_flip
-        # Half precision on GPUs keeps the top class on the reference tests; the CPU stays float32.
-        self.autocast = self.device.type == "cuda" if autocast is None else autocast
+        converted = precision_of_weights(model)
+        if converted is not None and precision not in (None, converted):
+            raise ValueError(f"a model with {converted} weights cannot run in {precision}")
+        self.precision = converted or resolve_precision(precision, self.device, autocast=True)
         self.max_pixels = max_pixels
-        self.compiled: CompiledForward | None = None
+        self.compiled: CompiledForward | GraphedForward | None = None
+        # Live streams' faces, classified together with other threads' (``classify``'s rows). Only a
+        # GPU waits for more: a CPU's batch costs what its faces cost one by one, so it merges only
+        # the faces that arrived while the previous batch ran.
+        self.batched_classify = MicroBatcher(self.classify, max_wait_s=DEFAULT_WAIT_S if self.device.type == "cuda" else 0.0)
 
     @classmethod
     def from_checkpoint(cls, source: str | Path, device: str | torch.device | None = None,
@@ -121,16 +131,21 @@ class Predictor:
     def class_names(self) -> tuple[str, ...]:
         return self.model.info.class_names
 
-    def compile(self, background: bool = True) -> CompiledForward | None:
-        """Classify through a compiled copy of the model once it is built (see ``CompiledForward``);
-        the eager model answers meanwhile. CPU only (elsewhere returns None); calling again is free."""
-        if self.compiled is None and self.device.type == "cpu":
+    def compile(self, background: bool = True) -> CompiledForward | GraphedForward | None:
+        """The live path's fast engine; calling again is free. On a CPU, a compiled copy of the model
+        once it is built (``CompiledForward``; float32 or converted weights, not autocast), the eager
+        model answering meanwhile. On a CUDA GPU, CUDA graphs recorded now, in a second or two
+        (``GraphedForward``; not float16). Elsewhere None."""
+        if self.compiled is None and self.device.type == "cuda":
+            self.compiled = graphed_forward(self.model, self.precision)
+        autocast = self.precision != FLOAT32 and precision_of_weights(self.model) is None
+        if self.compiled is None and self.device.type == "cpu" and not autocast:
             self.compiled = CompiledForward(self.model, background=background)
         return self.compiled
 
     @property
     def engine(self) -> str:
-        """``"compiled"``, ``"compiling"``, or ``"eager"`` (never compiled, or it failed)."""
+        """``"compiled"``, ``"compiling"``, ``"graphed"``, or ``"eager"`` (never compiled, or it failed)."""
         return self.compiled.state if self.compiled is not None else EAGER
 
     def predict(self, image: ImageSource, *, bgr: bool = False) -> FaceList:
@@ -164,19 +179,16 @@ class Predictor:
         batch = model_batch(crops, self.model)
         # Each face alone: ARM's published forward adds a mean over the batch to every face.
         if self.compiled is not None:
-            forward = self.compiled  # one face at a time, the eager model until it is built
+            forward = self.compiled  # the eager model until it is built, or for what it was not built for
         else:
             forward = self.model.forward_alone
-        with torch.inference_mode(), self._autocast():
-            logits = forward(batch).float()
-            if self.tta_flip:
-                logits = (logits + forward(batch.flip(-1)).float()) / 2
-        return torch.softmax(logits, dim=1).cpu().numpy()
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.autocast and self.device.type in ("cuda", "mps"):
-            return torch.autocast(self.device.type, dtype=torch.float16)
-        return contextlib.nullcontext()
+        with torch.inference_mode():
+            if self.tta_flip:  # both views in one batch, so a float16 overflow redoes both
+                both, used = finite_logits(forward, torch.cat([batch, batch.flip(-1)]), self.precision, self.device)
+                logits = (both[:len(crops)] + both[len(crops):]) / 2
+            else:
+                logits, used = finite_logits(forward, batch, self.precision, self.device)
+        return torch.softmax(ensure_finite(logits, used), dim=1).cpu().numpy()
 
     def _face(self, face: Face, crop: FaceCrop, probs: np.ndarray) -> FacePrediction:
         index = int(np.argmax(probs))

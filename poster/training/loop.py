@@ -41,8 +41,9 @@ from ..inference.transforms import eval_transform
 from ..models import PosterV2
 from ..weights import locate
 from ..weights.checkpoints import sha256_file
-from . import distributed
-from .distributed import BalancedSampler, DistInfo
+from .. import distributed
+from ..distributed import DistInfo
+from .sampler import BalancedSampler
 from .initial_weights import build_model
 from .log import RunLog, plot_curves
 from .recipe import CONFIG_FILE, TrainConfig, class_setup, train_transform
@@ -50,6 +51,8 @@ from .run_folder import (BEST_FILE, BEST_RUN, CURVES_FILE, HISTORY_FILE, LOG_FIL
                          load_training_state, restore_training_state, rng_state, save_best, save_training_state)
 from .sharpness_aware import SAM
 from .step import amp_dtype, make_optimizer, sam_step
+
+PROGRESS_EVERY = 20  # steps between progress-bar updates (each reads the totals from the device)
 
 
 # --- Data ---------------------------------------------------------------------------------
@@ -236,31 +239,40 @@ def _train_epoch(net: nn.Module, optimizer: SAM, loader: DataLoader, dataset: Im
     """One pass over this process's shard; returns totals over all processes."""
     net.train()  # PosterV2.train keeps the frozen landmark branch in eval mode
     dataset.skipped = list(dataset.listing.skipped)  # this epoch's load failures only
-    loss_sum = correct = seen = 0.0
+    # Totals stay on the device: reading them each step would make the CPU wait for the GPU every
+    # step (two synchronisations per step); the progress bar reads them every PROGRESS_EVERY steps.
+    total_dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+    loss_sum = torch.zeros((), dtype=total_dtype, device=device)
+    correct = torch.zeros((), dtype=total_dtype, device=device)
+    seen = 0.0
     skipped_steps = 0
+    pinned = device.type == "cuda"
+    memory = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     start = time.perf_counter()
     bar = tqdm(loader, desc=desc, unit="batch", disable=not (progress and info.is_main), file=sys.stderr,
                dynamic_ncols=True, leave=True)
-    for images, indices, errors in bar:
+    for step, (images, indices, errors) in enumerate(bar, 1):
         loaded = dataset.record_failures(indices.tolist(), errors)
         keep = torch.zeros(len(indices), dtype=torch.bool)
         keep[loaded] = True
-        keep = keep.to(device)
-        memory = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        labels = torch.tensor([dataset.listing.items[int(i)].label for i in indices])
+        if pinned:  # page-locked, so that the copies below do not wait
+            keep, labels = keep.pin_memory(), labels.pin_memory()
+        keep, labels = keep.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         images = images.to(device, non_blocking=True, memory_format=memory)
-        labels = torch.tensor([dataset.listing.items[int(i)].label for i in indices], device=device)
         out = sam_step(net, optimizer, images, labels, keep=keep, amp=amp, scaler=scaler)
-        skipped_steps += not out.applied
+        skipped_steps += not out.applied  # only an fp16 scaler's step reads the device here
         n = float(len(loaded))
-        loss_sum += float(out.loss) * n
-        correct += float((out.logits.argmax(1) == labels)[keep].sum())
+        loss_sum += out.loss.to(total_dtype) * n
+        correct += (out.logits.argmax(1) == labels)[keep].sum()
         seen += n
-        elapsed = time.perf_counter() - start
-        bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.4f}", acc=f"{100 * correct / max(seen, 1):.2f}%",
-                        img_s=f"{seen * info.world_size / max(elapsed, 1e-9):.3g}")
+        if not bar.disable and step % PROGRESS_EVERY == 0:
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(loss=f"{float(loss_sum) / max(seen, 1):.4f}", acc=f"{100 * float(correct) / max(seen, 1):.2f}%",
+                            img_s=f"{seen * info.world_size / max(elapsed, 1e-9):.3g}")
     bar.close()
+    totals = [float(loss_sum), float(correct), seen, skipped_steps]  # waits for the last step
     elapsed = time.perf_counter() - start
-    loss_sum, correct, seen, skipped_steps = distributed.all_reduce_sum(
-        [loss_sum, correct, seen, skipped_steps], info, device)
+    loss_sum, correct, seen, skipped_steps = distributed.all_reduce_sum(totals, info, device)
     return {"loss": loss_sum / max(seen, 1), "accuracy": 100 * correct / max(seen, 1), "images": seen,
             "seconds": elapsed, "images_per_second": seen / max(elapsed, 1e-9), "skipped_steps": skipped_steps}

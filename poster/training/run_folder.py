@@ -17,7 +17,7 @@ from ..errors import CheckpointError, PosterError
 from ..evaluation.run import run_summary, staged_run_dir, write_run
 from ..weights.checkpoints import CheckpointInfo, save_safetensors, sha256_file
 from ..weights.registry import get_weights
-from .distributed import DistInfo
+from ..distributed import DistInfo
 from .recipe import TrainConfig
 from .sharpness_aware import SAM
 

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +39,7 @@ from poster.evaluation.steps import evaluate_in_steps
 from poster.data.label_order import diagnose
 from poster.models.poster_v2 import PosterV2Weights
 
-from .explorer_runs import SESSION_PREFIX
+from .explorer_runs import SESSION_PREFIX, without_folder
 from .files import own_folder
 from .messages import sentence
 from .limits import ENV_RUNS_DIR
@@ -199,12 +200,13 @@ def _evaluate(archive, checkpoint, limit, session_dir, uploads, store: ModelStor
     yield EvaluationView({"status": "unpacking", "archive": path.name}, session_dir)
     work = Path(tempfile.mkdtemp(prefix="poster-eval-set-"))
     try:
-        unpacked = unpack_zip(path, work / "set", caps)
-        model = fast_model(store, key)
-        info = model.info
-        folder_names = _folder_names(info.dataset)
-        listing = list_images(unpacked.data, info.class_names, folder_names, split="test")
-        listing = without_rejected(listing, unpacked).limit(count)
+        with archive_names(work / "set", path.name):
+            unpacked = unpack_zip(path, work / "set", caps)
+            model = fast_model(store, key)
+            info = model.info
+            folder_names = _folder_names(info.dataset)
+            listing = list_images(unpacked.data, info.class_names, folder_names, split="test")
+            listing = without_rejected(listing, unpacked).limit(count)
         name = run_name(key, path.stem)
         with staged_run_dir(out_root / name) as stage:
             dataset = ImageDataset(listing, preprocessing=info.preprocessing, thumbnail_dir=stage / "thumbs",
@@ -235,6 +237,15 @@ def _evaluate(archive, checkpoint, limit, session_dir, uploads, store: ModelStor
     value = name if shared is not None else SESSION_PREFIX + name
     yield EvaluationView(api_summary(summary, table, value, "shared" if shared is not None else "session"),
                          session_dir)
+
+
+@contextmanager
+def archive_names(folder: Path, archive_name: str) -> Iterator[None]:
+    """Errors raised inside name files by where they are in the archive, not by the server's path."""
+    try:
+        yield
+    except PosterError as exc:
+        raise PosterError(without_folder(str(exc), folder, archive_name)) from None
 
 
 def _folder_names(dataset: str | None) -> tuple[str, ...]:

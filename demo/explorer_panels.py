@@ -13,6 +13,7 @@ from .compare_runs import ComparisonView, PairCellView, compare, select_pair_cel
 from .evaluate_upload import EvaluationView, evaluate_archive, storage_note
 from .files import files_out
 from .limits import Limits
+from .messages import cell_index, friendly
 from .outputs import outputs_of, returning, values
 from .store import ModelStore
 
@@ -82,7 +83,8 @@ def checkpoint_choices(store: ModelStore, uploads=()) -> list[tuple[str, str]]:
     return [(c.label, c.key) for c in store.choices(tuple(uploads or ()))]
 
 
-def _evaluate(archive, checkpoint, limit, session_dir, uploads):
+def _evaluate(archive, checkpoint, limit=None, session_dir=None, uploads=None):
+    # ``limit=None``: API clients may leave it out (Gradio marks a parameter that defaults to None optional).
     for step in evaluate_archive(archive, checkpoint, limit, session_dir, uploads or ()):
         yield values(step)  # a generator of its own: Gradio streams what a generator function yields
 
@@ -154,8 +156,9 @@ def build_compare_panel(limits: Limits, session_dir: gr.State) -> ComparePanel:
     def _compare(a, b, session):
         return compare(a, b, None, session)
 
+    @friendly("Opening the cell")
     def _on_cell(a, b, session, evt: gr.SelectData):
-        return select_pair_cell(a, b, *evt.index[:2], None, session)
+        return select_pair_cell(a, b, *cell_index(evt.index), None, session)
 
     light = limits.light_event()
     go.click(returning(ComparisonView, _compare), [run_a, run_b, session_dir], outputs_of(ComparisonView, panel),

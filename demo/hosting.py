@@ -61,6 +61,18 @@ class GuardedBlocks(gr.Blocks):
         finally:
             _session.reset(token)
 
+    async def call_function(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        # A handler that fails outside its own checks still answers with a sentence (Gradio would
+        # send ``error: null``); the server logs the failure, short.
+        try:
+            return await super().call_function(*args, **kwargs)
+        except (gr.Error, StopIteration, StopAsyncIteration):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the server must keep serving
+            log.warning("an event failed: %s", quote(f"{type(exc).__name__}: {exc}"))
+            raise gr.Error(f"This request could not be handled ({type(exc).__name__}); check what it sends. "
+                           "The app is still running.", print_exception=False) from None
+
     def shared_files(self) -> frozenset[Path]:
         """Files Gradio keeps in its cache for every visitor (the examples' copies)."""
         if self._shared is None:
@@ -267,8 +279,16 @@ class ShortLogRecords(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
+        # A traceback is appended when the record is formatted: fold it in now, so it is capped too.
+        if record.exc_info and record.exc_info[0] is not None:
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+            record.exc_info, record.exc_text = None, None
+        if record.stack_info:
+            text += "\n" + record.stack_info
+            record.stack_info = None
         if len(text) > self.limit:
-            record.msg, record.args = text[: self.limit] + f"… ({len(text) - self.limit} more characters)", None
+            text = text[: self.limit] + f"… ({len(text) - self.limit} more characters)"
+        record.msg, record.args = text, None
         return True
 
 

@@ -28,7 +28,7 @@ import gradio as gr
 import torch
 from gradio.utils import get_upload_folder
 
-from data_explorer.archive import ArchiveCaps, Unpacked, unpack_zip
+from data_explorer.archive import ArchiveCaps, ArchiveError, Unpacked, unpack_zip
 from poster.data import metrics
 from poster.weights.checkpoints import load_checkpoint
 from poster.data.datasets import ImageDataset, list_images
@@ -40,7 +40,7 @@ from poster.data.label_order import diagnose
 from poster.models.poster_v2 import PosterV2Weights
 
 from .explorer_runs import SESSION_PREFIX, without_folder
-from .files import own_folder
+from .files import discard_upload, own_folder
 from .messages import sentence
 from .limits import ENV_RUNS_DIR
 from .store import ModelStore, get_store
@@ -114,6 +114,7 @@ def checked_archive(path: str | Path | None) -> Path:
     if cache not in resolved.parents or not resolved.is_file():
         raise PosterError("the archive did not arrive through the upload; upload it again")
     if resolved.suffix.lower() != ".zip":
+        discard_upload(resolved)  # a refused upload leaves the cache at once
         raise PosterError(f"{resolved.name} is not a .zip archive")
     return resolved
 
@@ -201,7 +202,11 @@ def _evaluate(archive, checkpoint, limit, session_dir, uploads, store: ModelStor
     work = Path(tempfile.mkdtemp(prefix="poster-eval-set-"))
     try:
         with archive_names(work / "set", path.name):
-            unpacked = unpack_zip(path, work / "set", caps)
+            try:
+                unpacked = unpack_zip(path, work / "set", caps)
+            except ArchiveError:
+                discard_upload(path)  # a refused archive leaves the cache at once
+                raise
             model = fast_model(store, key)
             info = model.info
             folder_names = _folder_names(info.dataset)

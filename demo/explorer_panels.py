@@ -121,7 +121,7 @@ def build_evaluate_panel(limits: Limits, store: ModelStore, session_dir: gr.Stat
     # "multiple": after a cancel the page may still count the cancelled run as pending, and "once"
     # or "always_last" would then never start the next one.
     running = start.click(_evaluate, inputs, outputs_of(EvaluationView, panel), api_name="evaluate",
-                          show_progress="hidden", **(limits.model_event(public=True) | {"trigger_mode": "multiple"}))
+                          show_progress="hidden", **limits.evaluation_event())
     panel.running = running
     summary.change(progress_html, [summary], [progress], **limits.light_event())
     cancel.click(_cancelled, None, [summary], cancels=[running], **limits.light_event())

@@ -135,13 +135,13 @@ def network_section(model, budget: Budget, sizes: Sizes) -> dict:
 
 def live_section(checkpoint: Path, budget: Budget, sizes: Sizes) -> dict:
     """The webcam's server path per frame (one and four faces), and 16 streams classified together."""
-    from demo.live_tracking import LiveSession, process_frame
+    from demo.webcam.live_tracking import LiveSession, process_frame
     from poster.data.sample_faces import sample_photos
     from poster.inference.predictor import Predictor
 
     predictor = Predictor.from_checkpoint(checkpoint, device=sizes.device)
 
-    class OneModelStore:  # the parts of demo.store.ModelStore that process_frame uses
+    class OneModelStore:  # the parts of demo.serving.store.ModelStore that process_frame uses
         on_gpu = sizes.device == "cuda"
 
         def __init__(self, predictor):

@@ -28,6 +28,8 @@ _IGNORED_FOLDERS = {"__macosx"}
 _SPLIT_NAMES = {"test", "valid", "val", "train"}
 RATIO_CHECKED_ABOVE = 1 << 20  # small files may compress well without being a bomb
 _CHUNK = 1 << 16
+MAX_NAME_BYTES = 255  # the longest file or folder name most file systems take
+NAME_CHARS = 120  # an entry name is quoted at most this long in a message
 
 
 class ArchiveError(PosterError):
@@ -112,6 +114,9 @@ def unpack_zip(archive: str | Path, target: str | Path, caps: ArchiveCaps | None
         raise ArchiveError(f"the archive is corrupt ({_short(exc)})") from None
     except NotImplementedError as exc:
         raise ArchiveError(f"the archive uses an unsupported compression ({_short(exc)}); use plain zip") from None
+    except OSError as exc:  # a name this file system refuses, a full disk
+        raise ArchiveError(f"an entry of the archive could not be unpacked ({exc.strerror or type(exc).__name__})"
+                           ) from None
     rejected = _check_images(target, [relative for _, relative in entries], caps.max_pixels)
     return Unpacked(target, dataset_path(target), len(entries), written, rejected)
 
@@ -129,29 +134,32 @@ def _checked_entries(zf: zipfile.ZipFile, archive_size: int, caps: ArchiveCaps) 
         parts = _parts(name)
         mode = info.external_attr >> 16
         if stat.S_ISLNK(mode):
-            raise ArchiveError(f"the archive holds a symbolic link ({name}); links are not allowed")
+            raise ArchiveError(f"the archive holds a symbolic link ({_shown(name)}); links are not allowed")
         if info.flag_bits & 0x1:
-            raise ArchiveError(f"the archive holds an encrypted entry ({name}); upload it without a password")
+            raise ArchiveError(f"the archive holds an encrypted entry ({_shown(name)}); upload it without a password")
         if info.is_dir() or _ignored(parts):
             continue
         suffix = PurePosixPath(parts[-1]).suffix.lower()
         if suffix in ARCHIVE_SUFFIXES:
-            raise ArchiveError(f"the archive holds another archive ({name}); unpack it and zip the images themselves")
+            raise ArchiveError(f"the archive holds another archive ({_shown(name)}); unpack it and zip the images themselves")
         if suffix not in IMAGE_SUFFIXES and suffix not in LABEL_SUFFIXES:
             others.append(name)
             continue
         relative = "/".join(parts)
         if relative.lower() in seen:
-            raise ArchiveError(f"the archive holds {name} twice")
+            raise ArchiveError(f"the archive holds {_shown(name)} twice")
         seen.add(relative.lower())
         if info.file_size > RATIO_CHECKED_ABOVE and info.file_size > caps.max_ratio * max(info.compress_size, 1):
-            raise ArchiveError(f"{name} unpacks {info.file_size / max(info.compress_size, 1):.0f} times larger than "
+            raise ArchiveError(f"{_shown(name)} unpacks {info.file_size / max(info.compress_size, 1):.0f} times larger than "
                                f"it is packed (a zip bomb?); the cap is {caps.max_ratio:g}x")
         total += info.file_size
         entries.append((info, relative))
     if others:
-        listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        listed = ", ".join(_shown(o) for o in others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
         raise ArchiveError(f"the archive holds files that are neither images nor .csv/.txt label files: {listed}")
+    clash = _file_and_folder([relative for _, relative in entries])
+    if clash:
+        raise ArchiveError(f"the archive holds both a file and a folder named {_shown(clash)}; rename one")
     if not any(PurePosixPath(relative).suffix.lower() in IMAGE_SUFFIXES for _, relative in entries):
         raise ArchiveError("the archive holds no images")
     if len(entries) > caps.max_files:
@@ -170,13 +178,34 @@ def _parts(name: str) -> list[str]:
     """The path components of an entry name; refuses absolute paths and ``..``."""
     cleaned = name.replace("\\", "/")
     if cleaned.startswith("/") or (len(cleaned) > 1 and cleaned[1] == ":"):
-        raise ArchiveError(f"the archive holds an absolute path ({name}); entries must be relative")
+        raise ArchiveError(f"the archive holds an absolute path ({_shown(name)}); entries must be relative")
     parts = [p for p in cleaned.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise ArchiveError(f"the archive holds a path that climbs out of its folder ({name})")
+        raise ArchiveError(f"the archive holds a path that climbs out of its folder ({_shown(name)})")
     if not parts or any("\x00" in p for p in parts):
-        raise ArchiveError(f"the archive holds an unusable entry name ({name!r})")
+        raise ArchiveError(f"the archive holds an unusable entry name ({_shown(repr(name))})")
+    if any(len(p.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for p in parts):
+        raise ArchiveError(f"the archive holds a name longer than {MAX_NAME_BYTES} bytes ({_shown(name)}); "
+                           "shorten it")
     return parts
+
+
+def _shown(name: str) -> str:
+    """An entry name as a message quotes it: one line, at most ``NAME_CHARS`` characters."""
+    text = " ".join(str(name).split())
+    return text if len(text) <= NAME_CHARS else text[: NAME_CHARS - 1] + "…"
+
+
+def _file_and_folder(relatives: list[str]) -> str | None:
+    """A name the archive uses both for a file and for a folder (they cannot both be unpacked)."""
+    files = {r.lower() for r in relatives}
+    for relative in relatives:
+        parts = relative.lower().split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if folder in files:
+                return "/".join(relative.split("/")[:depth])
+    return None
 
 
 def _ignored(parts: list[str]) -> bool:
@@ -206,6 +235,10 @@ def _check_images(root: Path, relatives: list[str], max_pixels: int) -> dict[str
         try:
             with Image.open(path) as image:
                 width, height = image.size
+        except Image.DecompressionBombError:
+            rejected[str(path.resolve())] = (f"its header claims more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} "
+                                             f"megapixels (a decompression bomb?); the cap is {max_pixels / 1e6:g}")
+            continue
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
             rejected[str(path.resolve())] = "not an image (its content is no picture Pillow reads)"
             continue
@@ -237,4 +270,4 @@ def _mb(size: float) -> str:
 
 
 def _short(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:120] or type(exc).__name__
+    return " ".join(str(exc).split())[:NAME_CHARS] or type(exc).__name__

@@ -19,9 +19,10 @@ from starlette.middleware import Middleware
 from .ui import render
 from .ui.download_row import build_download_row
 from .explorer.tab import RunListView, build_explorer_tab, run_pickers_on_load
+from .serving.clients import SessionBook, cap_queue_per_client, sweep_unused_uploads_every, upload_ledger
 from .serving.files import files_out
 from .serving.gpu import gpu
-from .serving.hosting import GuardedBlocks, RequestLimits, cap_waiting_per_session
+from .serving.hosting import GuardedBlocks, RequestLimits
 from .serving.limits import Limits, limits_for, max_image_bytes, max_upload_bytes
 from .model.tab import banner, build_model_tab, checkpoint_dropdown, header_line, model_facts
 from .ui.outputs import bound, outputs_of, returning, unchanged
@@ -146,7 +147,9 @@ def build_demo(store: ModelStore | None = None, limits: Limits | None = None) ->
     for name, value in ANALYTICS_SETTINGS.items():
         os.environ.setdefault(name, value)
     demo.queue(default_concurrency_limit=limits.light_concurrency, max_size=limits.queue_size)
-    cap_waiting_per_session(demo, limits.session_waiting)
+    sweep_unused_uploads_every(min(60.0, max(1.0, upload_ledger().unused_seconds / 2)))
+    sessions = SessionBook(limits.sessions_per_address, limits.max_sessions, end=_end_session(demo, store))
+    cap_queue_per_client(demo, limits.session_waiting, sessions)
     return demo
 
 
@@ -160,9 +163,26 @@ def _session_ended(demo: GuardedBlocks, store: ModelStore):
     return on_unload
 
 
+def _end_session(demo: GuardedBlocks, store: ModelStore):
+    def end(session: str) -> None:
+        """A client opened more sessions than it may keep: its least recently active one goes, state and all."""
+        store.forget_session(session)
+        demo.session_files.end(session)
+        holder = demo.state_holder
+        holder.delete_state(session)  # runs the states' delete callbacks (uploaded checkpoints)
+        with holder.lock:
+            holder.session_data.pop(session, None)
+            holder.time_last_used.pop(session, None)
+
+    return end
+
+
 def launch_kwargs(store: ModelStore, limits: Limits | None = None) -> dict:
     """``demo.launch`` settings shared by ``app.py`` and the tests, for an app built around ``store``."""
     limits = limits or limits_for(store.on_gpu)
+    # Uvicorn takes X-Forwarded-For from any peer on loopback as the client's address; the app decides
+    # itself whom to believe (POSTER_TRUSTED_PROXY, see demo.serving.clients), so uvicorn believes nobody.
+    os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
     middleware = Middleware(RequestLimits, max_body=int(limits.max_body_mb * 2**20), max_image=max_image_bytes(),
                             max_file=max_upload_bytes())
     return {"theme": theme(), "css": render.CSS, "max_file_size": max_upload_bytes(), "show_error": False,

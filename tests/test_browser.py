@@ -229,10 +229,14 @@ def test_webcam_draws_live_results_over_the_camera_picture(page, tmp_path):
     page.screenshot(path=str(ARTIFACTS / "webcam-frozen.png"), full_page=True)
 
 
-def test_a_second_visitor_waits_for_the_camera_slot(browser, app_url, page):
+def test_a_second_visitor_waits_for_the_camera_slot(browser, app_url, page, monkeypatch):
+    # Camera turns go by client address; on loopback a trusted proxy's header makes the second
+    # browser another client (the first one's requests carry none: 127.0.0.1).
+    monkeypatch.setenv("POSTER_TRUSTED_PROXY", "1")
     start_camera(page)
     playwright_api.expect(page.locator(f"{LIVE} .poster-live-rate")).to_have_text(RATE, timeout=TIMEOUT_MS)
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"])
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera"],
+                                  extra_http_headers={"X-Forwarded-For": "10.7.0.2"})
     other = context.new_page()
     other.set_default_timeout(TIMEOUT_MS)
     other.goto(app_url, wait_until="load")

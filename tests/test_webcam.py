@@ -321,7 +321,7 @@ def test_the_waiting_page_is_told_how_long_it_has_waited(app_store, frame):  # n
     clock.now += 5
     send(frame, first, store=app_store, slots=slots, visitor="a")
     result, _ = send(frame, store=app_store, slots=slots, visitor="b")
-    assert result["status"] == "waiting" and result["message"] == "waiting for the camera slot, 5 s"
+    assert result["status"] == "waiting" and result["message"] == "waiting for the camera slot, 5 s; your turn in at most 115 s"
     assert first.tracks
     stop_stream(first, slots=slots, visitor="a")
     assert first.tracks == [] and not first.detected_last

@@ -40,7 +40,7 @@ def join(server: str, fn_index: int, data: list, event_data=None, session: str |
     """Queue one event and wait for its end; returns Gradio's final message (success, output)."""
     session = session or uuid.uuid4().hex[:11]
     body = {"data": data, "event_data": event_data, "fn_index": fn_index, "session_hash": session}
-    with httpx.Client(base_url=server + "gradio_api/", timeout=TIMEOUT) as client:
+    with httpx.Client(base_url=server + "gradio_api/", timeout=TIMEOUT, headers=_forwarded(session)) as client:
         joined = client.post("queue/join", json=body)
         assert joined.status_code == 200, joined.text
         with client.stream("GET", "queue/data", params={"session_hash": session}) as stream:
@@ -68,7 +68,14 @@ def start(server, events, session: str, precision="bfloat16") -> str:
 def post_frame(server, events, data, session: str) -> httpx.Response:
     """One call of the live view's server function, as the page sends it."""
     body = {"session_hash": session, "component_id": events["component"], "fn_name": "frame", "data": data}
-    return httpx.post(server + "gradio_api/component_server/", json=body, timeout=TIMEOUT)
+    return httpx.post(server + "gradio_api/component_server/", json=body, timeout=TIMEOUT, headers=_forwarded(session))
+
+
+_addresses: dict[str, str] = {}  # session -> the address a trusted proxy says it comes from
+
+
+def _forwarded(session: str) -> dict:
+    return {"X-Forwarded-For": _addresses[session]} if session in _addresses else {}
 
 
 def frame_event(server, events, data, session=None, precision="bfloat16") -> dict:
@@ -186,8 +193,11 @@ def test_a_100_megapixel_frame_is_refused(server, events):
     join(server, events["live_stop"], [None], {}, session)
 
 
-def test_a_second_session_waits_until_the_first_stops(server, events, astronaut):
+def test_a_second_client_waits_until_the_first_stops(server, events, astronaut, monkeypatch):
+    # Camera turns go by client address; on loopback a trusted proxy's header tells two clients apart.
+    monkeypatch.setenv("POSTER_TRUSTED_PROXY", "1")
     first, second = uuid.uuid4().hex[:11], uuid.uuid4().hex[:11]
+    _addresses.update({first: "10.5.0.1", second: "10.5.0.2"})
     frame = {"frame": frame_url(astronaut)}
     assert frame_event(server, events, frame, first)["status"] == "ok"
     waiting = frame_event(server, events, frame, second)

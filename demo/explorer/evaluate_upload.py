@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ import gradio as gr
 import torch
 from gradio.utils import get_upload_folder
 
-from data_explorer.archive import ArchiveCaps, Unpacked, unpack_zip
+from data_explorer.archive import ArchiveCaps, ArchiveError, Unpacked, unpack_zip
 from poster.data import metrics
 from poster.weights.checkpoints import load_checkpoint
 from poster.data.datasets import ImageDataset, list_images
@@ -39,8 +40,8 @@ from poster.inference.precision import default_precision
 from poster.data.label_order import diagnose
 from poster.weights.registry import get_weights
 
-from .runs import SESSION_PREFIX
-from ..serving.files import own_folder
+from .runs import SESSION_PREFIX, without_folder
+from ..serving.files import discard_upload, own_folder
 from ..ui.messages import sentence
 from ..serving.limits import ENV_RUNS_DIR
 from ..serving.store import ModelStore
@@ -114,6 +115,7 @@ def checked_archive(path: str | Path | None) -> Path:
     if cache not in resolved.parents or not resolved.is_file():
         raise PosterError("the archive did not arrive through the upload; upload it again")
     if resolved.suffix.lower() != ".zip":
+        discard_upload(resolved)  # a refused upload leaves the cache at once
         raise PosterError(f"{resolved.name} is not a .zip archive")
     return resolved
 
@@ -200,12 +202,17 @@ def _evaluation_steps(archive, checkpoint, limit, session_dir, uploads, store: M
     yield EvaluationView({"status": "unpacking", "archive": path.name}, session_dir)
     work = Path(tempfile.mkdtemp(prefix="poster-eval-set-"))
     try:
-        unpacked = unpack_zip(path, work / "set", caps)
-        model = fast_model(store, key)
-        info = model.info
-        folder_names = _folder_names(info.dataset)
-        listing = list_images(unpacked.data, info.class_names, folder_names, split="test")
-        listing = without_rejected(listing, unpacked).limit(count)
+        with archive_names(work / "set", path.name):
+            try:
+                unpacked = unpack_zip(path, work / "set", caps)
+            except ArchiveError:
+                discard_upload(path)  # a refused archive leaves the cache at once
+                raise
+            model = fast_model(store, key)
+            info = model.info
+            folder_names = _folder_names(info.dataset)
+            listing = list_images(unpacked.data, info.class_names, folder_names, split="test")
+            listing = without_rejected(listing, unpacked).limit(count)
         name = run_name(key, path.stem)
         with staged_run_dir(out_root / name) as stage:
             dataset = ImageDataset(listing, preprocessing=info.preprocessing, thumbnail_dir=stage / "thumbs",
@@ -236,6 +243,15 @@ def _evaluation_steps(archive, checkpoint, limit, session_dir, uploads, store: M
     value = name if shared is not None else SESSION_PREFIX + name
     yield EvaluationView(api_summary(summary, table, value, "shared" if shared is not None else "session"),
                          session_dir)
+
+
+@contextmanager
+def archive_names(folder: Path, archive_name: str) -> Iterator[None]:
+    """Errors raised inside name files by where they are in the archive, not by the server's path."""
+    try:
+        yield
+    except PosterError as exc:
+        raise PosterError(without_folder(str(exc), folder, archive_name)) from None
 
 
 def _folder_names(dataset: str | None) -> tuple[str, ...]:

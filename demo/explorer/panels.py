@@ -13,6 +13,7 @@ from .compare_runs import ComparisonView, PairCellView, compare, select_pair_cel
 from .evaluate_upload import EvaluationView, evaluate_archive, storage_note
 from ..serving.files import files_out
 from ..serving.limits import Limits
+from ..ui.messages import cell_index, friendly
 from ..ui.outputs import bound, outputs_of, returning, values
 from ..serving.store import ModelStore
 
@@ -82,7 +83,8 @@ def checkpoint_choices(store: ModelStore, uploads=()) -> list[tuple[str, str]]:
     return [(c.label, c.key) for c in store.choices(tuple(uploads or ()))]
 
 
-def _evaluate(archive, checkpoint, limit, session_dir, uploads, store: ModelStore):
+def _evaluate(archive, checkpoint, limit=None, session_dir=None, uploads=None, *, store: ModelStore):
+    # ``limit=None``: API clients may leave it out (Gradio marks a parameter that defaults to None optional).
     for step in evaluate_archive(archive, checkpoint, limit, session_dir, uploads or (), store=store):
         yield values(step)  # a generator of its own: Gradio streams what a generator function yields
 
@@ -119,7 +121,7 @@ def build_evaluate_panel(limits: Limits, store: ModelStore, session_dir: gr.Stat
     # "multiple": after a cancel the page may still count the cancelled run as pending, and "once"
     # or "always_last" would then never start the next one.
     running = start.click(bound(_evaluate, store=store), inputs, outputs_of(EvaluationView, panel), api_name="evaluate",
-                          show_progress="hidden", **(limits.model_event(public=True) | {"trigger_mode": "multiple"}))
+                          show_progress="hidden", **limits.evaluation_event())
     panel.running = running
     summary.change(progress_html, [summary], [progress], **limits.light_event())
     cancel.click(_cancelled, None, [summary], cancels=[running], **limits.light_event())
@@ -154,8 +156,9 @@ def build_run_compare_panel(limits: Limits, session_dir: gr.State) -> RunCompare
     def _compare(a, b, session):
         return compare(a, b, None, session)
 
+    @friendly("Opening the cell")
     def _on_cell(a, b, session, evt: gr.SelectData):
-        return select_pair_cell(a, b, *evt.index[:2], None, session)
+        return select_pair_cell(a, b, *cell_index(evt.index), None, session)
 
     light = limits.light_event()
     go.click(returning(ComparisonView, _compare), [run_a, run_b, session_dir], outputs_of(ComparisonView, panel),

@@ -43,7 +43,15 @@ def list_runs(root: str | Path | None = None) -> tuple[list[Run], list[str]]:
     with _cache_lock:
         for run in runs:
             _cache[run.path.resolve()] = (_mtime(run.path), run)
-    return runs, [f"{b.path.name}: {b.reason}" for b in broken]
+    return runs, [f"{b.path.name}: {without_folder(b.reason, root)}" for b in broken]
+
+
+def without_folder(text: str, folder: Path, name: str = "the runs folder") -> str:
+    """``text`` with the server's path of ``folder`` left out: paths inside it become relative,
+    the folder itself is called ``name``."""
+    for prefix in sorted({str(folder.resolve()), str(folder.absolute())}, key=len, reverse=True):
+        text = text.replace(prefix + os.sep, "").replace(prefix, name)
+    return text
 
 
 def run_source(name: str, root: str | Path | None = None,

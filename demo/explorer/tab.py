@@ -26,7 +26,7 @@ from .runs import all_run_choices, get_run, run_checkpoint_key, run_choices
 from .views import (DEFAULT_SORT, SORTS, cell_rows, class_table, confusion_table, gallery_items,
                     label_order_notice, rows_table, run_image, summary_html)
 from ..serving.files import files_out
-from ..ui.messages import friendly
+from ..ui.messages import cell_index, friendly
 from ..ui.photo_result import Subject
 from ..serving.limits import Limits
 from ..ui.outputs import bound, outputs_of, returning, unchanged
@@ -195,8 +195,9 @@ def _at_least_224(image: np.ndarray | None) -> np.ndarray | None:
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
 
 
+@friendly("Opening the cell")
 def _on_cell(name, sort, session, evt: gr.SelectData):
-    return select_cell(name, *evt.index[:2], sort, None, session)
+    return select_cell(name, *cell_index(evt.index), sort, None, session)
 
 
 def _on_sort(name, sort, cell, session):

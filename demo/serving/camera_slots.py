@@ -1,6 +1,7 @@
 """Who may stream the webcam now: a few camera slots, handed out first come, first served.
 
-Each live frame asks ``claim`` for its visitor. A visitor holding a slot keeps it for
+Each live frame asks ``claim`` for its visitor (a client address: one address holds at most one
+place, however many sessions it opens). A visitor holding a slot keeps it for
 ``session_seconds`` (then the stream ends and the visitor queues again) or until no frame came for
 ``idle_seconds`` (a closed tab, a stopped camera). Everyone else waits in line and is told how long
 they have waited; a waiting page polls about once a second, so one that stops polling leaves the
@@ -18,12 +19,13 @@ from typing import Callable, Iterator
 
 @dataclass(frozen=True)
 class Claim:
-    """The answer to one frame: ``state`` is granted, waiting, ended or busy."""
+    """The answer to one frame: ``state`` is granted, waiting, ended, full (the line is) or busy."""
 
     state: str
     position: int = 0      # place in line while waiting (1: next)
     waited: float = 0.0    # seconds waited so far
     remaining: float = 0.0  # seconds left of a granted session
+    expected: float = 0.0   # while waiting: seconds until a turn at the latest (holders use all their time)
 
     @property
     def granted(self) -> bool:
@@ -34,8 +36,9 @@ class CameraSlots:
     """Thread-safe slot bookkeeping; ``clock`` is injectable for tests."""
 
     def __init__(self, capacity: int, session_seconds: float, idle_seconds: float = 3.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_waiting: int = 32) -> None:
         self.capacity = max(1, int(capacity))
+        self.max_waiting = max(1, int(max_waiting))
         self.session_seconds = float(session_seconds)
         self.idle_seconds = float(idle_seconds)
         self._clock = clock
@@ -56,6 +59,8 @@ class CameraSlots:
                     return Claim("ended")
                 held[1] = now
                 return Claim("granted", remaining=self.session_seconds - (now - held[0]))
+            if visitor not in self._waiting and len(self._waiting) >= self.max_waiting:
+                return Claim("full", position=len(self._waiting) + 1)
             queued = self._waiting.setdefault(visitor, [now, now])
             queued[1] = now
             position = list(self._waiting).index(visitor) + 1
@@ -64,7 +69,16 @@ class CameraSlots:
                 self._holders[visitor] = [now, now]
                 return Claim("granted", remaining=self.session_seconds)
             ahead_free = max(0, self.capacity - len(self._holders))
-            return Claim("waiting", position=position - ahead_free, waited=now - queued[0])
+            place = position - ahead_free
+            return Claim("waiting", position=place, waited=now - queued[0], expected=self._expected(place, now))
+
+    def _expected(self, place: int, now: float) -> float:
+        # The place-th turn to free up: holders' remaining times, then whole sessions after them.
+        ends = sorted(max(0.0, self.session_seconds - (now - granted)) for granted, _ in self._holders.values())
+        if not ends:
+            return 0.0
+        rounds, index = divmod(place - 1, len(ends))
+        return ends[index] + rounds * self.session_seconds
 
     def release(self, visitor: str) -> None:
         """The visitor stopped: free their slot (or place in line) at once."""

@@ -5,8 +5,7 @@
   refused with one message, whichever event it is sent to and whether or not it carries
   Gradio's ``meta`` marker. Errors raised while an input is read quote it at most
   ``QUOTE_CHARS`` long.
-- ``cap_waiting_per_session`` lets each session keep only a few requests waiting per
-  concurrency group; past that, a new request replaces the session's waiting one.
+- Limits per client (waiting requests, sessions, evaluations) are in ``clients``.
 - ``RequestLimits`` caps the bodies of requests: events, uploaded images, other uploads.
 - ``remove_on_exit`` deletes the app's temporary files when it exits or gets SIGTERM.
 - ``ShortLogRecords`` keeps log records short whatever they quote.
@@ -16,6 +15,7 @@ from __future__ import annotations
 import atexit
 import contextvars
 import inspect
+import json
 import logging
 import os
 import re
@@ -27,6 +27,7 @@ from typing import Any, Callable
 import gradio as gr
 from gradio import components
 
+from .clients import REPLACED, client_address, upload_ledger
 from .files import UPLOAD_REFUSED, SessionFiles, UploadRefused, remove_temporary_files, uploaded_path
 from ..ui.messages import QUOTE_CHARS, quote
 
@@ -61,6 +62,18 @@ class GuardedBlocks(gr.Blocks):
         finally:
             _session.reset(token)
 
+    async def call_function(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        # A handler that fails outside its own checks still answers with a sentence (Gradio would
+        # send ``error: null``); the server logs the failure, short.
+        try:
+            return await super().call_function(*args, **kwargs)
+        except (gr.Error, StopIteration, StopAsyncIteration):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the server must keep serving
+            log.warning("an event failed: %s", quote(f"{type(exc).__name__}: {exc}"))
+            raise gr.Error(f"This request could not be handled ({type(exc).__name__}); check what it sends. "
+                           "The app is still running.", print_exception=False) from None
+
     def shared_files(self) -> frozenset[Path]:
         """Files Gradio keeps in its cache for every visitor (the examples' copies)."""
         if self._shared is None:
@@ -74,6 +87,7 @@ class GuardedBlocks(gr.Blocks):
                 for path in checked_files(block, value):
                     if path not in self.shared_files():
                         self.session_files.add(_session.get(), path)
+                        upload_ledger().used(path)
         try:
             return await super().preprocess_data(block_fn, inputs, state, explicit_call)
         except gr.Error as exc:
@@ -126,50 +140,6 @@ def _is_data_url(url: Any) -> bool:
     return isinstance(url, str) and url.startswith("data:image/")
 
 
-# --- the queue ----------------------------------------------------------------------------
-
-REPLACED = "Replaced by your newer request."
-
-
-def cap_waiting_per_session(demo: gr.Blocks, per_session: int) -> None:
-    """Keep at most ``per_session`` requests of one session waiting in each concurrency group.
-
-    When the session is at the cap, a new request replaces its waiting request for the same
-    event, else its oldest waiting one; the replaced request ends with ``REPLACED``.
-    Running requests are never touched. One client thus cannot fill the queue for everyone.
-    """
-    queue = demo._queue
-    push = queue.push
-
-    async def capped_push(body: Any, request: Any, username: Any):
-        if body.fn_index is not None and body.session_hash:
-            fn = demo.fns.get(body.fn_index)
-            if fn is not None:
-                await _make_room(queue, body.session_hash, fn, per_session)
-        return await push(body, request, username)
-
-    queue.push = capped_push
-
-
-async def _make_room(queue: Any, session: str, fn: Any, per_session: int) -> None:
-    from gradio.server_messages import ProcessCompletedMessage
-
-    group = queue.event_queue_per_concurrency_id.get(fn.concurrency_id)
-    if group is None:
-        return
-    async with queue.delete_lock:
-        waiting = [e for e in group.queue if e.session_hash == session]
-        # At the cap, the same event's waiting requests go first, then the oldest others.
-        candidates = [e for e in waiting if e.fn is fn] + [e for e in waiting if e.fn is not fn]
-        drop = candidates[: max(0, len(waiting) + 1 - per_session)]
-        for event in drop:
-            group.queue.remove(event)
-            queue.event_ids_to_events.pop(event._id, None)
-    for event in drop:
-        queue.send_message(event, ProcessCompletedMessage(output={"error": REPLACED, "visible": False},
-                                                          success=False, title="Replaced"))
-
-
 # --- request bodies -----------------------------------------------------------------------
 
 IMAGE_NAME = re.compile(rb'filename="[^"]*\.(jpe?g|png|gif|webp|bmp|tiff?|heic|heif|avif)"', re.IGNORECASE)
@@ -202,11 +172,26 @@ class RequestLimits:
         limit = self.max_image if _first_part_is_image(head) else self.max_file
         if declared is not None and declared > limit + MULTIPART_SLACK:
             return await _too_large(send, limit)
+        address = client_address(scope)
+        ledger = upload_ledger()
+        refusal = ledger.refusal(address, declared or 0)
+        if refusal is not None:
+            return await _refuse(send, 429, refusal)
 
         async def replay() -> dict:
             return buffered.pop(0) if buffered else await receive()
 
-        return await self.app(scope, replay, send)
+        answer = bytearray()
+
+        async def recorded(message: dict) -> None:
+            # The answer lists the cached files' paths: they are this address's until used or swept.
+            if message["type"] == "http.response.body" and len(answer) < 1 << 20:
+                answer.extend(message.get("body", b""))
+                if not message.get("more_body"):
+                    ledger.add(address, _paths_in(bytes(answer)))
+            await send(message)
+
+        return await self.app(scope, replay, recorded)
 
 
 async def _read_head(receive: Callable, size: int = 8192) -> tuple[bytes, list[dict]]:
@@ -250,9 +235,21 @@ def _counting(receive: Callable, limit: int) -> Callable:
     return counted
 
 
+def _paths_in(body: bytes) -> list[str]:
+    try:
+        paths = json.loads(body)
+    except ValueError:
+        return []
+    return [p for p in paths if isinstance(p, str)] if isinstance(paths, list) else []
+
+
 async def _too_large(send: Callable, limit: int) -> None:
-    body = f"Request too large: at most {limit / 2**20:.0f} MB here.".encode()
-    await send({"type": "http.response.start", "status": 413,
+    await _refuse(send, 413, f"Request too large: at most {limit / 2**20:.0f} MB here.")
+
+
+async def _refuse(send: Callable, status: int, text: str) -> None:
+    body = text.encode()
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
@@ -267,8 +264,16 @@ class ShortLogRecords(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
+        # A traceback is appended when the record is formatted: fold it in now, so it is capped too.
+        if record.exc_info and record.exc_info[0] is not None:
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+            record.exc_info, record.exc_text = None, None
+        if record.stack_info:
+            text += "\n" + record.stack_info
+            record.stack_info = None
         if len(text) > self.limit:
-            record.msg, record.args = text[: self.limit] + f"… ({len(text) - self.limit} more characters)", None
+            text = text[: self.limit] + f"… ({len(text) - self.limit} more characters)"
+        record.msg, record.args = text, None
         return True
 
 
@@ -302,5 +307,4 @@ def remove_on_exit(demo: gr.Blocks) -> Callable[[], None]:
     return cleanup
 
 
-__all__ = ["GuardedBlocks", "RequestLimits", "ShortLogRecords", "cap_waiting_per_session", "checked_files",
-           "remove_on_exit", "REPLACED"]
+__all__ = ["GuardedBlocks", "RequestLimits", "ShortLogRecords", "checked_files", "remove_on_exit", "REPLACED"]

@@ -18,6 +18,7 @@ DEFAULT_MAX_UPLOAD_MB = 1024  # released checkpoints with optimizer state are ~0
 DEFAULT_MAX_IMAGE_MB = 25
 DEFAULT_UPLOAD_MEMORY_MB = 1024  # a loaded POSTER++ is ~0.2 GB: about five uploads at once
 MAX_IMAGE_PIXELS = 40_000_000
+EVALUATION_GROUP = "evaluate"  # the concurrency group of evaluations of uploaded sets
 
 
 def _env(name: str, default: float) -> float:
@@ -35,8 +36,12 @@ class Limits:
     webcam_seconds: int         # a visitor's camera session ends after this long (press Start camera again)
     light_concurrency: int      # cheap events (tables, clicks)
     queue_size: int             # requests waiting before new ones are refused
-    session_waiting: int = 3    # requests one session may keep waiting per group (the newest replace)
+    session_waiting: int = 3    # requests one client may keep waiting per group (the newest replace)
     max_body_mb: float = 2.0    # request bodies of events (webcam frames are ~30-60 KB)
+    sessions_per_address: int = 10  # open sessions (tabs, API clients) of one client address
+    max_sessions: int = 1000    # open sessions in all
+    evaluations: int = 1        # evaluations of uploaded sets running at once (others wait their turn)
+    camera_waiting: int = 32    # clients waiting for a camera slot; one place per address
 
     # Events are private (not callable by API clients) unless made public. "always_last": an input
     # that changes while its event is still running (or queued) runs once more with the newest
@@ -44,6 +49,11 @@ class Limits:
     def model_event(self, public: bool = False) -> dict:
         return {"concurrency_id": "model", "concurrency_limit": self.model_concurrency,
                 "api_visibility": "public" if public else "private", "trigger_mode": "always_last"}
+
+    def evaluation_event(self) -> dict:
+        """Evaluations have a group of their own: they never hold the slots photos and explanations use."""
+        return {"concurrency_id": EVALUATION_GROUP, "concurrency_limit": self.evaluations, "api_visibility": "public",
+                "trigger_mode": "multiple"}
 
     def light_event(self) -> dict:
         return {"concurrency_id": "light", "concurrency_limit": self.light_concurrency,
@@ -62,6 +72,10 @@ def limits_for(on_gpu: bool) -> Limits:
         queue_size=int(_env("POSTER_QUEUE_SIZE", 64)),
         session_waiting=max(1, int(_env("POSTER_SESSION_WAITING", 3))),
         max_body_mb=_env("POSTER_MAX_BODY_MB", 2.0),
+        sessions_per_address=max(1, int(_env("POSTER_SESSIONS_PER_ADDRESS", 10))),
+        max_sessions=max(1, int(_env("POSTER_MAX_SESSIONS", 1000))),
+        evaluations=max(1, int(_env("POSTER_EVALUATIONS", 1))),
+        camera_waiting=max(1, int(_env("POSTER_CAMERA_WAITING", 32))),
     )
 
 

@@ -68,6 +68,17 @@ class ClickError(PosterError):
     """A click event whose position is not two numbers."""
 
 
+def cell_index(index: Any) -> tuple[int, int]:
+    """The (row, column) of a table's select event; raises ``ClickError`` for anything else."""
+    try:
+        row, col = list(index)[:2]
+        if isinstance(row, bool) or isinstance(col, bool) or int(row) != row or int(col) != col:
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise ClickError(f"a table cell is given as [row, column], got {quote(repr(index), 60)}") from None
+    return int(row), int(col)
+
+
 def click_point(index: Any) -> tuple[float, float]:
     """The (x, y) of a select event's ``index``; raises ``ClickError`` for anything else."""
     try:

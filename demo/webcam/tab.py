@@ -22,6 +22,7 @@ from poster.errors import ImageError
 from . import precision as precisions
 from ..ui import render
 from ..serving.camera_slots import CameraSlots, Claim
+from ..serving.clients import client_address
 from ..ui.explain_panel import ExplainPanel, build_explain_panel
 from ..serving.files import files_out
 from ..serving.gpu import gpu
@@ -169,7 +170,11 @@ def _not_granted(claim: Claim, slots: CameraSlots) -> dict:
     if claim.state == "waiting":
         ahead = "" if claim.position <= 1 else f" ({claim.position - 1} ahead of you)"
         return {"status": "waiting", "waited": round(claim.waited, 1), "position": claim.position,
-                "message": f"waiting for the camera slot, {claim.waited:.0f} s{ahead}"}
+                "expected": round(claim.expected), "message": f"waiting for the camera slot, {claim.waited:.0f} s"
+                f"{ahead}; your turn in at most {claim.expected:.0f} s"}
+    if claim.state == "full":
+        return {"status": "waiting", "waited": 0.0, "position": claim.position,
+                "message": f"{claim.position - 1} visitors are waiting for the camera already; try again in a few minutes"}
     if claim.state == "ended":
         minutes = slots.session_seconds / 60
         return {"status": "ended", "message": f"The camera session ended after {minutes:g} minutes so others get "
@@ -206,13 +211,14 @@ def download_results(session: LiveSession | None) -> ResultsView:
 
 
 def _visitor(request: gr.Request | None) -> str:
-    return (getattr(request, "session_hash", None) or "anonymous") if request is not None else "anonymous"
+    # Camera turns go by client address: new session hashes do not buy more places in line.
+    return client_address(request)
 
 
 # --- the tab --------------------------------------------------------------------------------
 
 def build_webcam_tab(model_key: gr.State, store: ModelStore, limits: Limits) -> WebcamTab:
-    slots = CameraSlots(limits.webcam_streams, limits.webcam_seconds)
+    slots = CameraSlots(limits.webcam_streams, limits.webcam_seconds, max_waiting=limits.camera_waiting)
     on_gpu = store.on_gpu
     choices = precisions.choices(on_gpu)
     shared = "" if limits.webcam_streams > 1 else " One camera is served at a time; others wait for their turn."

@@ -129,7 +129,12 @@ def _collect_uncalled(module: nn.Module, prefix: str, called: set[str], found: d
 def _trace(module: nn.Module) -> fx.Graph | None:
     if type(module).forward is nn.Module.forward:  # containers such as nn.ModuleList
         return None
+    # A trace swaps nn.Module.__call__ for the whole process: announce it as a compile, so that model
+    # calls of other threads (a checkpoint loads while others are served) wait it out.
+    from ..inference.compile_guard import compiling
+
     try:
-        return fx.Tracer().trace(module)
+        with compiling():
+            return fx.Tracer().trace(module)
     except Exception:  # noqa: BLE001 - any trace failure only means: look at the children instead
         return None

@@ -29,6 +29,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_NAME", "CheckpointInfo", "conve
            "describe_dataset", "detect_arch", "load_checkpoint", "load_pretrained_backbones", "read_weights",
            "save_safetensors", "sha256_file", "verify_backbone", "verify_checkpoint", "with_dataset"]
 DATASET_CHOICES = ", ".join(DATASET_KEYS)
+MAX_CLASSES = 1000  # expression datasets have 7 or 8; a head beyond this is refused before any model is built
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,7 @@ def load_checkpoint(source: str | Path, device: str | torch.device = "cpu", dtyp
     if meta["class_names"] and len(meta["class_names"]) != num_classes:
         raise CheckpointError(f"{path.name} has {num_classes} classes but its file lists {len(meta['class_names'])}")
     class_names = tuple(meta["class_names"]) or tuple(f"class {i}" for i in range(num_classes))
-    model = create_model(meta["arch"], num_classes).to(dtype)
-    _load_strict(model, state, path.name, meta["arch"])
+    model = _built_strict(state, path.name, meta["arch"], num_classes, dtype)
     model.info = CheckpointInfo(
         name=meta["name"], dataset=meta["dataset"], class_names=class_names, sha256=meta["sha256"],
         published_accuracy=meta["published_accuracy"], source=str(path), arch=meta["arch"],
@@ -240,8 +240,7 @@ def convert_checkpoint(src: str | Path, dst: str | Path, dataset: str | None = N
     state, meta = read_weights(path, dataset, arch)
     if meta["dataset"] is None:
         raise CheckpointError(f"say which dataset {path.name} was trained on: --dataset NAME ({DATASET_CHOICES})")
-    model = create_model(meta["arch"], meta["num_classes"])
-    _load_strict(model, state, path.name, meta["arch"])  # refuse to write a file that would not load
+    _built_strict(state, path.name, meta["arch"], meta["num_classes"])  # refuse to write a file that would not load
     return save_safetensors(state, dst, dataset=meta["dataset"], class_names=meta["class_names"],
                             source_sha256=meta["sha256"], published_accuracy=meta["published_accuracy"],
                             name=meta["name"], arch=meta["arch"], preprocessing=meta["preprocessing"])
@@ -273,11 +272,15 @@ def _expected_state(num_classes: int, arch: str) -> dict[str, torch.Tensor]:
         return create_model(arch, num_classes).state_dict()
 
 
-def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], label: str, arch: str) -> None:
-    problems = fit_problems(model.state_dict(), state)
+def _built_strict(state: dict[str, torch.Tensor], label: str, arch: str, num_classes: int,
+                  dtype: torch.dtype = torch.float32) -> nn.Module:
+    """The model with ``state`` loaded; every shape is checked (on the meta device) before it is built."""
+    problems = fit_problems(_expected_state(num_classes, arch), state)
     if problems:
         raise CheckpointError(f"{label} does not fit {ARCHITECTURES[arch].title}: " + "; ".join(problems))
+    model = create_model(arch, num_classes).to(dtype)
     model.load_state_dict(state, strict=True)
+    return model
 
 
 def _num_classes(state: dict[str, torch.Tensor], path: Path, arch: str) -> int:
@@ -285,6 +288,9 @@ def _num_classes(state: dict[str, torch.Tensor], path: Path, arch: str) -> int:
     head = state.get(key)
     if head is None or head.ndim != 2:
         raise CheckpointError(f"{path.name} has no classification head ({key})")
+    if not 2 <= head.shape[0] <= MAX_CLASSES:
+        raise CheckpointError(f"{path.name} has a head of {head.shape[0]:,} classes; a facial-expression "
+                              f"network has 2 to {MAX_CLASSES}")
     return int(head.shape[0])
 
 

@@ -6,17 +6,26 @@ rejects them, and ``weights_only=False`` would execute whatever a file asks for.
 resolves only an allow-list of tensor, array and container constructors; classes from modules that
 cannot be imported here (``__main__``, uninstalled packages) become inert ``OpaqueObject``s holding
 their plain data; every other global (``os.system``, ``builtins.eval``, ...) stops the load.
+
+Nothing a file asks for may claim much more memory than the file itself: every allocation the
+pickle requests (``bytearray(n)``, arrays, tensor storages, tensor views, zip members) is counted
+against ``ALLOCATION_FACTOR`` times the file's size (plus ``ALLOCATION_SLACK``) before it is made.
 """
 from __future__ import annotations
 
 import _codecs
 import _compat_pickle
 import collections
+import contextvars
 import importlib.util
 import io
+import math
+import os
 import pickle
+import tarfile
 import types
-from typing import Any, BinaryIO
+import zipfile
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 import torch
@@ -26,6 +35,45 @@ from ..errors import CheckpointError
 
 class UnsafePickleError(pickle.UnpicklingError):
     """The pickle asks for a global that could run code."""
+
+
+class AllocationRefused(pickle.UnpicklingError):
+    """The pickle asks for more memory than its file could hold."""
+
+
+ALLOCATION_FACTOR = 4  # a file may ask for at most this many times its size (views, copies, optimizer state)
+ALLOCATION_SLACK = 1 << 20  # and this much besides: small files hold small objects
+
+
+class _Budget:
+    """Bytes a load may still allocate; ``spend`` refuses before anything is allocated."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def spend(self, nbytes: int, what: str) -> None:
+        if nbytes < 0 or nbytes > self.left:
+            raise AllocationRefused(f"{what} asks for {_size(nbytes)}, more than a file of this size can hold "
+                                    f"(at most {_size(self.limit)} in all)")
+        self.left -= nbytes
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 2**20:,.1f} MB" if abs(nbytes) >= 2**20 else f"{nbytes:,} bytes"
+
+
+def budget_for(file_size: int) -> _Budget:
+    return _Budget(ALLOCATION_FACTOR * file_size + ALLOCATION_SLACK)
+
+
+# Set by ``safe_torch_load`` for the duration of one load.
+_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("poster_pickle_budget", default=None)
+
+
+def _current_budget() -> _Budget:
+    # Outside safe_torch_load (the unpickler used on its own) no single allocation may be large.
+    return _budget.get() or _Budget(ALLOCATION_SLACK)
 
 
 class OpaqueObject:
@@ -51,6 +99,9 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
                        metadata=None):
     if backward_hooks:
         raise UnsafePickleError("tensor with backward hooks (callables) refused")
+    # A view (a stride of 0, say) can be far larger than its storage; whatever uses it may copy it.
+    itemsize = getattr(getattr(storage, "dtype", None), "itemsize", 8)
+    _current_budget().spend(_product(size) * itemsize, f"a tensor of shape {tuple(size)}")
     return torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad,
                                            collections.OrderedDict(), metadata)
 
@@ -70,6 +121,36 @@ def _reconstructor(cls, base, state):
     raise UnsafePickleError(f"copyreg._reconstructor for {getattr(cls, '__name__', cls)!r} refused")
 
 
+def _product(shape: Any) -> int:
+    try:
+        dims = [int(d) for d in (shape if isinstance(shape, (tuple, list, torch.Size)) else (shape,))]
+    except (TypeError, ValueError):
+        raise AllocationRefused(f"a shape that is not a list of integers ({type(shape).__name__})") from None
+    if any(d < 0 for d in dims):
+        raise AllocationRefused(f"a negative shape {tuple(dims)}")
+    return math.prod(dims)
+
+
+def _bytearray(*args: Any) -> bytearray:
+    # bytearray(n) allocates n bytes; bytearray(data) or (str, encoding) only copies what the file holds.
+    if args and isinstance(args[0], int):
+        _current_budget().spend(int(args[0]), f"bytearray({int(args[0])})")
+    return bytearray(*args)
+
+
+def _ndarray(shape: Any, dtype: Any = float, *args: Any, **kwargs: Any) -> np.ndarray:
+    _current_budget().spend(_product(shape) * np.dtype(dtype).itemsize, f"an array of shape {shape}")
+    return np.ndarray(shape, dtype, *args, **kwargs)
+
+
+def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    if subtype is not _ndarray:  # the pickle's ``numpy.ndarray`` resolves to the counting constructor
+        raise UnsafePickleError(f"numpy _reconstruct of {getattr(subtype, '__name__', subtype)!r}")
+    subtype = np.ndarray
+    _current_budget().spend(_product(shape) * np.dtype(dtype).itemsize, f"an array of shape {shape}")
+    return np._core.multiarray._reconstruct(subtype, shape, dtype)
+
+
 def _encode(obj: str, encoding: str = "utf-8") -> bytes:
     # Protocol-2 pickles of numpy arrays store raw bytes through _codecs.encode(str, "latin1").
     return _codecs.encode(obj, encoding)
@@ -80,7 +161,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
     ("builtins", "complex"): complex,
-    ("builtins", "bytearray"): bytearray,
+    ("builtins", "bytearray"): _bytearray,
     ("builtins", "slice"): slice,
     ("_codecs", "encode"): _encode,
     ("copyreg", "_reconstructor"): _reconstructor,
@@ -88,10 +169,10 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch", "Size"): torch.Size,
     ("torch", "device"): torch.device,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _ndarray,
     ("numpy", "dtype"): np.dtype,
-    ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy.core.multiarray", "scalar"): np._core.multiarray.scalar,
     ("numpy._core.multiarray", "scalar"): np._core.multiarray.scalar,
 }
@@ -121,6 +202,34 @@ class RestrictedUnpickler(pickle.Unpickler):
             module, name = _compat_pickle.NAME_MAPPING[(module, name)]
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         return _resolve(module, name)
+
+    # torch.load sets ``persistent_load`` to a function that allocates each storage with the size the
+    # pickle names; the storage's size is counted before torch allocates it.
+    @property
+    def persistent_load(self) -> Any:
+        raise AttributeError("persistent_load")  # none until torch sets one
+
+    @persistent_load.setter
+    def persistent_load(self, load: Callable[[Any], Any]) -> None:
+        seen: set[Any] = set()
+
+        def counted(saved_id: Any) -> Any:
+            if isinstance(saved_id, tuple) and len(saved_id) >= 5 and saved_id[0] == "storage":
+                storage_type, key, numel = saved_id[1], saved_id[2], saved_id[4]
+                if key not in seen:
+                    seen.add(key)
+                    _current_budget().spend(_storage_bytes(storage_type, numel), "a tensor storage")
+            return load(saved_id)
+
+        pickle.Unpickler.persistent_load.__set__(self, counted)
+
+
+def _storage_bytes(storage_type: Any, numel: Any) -> int:
+    if not isinstance(numel, int):
+        raise AllocationRefused(f"a storage size that is not an integer ({type(numel).__name__})")
+    dtype = getattr(storage_type, "dtype", None)
+    itemsize = dtype.itemsize if isinstance(dtype, torch.dtype) else 1  # untyped storages count bytes
+    return numel * itemsize
 
 
 def _load(file: BinaryIO, **kwargs: Any) -> Any:
@@ -155,8 +264,13 @@ def safe_torch_load(path: str, label: str | None = None) -> Any:
         raise CheckpointError(f"{label} is empty (0 bytes)")
     if head.lstrip().startswith((b"<", b"<!")):
         raise CheckpointError(f"{label} is an HTML or XML page, not a PyTorch checkpoint")
+    budget = budget_for(os.path.getsize(path))
+    _check_containers(path, label, budget)
+    token = _budget.set(budget)
     try:
         return torch.load(path, map_location="cpu", pickle_module=restricted_pickle, weights_only=False)
+    except AllocationRefused as exc:
+        raise CheckpointError(f"refused to load {label}: {exc}") from None
     except UnsafePickleError as exc:
         raise CheckpointError(
             f"refused to load {label}: it asks to call {exc}, which could run code; "
@@ -169,3 +283,27 @@ def safe_torch_load(path: str, label: str | None = None) -> Any:
         if "zip archive" in detail or "central directory" in detail or isinstance(exc, (EOFError,)):
             raise CheckpointError(f"{label} is truncated or corrupt ({detail})") from None
         raise CheckpointError(f"{label} is not a readable PyTorch checkpoint ({kind}: {detail[:160]})") from None
+    finally:
+        _budget.reset(token)
+
+
+def _check_containers(path: str, label: str, budget: _Budget) -> None:
+    """Refuse a zip whose members unpack to more than the budget, and PyTorch's pre-2018 tar format
+    (its storages name their own sizes, read before any check could run)."""
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                unpacked = sum(info.file_size for info in archive.infolist())
+        except (zipfile.BadZipFile, OSError):
+            return  # torch.load names the corruption
+        if unpacked > budget.limit:
+            raise CheckpointError(f"refused to load {label}: its zip members unpack to {_size(unpacked)}, "
+                                  f"more than a file of this size can hold")
+        return
+    try:
+        is_tar = tarfile.is_tarfile(path)
+    except OSError:
+        is_tar = False
+    if is_tar:
+        raise CheckpointError(f"{label} is in PyTorch's tar format (before version 0.4), which is not supported; "
+                              "save it again with a current PyTorch")

@@ -175,6 +175,7 @@ def test_classes_are_aligned_by_name():
     assert html.count("<tr>") == 9 and "poster-absent" in html
 
 
+@pytest.mark.slow  # every checkpoint of the store, with Grad-CAM
 def test_compare_runs_every_available_checkpoint(tmp_path, astronaut_result, checkpoint_dir):  # noqa: F811
     folder = tmp_path / "two"
     folder.mkdir()

@@ -218,6 +218,7 @@ def test_convert_round_trip_gives_identical_logits(deterministic_checkpoint, det
         assert torch.equal(converted(x), deterministic_model(x))
 
 
+@pytest.mark.slow  # converts a full POSTER++ checkpoint
 def test_convert_command(deterministic_checkpoint, tmp_path):
     out = tmp_path / "converted.safetensors"
     result = subprocess.run([sys.executable, "-m", "poster", "convert", str(deterministic_checkpoint), str(out),

@@ -447,6 +447,7 @@ def test_confirmation_form_keeps_every_hidden_field():
 
 # --- POSTER and ARM files ---------------------------------------------------------------------------
 
+@pytest.mark.slow  # downloads POSTER's and ARM's full checkpoints
 def test_poster_v1_and_arm_download_apart_from_poster_v2(url, tmp_path, downloaded):
     template = url("good").replace("{file_name}", "{path}")
     v1 = download("poster-v1-raf-db", tmp_path, url_template=template, quiet=True)

@@ -124,6 +124,7 @@ def _run(*args: str, env_dir: Path | None = None, cwd: Path = ROOT) -> subproces
                           env=env, cwd=cwd, timeout=300)
 
 
+@pytest.mark.slow  # `python -m poster predict` in a process of its own
 def test_predict_command_json_and_annotations(deterministic_checkpoint, photo_path, tmp_path):
     bad = tmp_path / "notes.jpg"
     bad.write_text("not a picture")
@@ -139,12 +140,14 @@ def test_predict_command_json_and_annotations(deterministic_checkpoint, photo_pa
     assert annotated.shape == (512, 512, 3)
 
 
+@pytest.mark.slow  # `python -m poster predict` in a process of its own
 def test_predict_command_table(deterministic_checkpoint, photo_path):
     result = _run(str(photo_path), "--checkpoint", str(deterministic_checkpoint))
     assert result.returncode == 0, result.stderr
     assert "1 face(s)" in result.stdout and "Happiness" in result.stdout
 
 
+@pytest.mark.slow  # `python -m poster predict` in a process of its own
 def test_predict_command_without_checkpoint_says_what_is_missing(photo_path, tmp_path):
     result = _run(str(photo_path), env_dir=tmp_path / "empty", cwd=tmp_path)
     assert result.returncode == 1

@@ -97,6 +97,7 @@ def test_predictor_uses_colour_order_and_classifies_arm_faces_alone(v1_model, ar
     assert np.abs(mixed - alone).max() > 1e-4  # the published forward would have mixed them
 
 
+@pytest.mark.slow  # a whole evaluation
 def test_arm_evaluation_protocols(tmp_path: Path, arm_file: Path, arm_model, capsys) -> None:
     data = tmp_path / "RAF"
     write_rafdb(data, test_labels=[1, 4, 7, 6, 5])
@@ -122,6 +123,7 @@ def test_arm_evaluation_protocols(tmp_path: Path, arm_file: Path, arm_model, cap
     assert "protocol: batches of 64" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a whole evaluation
 def test_poster_v1_evaluation_feeds_bgr(tmp_path: Path, v1_file: Path, v1_model) -> None:
     data = tmp_path / "RAF"
     write_rafdb(data, test_labels=[1, 4])

@@ -17,6 +17,7 @@ if not os.environ.get("GRADIO_TEMP_DIR"):
     os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="poster-app-gradio-")
 
 from demo import build_demo, launch_kwargs  # noqa: E402 - Gradio reads GRADIO_TEMP_DIR when it builds
+from demo import precision  # noqa: E402
 from demo.files import register_temporary  # noqa: E402
 from demo.gpu import available as zero_gpu  # noqa: E402
 from demo.hosting import ShortLogRecords, remove_on_exit  # noqa: E402
@@ -36,7 +37,9 @@ if zero_gpu():
     # ZeroGPU runs handlers in a forked worker: load the model here so every worker has it.
     store.try_predictor(default)
 else:
-    store.warm_up(default)  # load in the background; the server starts at once
+    # Load in the background (the server starts at once), and start building the live model's
+    # compiled package in a low-priority process of its own.
+    store.warm_up(default, accelerate=precision.live_dtype(precision.default(store.on_gpu)))
 
 demo = build_demo(store)
 remove_on_exit(demo)

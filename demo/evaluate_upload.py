@@ -13,10 +13,8 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +27,6 @@ from gradio.utils import get_upload_folder
 
 from data_explorer.archive import ArchiveCaps, Unpacked, unpack_zip
 from poster.data import metrics
-from poster.weights.checkpoints import load_checkpoint
 from poster.data.datasets import ImageDataset, list_images
 from poster.data.listing import Listing, Skipped
 from poster.errors import PosterError
@@ -48,11 +45,7 @@ log = logging.getLogger("demo")
 
 BATCH_SIZE = 32  # the command line's default
 SESSION_TTL_S = 6 * 3600  # a visitor's runs live at most this long, even in a tab left open
-MAX_FAST_MODELS = 2
 _SESSION_BASE = Path(tempfile.gettempdir()) / f"poster-session-runs-{os.getpid()}"
-
-_models: OrderedDict[tuple[str, str], torch.nn.Module] = OrderedDict()
-_models_lock = threading.Lock()
 
 
 @dataclass
@@ -133,18 +126,8 @@ def fast_dtype(store: ModelStore) -> str:
 
 
 def fast_model(store: ModelStore, key: str) -> torch.nn.Module:
-    """The checkpoint for evaluation in ``fast_dtype``, loaded once and kept."""
-    dtype = fast_dtype(store)
-    with _models_lock:
-        model = _models.get((key, dtype))
-        if model is not None:
-            _models.move_to_end((key, dtype))
-            return model
-        model = load_checkpoint(store._source(key), device=store.device, dtype=getattr(torch, dtype))
-        _models[(key, dtype)] = model
-        while len(_models) > MAX_FAST_MODELS:
-            _models.popitem(last=False)
-        return model
+    """The checkpoint for evaluation in ``fast_dtype``: the store's variant, kept as long as the checkpoint."""
+    return store.variant(key, getattr(torch, fast_dtype(store))).model
 
 
 def without_rejected(listing: Listing, unpacked: Unpacked) -> Listing:

@@ -1,35 +1,25 @@
 """The number format the live webcam classifies in: bfloat16 on CPUs that have it, half on GPUs.
 
 Photos keep the checkpoint's float32 model. The webcam's bfloat16 model is a copy of that model
-made the first time a visitor streams with it, kept as long as the float32 one is loaded (uploads
-that the store lets go take their copies with them). On a GPU both formats share one model: half
-precision is autocast. On a CPU with a C++ compiler the live model is compiled in the background
-the first time a visitor streams with it (``poster.inference.compiled``; ``POSTER_COMPILE=0``
-switches that off), and the eager model answers until it is ready.
+made by the store (``ModelStore.variant``) the first time a visitor streams with it, kept as long as
+the float32 one is loaded. On a GPU both formats share one model: half precision is autocast. On a
+CPU with a C++ compiler the live model runs through a package compiled ahead of time by a separate,
+low-priority process (``poster.inference.accelerate``; ``POSTER_ACCELERATE=0`` switches that off),
+and the eager fast copy answers until it is ready.
 """
 from __future__ import annotations
 
-import copy
-import threading
-import weakref
-
 import torch
 
-from poster.inference.compiled import compile_wanted
+from poster.errors import CheckpointError
 from poster.inference.predictor import Predictor
 
 from .store import ModelStore
-from .uploads import UPLOAD_PREFIX
 
 FLOAT32 = "float32"
 BFLOAT16 = "bfloat16"
 FLOAT16 = "float16"
 LABELS = {FLOAT32: "float32 (exact)", BFLOAT16: "bfloat16 (fast)", FLOAT16: "float16 (fast)"}
-
-_lock = threading.Lock()
-_variants: "weakref.WeakKeyDictionary[Predictor, dict[str, Predictor]]" = weakref.WeakKeyDictionary()
-_compiled: "weakref.WeakSet[Predictor]" = weakref.WeakSet()
-MAX_COMPILED = 2
 
 
 def cpu_has_bfloat16() -> bool:
@@ -56,41 +46,25 @@ def checked(precision: str | None, on_gpu: bool) -> str:
     return precision if precision in choices(on_gpu) else default(on_gpu)
 
 
+def live_dtype(precision: str) -> torch.dtype:
+    """The model format a precision runs in (float16 is autocast over the float32 model)."""
+    return torch.bfloat16 if precision == BFLOAT16 else torch.float32
+
+
 def live_predictor(store: ModelStore, key: str | None, precision: str) -> tuple[Predictor | None, str]:
-    """``(predictor in that format, "")`` or ``(None, why not)``, like ``store.try_predictor``."""
+    """``(predictor in that format, "")`` or ``(None, why not)``, like ``store.try_predictor``.
+
+    The live path is where speed shows: its model runs through a compiled package once one is
+    built (``ModelStore.variant``), the eager fast copy until then."""
     base, reason = store.try_predictor(key)
     if base is None:
         return None, reason
     precision = checked(precision, store.on_gpu)
-    wants_autocast = precision == FLOAT16
-    if (precision == FLOAT32 and not base.autocast) or (precision == FLOAT16 and base.autocast):
-        return _compiling(base, key), ""
-    with _lock:
-        variants = _variants.setdefault(base, {})
-        predictor = variants.get(precision)
-        if predictor is None:
-            if precision == BFLOAT16:
-                model = copy.deepcopy(base.model).to(torch.bfloat16).eval()
-            else:  # the same model, with or without half-precision autocast
-                model = base.model
-            predictor = Predictor(model, detector=base.detector, autocast=wants_autocast)
-            variants[precision] = predictor
-    return _compiling(predictor, key), ""
-
-
-def _compiling(predictor: Predictor, key: str | None) -> Predictor:
-    """The live path is where speed shows: its model is compiled in the background where that works.
-
-    Compiling takes both cores for a minute or two, so visitors' uploads are never compiled, and at
-    most ``MAX_COMPILED`` models at a time hold a compiled copy."""
-    if predictor.compiled is not None or (key or "").startswith(UPLOAD_PREFIX) or not compile_wanted():
-        return predictor
-    with _lock:
-        if predictor.compiled is None and len(_compiled) < MAX_COMPILED:
-            predictor.compile()
-            _compiled.add(predictor)
-    return predictor
+    try:
+        return store.variant(key, live_dtype(precision), autocast=precision == FLOAT16, accelerated=True), ""
+    except CheckpointError as exc:  # the checkpoint was let go in the meantime
+        return None, str(exc)
 
 
 __all__ = ["FLOAT32", "BFLOAT16", "FLOAT16", "LABELS", "cpu_has_bfloat16", "choices", "default", "checked",
-           "live_predictor"]
+           "live_dtype", "live_predictor"]

@@ -12,7 +12,6 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from poster.inference.compile_guard import beside_compiles
 from poster.inference.faces import FaceCrop
 from poster.models.poster_v2 import INPUT_SIZE, PosterV2
 from poster.inference.transforms import denormalize, to_batch
@@ -76,7 +75,6 @@ class Explainer:
             raise ValueError(f"{len(self.class_names)} class names for {model.num_classes} classes")
         self.lock = threading.Lock()
 
-    @beside_compiles
     def explain(self, faces: Faces, target: Target = None) -> list[FaceExplanation]:
         """Maps for every face, explaining ``target`` (None: each face's predicted class; an int:
         that class for all; a sequence: one class per face). One forward + one backward pass."""

@@ -16,7 +16,6 @@ import torch
 from captum._utils.gradient import compute_layer_gradients_and_eval
 from torch import nn
 
-from poster.inference.compile_guard import beside_compiles
 from poster.inference.faces import FaceCrop
 from poster.inference.transforms import denormalize, model_batch, preprocessing_of
 
@@ -64,7 +63,6 @@ class ModelExplainer:
         self.class_names = tuple(names or (f"class {i}" for i in range(model.num_classes)))
         self.lock = threading.Lock()
 
-    @beside_compiles
     def explain(self, faces: torch.Tensor | Sequence[np.ndarray | FaceCrop],
                 target: Target = None) -> list[ModelExplanation]:
         if self.model.training:

@@ -15,7 +15,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.datasets import ImageDataset
-from ..inference.compile_guard import beside_compiles
 from .run import predictions_table
 
 
@@ -43,7 +42,6 @@ def evaluate_in_steps(model: torch.nn.Module, dataset: ImageDataset, *, batch_si
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
-    forward = beside_compiles(model)  # the app evaluates while a webcam model may be compiling
     logits, kept = [], []
     start = time.perf_counter()
     done = 0
@@ -54,7 +52,7 @@ def evaluate_in_steps(model: torch.nn.Module, dataset: ImageDataset, *, batch_si
             if loaded:
                 batch = images[loaded].to(device, dtype, non_blocking=True, memory_format=torch.channels_last)
                 with torch.inference_mode():
-                    logits.append(forward(batch).float().cpu())
+                    logits.append(model(batch).float().cpu())
                 kept.extend(indices[loaded].tolist())
             done += len(indices)
             yield Progress(done, len(dataset), time.perf_counter() - start)

@@ -17,8 +17,7 @@ import torch
 
 from ..devices import pick_device
 from ..weights.checkpoints import load_checkpoint
-from .compile_guard import beside_compiles
-from .compiled import EAGER, CompiledForward
+from .accelerate import EAGER, AcceleratedForward, fast_copy
 from .faces import DetectorConfig, Face, FaceCrop, FaceDetector, align_face
 from .images import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from .transforms import model_batch
@@ -105,15 +104,21 @@ class Predictor:
         # Half precision on GPUs keeps the top class on the reference tests; the CPU stays float32.
         self.autocast = self.device.type == "cuda" if autocast is None else autocast
         self.max_pixels = max_pixels
-        self.compiled: CompiledForward | None = None
+        self.accelerated: AcceleratedForward | None = None
 
     @classmethod
     def from_checkpoint(cls, source: str | Path, device: str | torch.device | None = None,
                         detector_config: DetectorConfig | None = None, dataset: str | None = None,
-                        arch: str | None = None, **kwargs: Any) -> "Predictor":
-        """``dataset`` / ``arch``: what the file does not say itself (see ``load_checkpoint``)."""
+                        arch: str | None = None, dtype: torch.dtype = torch.float32, fast: bool = True,
+                        **kwargs: Any) -> "Predictor":
+        """``dataset`` / ``arch``: what the file does not say itself (see ``load_checkpoint``).
+        ``fast``: classify with ``fast_copy(model, dtype)`` (fused for the CPU) instead of the
+        plain network, which is then not kept."""
         device = pick_device(device) if not isinstance(device, torch.device) else device
-        model = load_checkpoint(source, device=device, dataset=dataset, arch=arch)
+        model = load_checkpoint(source, device=device, dataset=dataset, arch=arch,
+                                dtype=torch.float32 if fast else dtype)
+        if fast:
+            model = fast_copy(model, dtype)
         detector = FaceDetector(detector_config or DetectorConfig(device="cuda" if device.type == "cuda" else "cpu"))
         return cls(model, detector, **kwargs)
 
@@ -121,17 +126,18 @@ class Predictor:
     def class_names(self) -> tuple[str, ...]:
         return self.model.info.class_names
 
-    def compile(self, background: bool = True) -> CompiledForward | None:
-        """Classify through a compiled copy of the model once it is built (see ``CompiledForward``);
-        the eager model answers meanwhile. CPU only (elsewhere returns None); calling again is free."""
-        if self.compiled is None and self.device.type == "cpu":
-            self.compiled = CompiledForward(self.model, background=background)
-        return self.compiled
+    def accelerate(self, build: bool = True) -> AcceleratedForward | None:
+        """Classify through the checkpoint's ahead-of-time package once it exists (see
+        ``AcceleratedForward``; ``build`` starts the separate process that builds a missing one);
+        the model answers meanwhile. CPU only (elsewhere returns None); calling again is free."""
+        if self.accelerated is None and self.device.type == "cpu":
+            self.accelerated = AcceleratedForward(self.model, build=build)
+        return self.accelerated
 
     @property
     def engine(self) -> str:
-        """``"compiled"``, ``"compiling"``, or ``"eager"`` (never compiled, or it failed)."""
-        return self.compiled.state if self.compiled is not None else EAGER
+        """``"compiled"`` (the package answers), ``"compiling"`` (it is being built), or ``"eager"``."""
+        return self.accelerated.state if self.accelerated is not None else EAGER
 
     def predict(self, image: ImageSource, *, bgr: bool = False) -> FaceList:
         """Every face in one image. Raises ``ImageError`` for input that is not a usable image;
@@ -156,15 +162,14 @@ class Predictor:
         """Probabilities for an image that already is a face crop (as the datasets' images are)."""
         return self.classify([load_image(crop, max_pixels=self.max_pixels)])[0]
 
-    @beside_compiles
     def classify(self, crops: list[np.ndarray]) -> np.ndarray:
         """(N, num_classes) probabilities for face crops (HxWx3 uint8, resized to 224 if needed)."""
         if not crops:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
         batch = model_batch(crops, self.model)
         # Each face alone: ARM's published forward adds a mean over the batch to every face.
-        if self.compiled is not None:
-            forward = self.compiled  # one face at a time, the eager model until it is built
+        if self.accelerated is not None:
+            forward = self.accelerated  # one face at a time, the eager model until the package exists
         else:
             forward = self.model.forward_alone if getattr(self.model, "faces_interact", False) else self.model
         with torch.inference_mode(), self._autocast():

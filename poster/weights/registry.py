@@ -83,16 +83,6 @@ def create_model(arch: str, num_classes: int = 7, **kwargs: Any) -> Any:
     return getattr(importlib.import_module(spec.module), spec.model_class)(num_classes, **kwargs)
 
 
-def plain_copy(model: Any) -> Any:
-    """A loaded model's weights in freshly built layers of its architecture: nothing packed for
-    the CPU, contiguous memory, same dtype and device, eval mode, ``info`` carried over."""
-    param = next(model.parameters())
-    plain = create_model(model.info.arch, model.info.num_classes).to(param.dtype)
-    plain.load_state_dict(model.state_dict(), strict=True)
-    plain.info = model.info
-    return plain.to(param.device).eval()
-
-
 def list_weights(arch: str | None = None) -> dict[str, list[Weights]]:
     """Every released dataset checkpoint, grouped by architecture (POSTER++ first)."""
     names = [architecture(arch).name] if arch else list(ARCHITECTURES)

@@ -1,20 +1,17 @@
 """Ahead-of-time packages: built by `python -m poster accelerate` in a process of its own, loaded by
 the server without tracing anything, the eager fast copy answering until (and wherever) they cannot.
 
-One real build (ARM, float32: under a minute on two cores) in a child process; the rest stands the
-build process in and reuses that package.
+One real build (ARM, float32: under a minute on two cores) in a child process (tests/_packages.py);
+the rest stands the build process in and reuses that package.
 """
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from poster import load_checkpoint
 from poster.data.sample_faces import face_crops
 from poster.inference import accelerate as accelerate_module
 from poster.inference.accelerate import (COMPILED, COMPILING, EAGER, MAX_FACES, AcceleratedForward,
@@ -22,27 +19,9 @@ from poster.inference.accelerate import (COMPILED, COMPILING, EAGER, MAX_FACES, 
 from poster.inference.artifacts import artifact_key, artifact_path, has_cpp_compiler
 from poster.inference.predictor import Predictor
 from poster.inference.transforms import model_batch
-from tests._checkpoints import checkpoint_file
+from tests._packages import arm, arm_package  # noqa: F401
 
 pytestmark = pytest.mark.skipif(not has_cpp_compiler(), reason="AOTInductor needs a C++ compiler")
-
-
-@pytest.fixture(scope="module")
-def arm(tmp_path_factory):
-    return load_checkpoint(checkpoint_file(tmp_path_factory.mktemp("arm") / "epoch59_acc0.9205.pth", "arm"))
-
-
-@pytest.fixture(scope="module")
-def package(arm, tmp_path_factory):
-    """ARM's float32 package, built by the command line in a child process."""
-    folder = tmp_path_factory.mktemp("packages")
-    path = artifact_path(arm, torch.float32, "cpu", folder)
-    env = accelerate_module._child_env() | {"TORCHINDUCTOR_CACHE_DIR": str(folder / "inductor")}
-    done = subprocess.run([sys.executable, "-m", "poster", "accelerate", arm.info.source, "--out", str(path)],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert str(path) in done.stdout and path.is_file()
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +34,7 @@ class _BuildProcess:
 
     started: list[list[str]] = []
 
-    def __init__(self, command, **kwargs):
+    def __init__(self, command, log_path):
         self.command, self.code = command, None
         _BuildProcess.started.append(command)
 
@@ -69,15 +48,15 @@ class _BuildProcess:
 @pytest.fixture
 def fake_builds(monkeypatch):
     _BuildProcess.started = []
-    monkeypatch.setattr(accelerate_module.subprocess, "Popen", _BuildProcess)
+    monkeypatch.setattr(accelerate_module, "_spawn", _BuildProcess)
     monkeypatch.setattr(accelerate_module, "_builds", {})
     monkeypatch.setattr(accelerate_module, "accelerate_wanted", lambda: True)
     return _BuildProcess.started
 
 
-def test_the_package_loads_and_classifies_each_face_alone(arm, package, crops):
-    forward = AcceleratedForward(fast_copy(arm), build=False, directory=package.parent)
-    assert forward.state == COMPILED and forward.reason == "" and forward.path == package
+def test_the_package_loads_and_classifies_each_face_alone(arm, arm_package, crops):
+    forward = AcceleratedForward(fast_copy(arm), build=False, directory=arm_package.parent)
+    assert forward.state == COMPILED and forward.reason == "" and forward.path == arm_package
     batch = model_batch(crops, arm)
     with torch.inference_mode():
         assert forward.takes(batch)
@@ -86,9 +65,9 @@ def test_the_package_loads_and_classifies_each_face_alone(arm, package, crops):
         assert not torch.allclose(arm(batch), arm.forward_alone(batch), atol=1e-3)  # the batch mean is not there
 
 
-def test_what_the_package_was_not_built_for_runs_eagerly(arm, package, crops):
+def test_what_the_package_was_not_built_for_runs_eagerly(arm, arm_package, crops):
     fast = fast_copy(arm)
-    forward = AcceleratedForward(fast, build=False, directory=package.parent)
+    forward = AcceleratedForward(fast, build=False, directory=arm_package.parent)
     batch = model_batch(crops, arm)
     with torch.inference_mode():
         assert not forward.takes(batch.double()) and not forward.takes(batch[:, :, :112, :112])
@@ -102,7 +81,7 @@ def test_what_the_package_was_not_built_for_runs_eagerly(arm, package, crops):
 
 
 def test_a_missing_package_is_built_by_a_low_priority_process_while_the_eager_copy_answers(
-        arm, package, crops, tmp_path, fake_builds):
+        arm, arm_package, crops, tmp_path, fake_builds):
     fast = fast_copy(arm)
     forward = AcceleratedForward(fast, directory=tmp_path)
     assert forward.state == COMPILING and len(fake_builds) == 1
@@ -114,7 +93,7 @@ def test_a_missing_package_is_built_by_a_low_priority_process_while_the_eager_co
     batch = model_batch(crops, arm)
     with torch.inference_mode():
         torch.testing.assert_close(forward(batch), fast.forward_alone(batch), rtol=0, atol=0)
-        shutil.copy(package, forward.path)  # the build process is done
+        shutil.copy(arm_package, forward.path)  # the build process is done
         forward._process.code = 0
         assert forward.wait() and forward.state == COMPILED
         torch.testing.assert_close(forward(batch), arm.forward_alone(batch), rtol=0, atol=1e-4)
@@ -164,8 +143,8 @@ def test_packages_are_switched_off_by_the_environment(arm, tmp_path, monkeypatch
         has_cpp_compiler.cache_clear()
 
 
-def test_the_predictor_reports_its_engine_and_keeps_its_answers(arm, package, crops, monkeypatch):
-    monkeypatch.setattr(accelerate_module, "artifact_path", lambda model, dtype, kind, directory: package)
+def test_the_predictor_reports_its_engine_and_keeps_its_answers(arm, arm_package, crops, monkeypatch):
+    monkeypatch.setattr(accelerate_module, "artifact_path", lambda model, dtype, kind, directory: arm_package)
     eager = Predictor(fast_copy(arm))
     accelerated = Predictor(eager.model, detector=eager.detector)
     assert eager.engine == EAGER and accelerated.engine == EAGER

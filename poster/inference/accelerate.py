@@ -112,9 +112,8 @@ class AcceleratedForward:
             process = _builds.get(self.path)
             if process is None or process.poll() not in (None, 0):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                with open(self.path.with_suffix(".log"), "wb") as log_file:
-                    process = subprocess.Popen(build_command(info.source, info.arch, self.dtype, self.path),
-                                               stdout=log_file, stderr=subprocess.STDOUT, env=_child_env())
+                process = _spawn(build_command(info.source, info.arch, self.dtype, self.path),
+                                 self.path.with_suffix(".log"))
                 _builds[self.path] = process
         self._process = process
 
@@ -166,6 +165,12 @@ class AcceleratedForward:
             return self._eager(x)
         with self._lock:
             return torch.cat([self._runner(x[i:i + 1].contiguous()) for i in range(x.shape[0])])
+
+
+def _spawn(command: list[str], log_path: Path) -> subprocess.Popen:
+    """Start a build process, its output going to ``log_path``."""
+    with open(log_path, "wb") as log_file:
+        return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=_child_env())
 
 
 def _child_env() -> dict[str, str]:

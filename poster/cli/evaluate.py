@@ -12,6 +12,7 @@ import torch
 from ..data.datasets import SPLITS, ImageDataset, list_images
 from ..data.layouts import LAYOUTS
 from ..devices import pick_device
+from ..inference.accelerate import fast_copy
 from ..evaluation.protocol import (ARM_PROTOCOL_BATCH, DEFAULT_BATCH, PROTOCOLS, choose_protocol, describe_protocol,
                                    infer_dataset)
 from ..evaluation.run import (RUN_JSON, THUMBNAIL_SIZE, THUMBNAILS, default_workers, evaluate, run_summary,
@@ -62,8 +63,9 @@ def _count(minimum: int):
 
 def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
-    model = load_checkpoint(args.checkpoint, device=device, dtype=getattr(torch, args.dtype),
-                            dataset=args.dataset, arch=args.arch)
+    # The same fast copy the app evaluates with (fused for the CPU), so both give the same predictions.
+    model = fast_copy(load_checkpoint(args.checkpoint, device=device, dataset=args.dataset, arch=args.arch),
+                      getattr(torch, args.dtype))
     info: CheckpointInfo = model.info
     if not info.classes_known:
         key, reason = infer_dataset(args.data, info.num_classes, split=args.split, layout=args.layout)

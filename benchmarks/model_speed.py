@@ -7,7 +7,7 @@ the public API classifies with: ``fast_copy(load_checkpoint(...), dtype)`` (the 
 process, and measures what the fast mode costs in accuracy on real face crops.
 
     python benchmarks/model_speed.py [--arch all|poster-v2|poster-v1|arm] [--repeats 20] [--skip-accuracy]
-                                     [--no-compile]
+                                     [--no-compile] [--batches 1 8]
 
 With a C++ compiler the compiled columns join the table in both formats, one face at a time: the
 ahead-of-time package (``python -m poster accelerate``, built in a child process; its build and
@@ -99,11 +99,12 @@ def compiled_models(fp32, bf16) -> dict:
     return out
 
 
-def speed_table(title: str, original, baseline, fp32, bf16, repeats: int, compile_too: bool) -> None:
+def speed_table(title: str, original, baseline, fp32, bf16, repeats: int, compile_too: bool,
+                batches: tuple[int, ...] = (1, 8)) -> None:
     compiled = compiled_models(fp32, bf16) if compile_too else {}
     inputs = {"bf16": torch.bfloat16, "package bf16": torch.bfloat16, "compile bf16": torch.bfloat16}
     rows = []
-    for batch in (1, 8):
+    for batch in batches:
         x = torch.randn(batch, 3, 224, 224)
         xb = x.bfloat16()
         n = repeats if batch == 1 else max(5, repeats // 4)
@@ -159,6 +160,7 @@ def main() -> None:
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--arch", choices=("all", *TITLES), default="all")
     parser.add_argument("--no-compile", action="store_true", help="leave out the compiled columns")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8], help="batch sizes to time")
     args = parser.parse_args()
     print(f"CPU: {machine()}")
     compile_too = not args.no_compile and has_cpp_compiler()
@@ -168,7 +170,7 @@ def main() -> None:
         if args.arch in ("all", arch):
             print(f"\n{TITLES[arch]}")
             loaded = models(arch)
-            speed_table(TITLES[arch], *loaded, args.repeats, compile_too)
+            speed_table(TITLES[arch], *loaded, args.repeats, compile_too, tuple(args.batches))
     if args.arch not in ("all", "poster-v2"):
         return
     path = deterministic_checkpoint()

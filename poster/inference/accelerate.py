@@ -96,6 +96,7 @@ class AcceleratedForward:
         self._runner: Callable | None = None
         self._process: subprocess.Popen | None = None
         self._lock = threading.Lock()  # one package call at a time: the cores are shared anyway
+        self._looking = threading.Lock()
         self._next_look = 0.0
         if self.device.type != "cpu":
             self.state, self.reason = EAGER, "packages are built for the CPU only"
@@ -122,9 +123,17 @@ class AcceleratedForward:
         if self._runner is not None or self.state == EAGER:
             return self._runner is not None
         now = time.monotonic()
-        if now < self._next_look:
-            return False
-        self._next_look = now + LOOK_EVERY_S
+        if now < self._next_look or not self._looking.acquire(blocking=False):
+            return False  # not yet, or another thread is looking (and loading) right now
+        try:
+            self._next_look = now + LOOK_EVERY_S
+            return self._look()
+        finally:
+            self._looking.release()
+
+    def _look(self) -> bool:
+        if self._runner is not None:
+            return True
         if self.path.exists():
             try:
                 runner = self._loader(self.path)

@@ -3,12 +3,12 @@
 On the CPU, PyTorch hands oneDNN a plain weight on every call, and oneDNN reorders it into its
 blocked layout before computing. For one face that reorder is a large share of the forward pass
 (on a 2-core CPU: about a fifth in float32, more in bfloat16, where the 768-channel token
-convolution alone runs 3.5x faster packed). ``poster.models.fusions.fuse_for_cpu`` turns a model's ``nn.Conv2d`` and
-``nn.Linear`` layers into the packed kinds below, which reorder once and reuse the packed copy for
-as long as the weight is unchanged. A batch norm that only ever sees a convolution's output, or
-whose output only a convolution sees, is folded into that convolution's packed weight and bias
-(or bias map), and an activation that only ever sees the result runs as a oneDNN post-op: each
-saves a pass over the feature map and a call.
+convolution alone runs 3.5x faster packed). ``poster.models.fusions.fuse_for_cpu`` turns a
+model's ``nn.Conv2d`` and ``nn.Linear`` layers into the packed kinds below, which reorder once and
+reuse the packed copy for as long as the weight is unchanged. A batch norm that only ever sees a
+convolution's output, or whose output only a convolution sees, is folded into that convolution's
+packed weight and bias (or bias map), and an activation that only ever sees the result runs as a
+oneDNN post-op, where the model declares the chain: each saves a pass over the feature map and a call.
 
 The swap changes the class of each module in place (as ``torch.nn.utils.parametrize`` does), so
 parameters, buffers, state-dict keys, hooks and module identity stay what they were. Whenever

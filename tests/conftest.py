@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 # Building a compiled package takes both cores for a minute; only the tests of packages
-# (test_accelerate.py) build one, so the app's stores here never start a build process.
+# (test_accelerate.py) build one, so the app's stores here never start a build process (off is
+# also the default; this keeps it off whatever the developer's environment says).
 os.environ["POSTER_ACCELERATE"] = "0"
 
 

@@ -127,7 +127,9 @@ def test_the_cache_key_names_weights_architecture_format_device_and_torch(monkey
     assert len({key, *others}) == 6
 
 
-def test_packages_are_switched_off_by_the_environment(arm, tmp_path, monkeypatch):
+def test_packages_are_switched_on_by_the_environment(arm, tmp_path, monkeypatch):
+    monkeypatch.delenv("POSTER_ACCELERATE", raising=False)
+    assert not accelerate_wanted()  # off unless asked for
     monkeypatch.setenv("POSTER_ACCELERATE", "0")
     assert not accelerate_wanted()
     forward = AcceleratedForward(fast_copy(arm), directory=tmp_path)

@@ -33,7 +33,9 @@ from .artifacts import artifact_path, example_input, has_cpp_compiler, load_arti
 
 log = logging.getLogger(__name__)
 
-ENV_ACCELERATE = "POSTER_ACCELERATE"  # "0" switches ahead-of-time packages off
+# "1" switches ahead-of-time packages on. Off by default: on a busy 2-core CPU the POSTER++
+# packages measured slower than the eager fast copy (benchmarks/model_speed.py; README, Speed).
+ENV_ACCELERATE = "POSTER_ACCELERATE"
 COMPILING, COMPILED, EAGER = "compiling", "compiled", "eager"
 MAX_FACES = 16  # beyond this a batch runs eagerly: one eager batch beats many single calls
 LOOK_EVERY_S = 1.0  # how often a call looks for a package still being built
@@ -59,9 +61,9 @@ def fast_copy(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
 
 
 def accelerate_wanted() -> bool:
-    """Whether ahead-of-time packages are used here: not switched off by ``POSTER_ACCELERATE=0``
-    and a C++ compiler exists to build them."""
-    if os.environ.get(ENV_ACCELERATE, "").strip().lower() in ("0", "false", "no", "off"):
+    """Whether ahead-of-time packages are used here: switched on by ``POSTER_ACCELERATE=1`` and a
+    C++ compiler exists to build them."""
+    if os.environ.get(ENV_ACCELERATE, "").strip().lower() not in ("1", "true", "yes", "on"):
         return False
     return has_cpp_compiler()
 
@@ -106,7 +108,7 @@ class AcceleratedForward:
 
     def _start_build(self) -> None:
         if not accelerate_wanted():
-            self.state, self.reason = EAGER, "ahead-of-time packages are off here (no C++ compiler, or POSTER_ACCELERATE=0)"
+            self.state, self.reason = EAGER, "ahead-of-time packages are off here (POSTER_ACCELERATE is not 1, or no C++ compiler)"
             return
         info = self.model.info
         with _builds_lock:

@@ -25,7 +25,8 @@ from PIL import Image
 from _common import deterministic_checkpoint
 from _common import machine
 from demo import served_on_loopback
-from poster.inference.accelerate import ENV_ACCELERATE, accelerate_wanted
+from poster.inference.accelerate import ENV_ACCELERATE
+from poster.inference.artifacts import has_cpp_compiler
 
 CHROMIUM = "/usr/bin/chromium"
 LIVE = "#webcam-live .poster-live"
@@ -83,7 +84,7 @@ def main() -> None:
     store = ModelStore(device=args.device, checkpoint_dirs=[deterministic_checkpoint().parent])
     store.predictor("raf-db")
     formats = args.precision or precisions.choices(store.on_gpu)
-    engines = ["eager"] + (["compiled"] if accelerate_wanted() and not store.on_gpu and not args.no_compile else [])
+    engines = ["eager"] + (["compiled"] if has_cpp_compiler() and not store.on_gpu and not args.no_compile else [])
     camera = write_y4m(Path(tempfile.mkdtemp()) / "face.y4m", camera_photo())
     load = os.getloadavg()[0]
     print(f"CPU: {machine()}; model on {store.device}; load average before: {load:.2f}; "

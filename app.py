@@ -21,6 +21,7 @@ from demo.serving.files import register_temporary  # noqa: E402
 from demo.serving.gpu import available as zero_gpu  # noqa: E402
 from demo.serving.hosting import ShortLogRecords, remove_on_exit  # noqa: E402
 from demo.serving.store import ModelStore  # noqa: E402
+from demo.webcam import precision  # noqa: E402
 
 logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 logging.getLogger("demo").setLevel(logging.INFO)
@@ -36,7 +37,9 @@ if zero_gpu():
     # ZeroGPU runs handlers in a forked worker: load the model here so every worker has it.
     store.try_predictor(default)
 else:
-    store.warm_up(default)  # load in the background; the server starts at once
+    # Load in the background (the server starts at once), and start building the live model's
+    # compiled package in a low-priority process of its own.
+    store.warm_up(default, accelerate=precision.default(store.on_gpu))
 
 demo = build_demo(store)
 remove_on_exit(demo)

@@ -160,7 +160,7 @@ def live_section(checkpoint: Path, budget: Budget, sizes: Sizes) -> dict:
     photo = np.ascontiguousarray(sample_photos()[0][:480, :480])
     four = np.ascontiguousarray(np.concatenate([np.concatenate([photo[::2, ::2]] * 2, 1)] * 2, 0))
     store = OneModelStore(predictor)
-    engine = predictor.compile(background=False) if sizes.device == "cuda" else None
+    engine = predictor.accelerate() if sizes.device == "cuda" else None
     result = {"engine": engine.state if engine is not None else "eager"}
     for name, frame in (("one_face", photo), ("four_faces", four)):
         session, frames, start = LiveSession(), 0, time.perf_counter()

@@ -1,20 +1,27 @@
 """Network speed: ms per image on the CPU (batch 1 and 8), images/s on a GPU (batch 64).
 
 For each architecture (POSTER++, POSTER, ARM) compares the original forward pass
-(benchmarks/original_forward.py, original_poster_v1.py, original_arm.py; same weights) with this
-project's float32 path and its bfloat16 fast mode, timed in turn in one process, and measures
-what the fast mode costs in accuracy on real face crops.
+(benchmarks/original_forward.py, original_poster_v1.py, original_arm.py; same weights) with what
+the public API classifies with: ``fast_copy(load_checkpoint(...), dtype)`` (the model of
+``Predictor.from_checkpoint(..., dtype=...)``) in float32 and bfloat16, timed in turn in one
+process, and measures what the fast mode costs in accuracy on real face crops.
 
     python benchmarks/model_speed.py [--arch all|poster-v2|poster-v1|arm] [--repeats 20] [--skip-accuracy]
-                                     [--no-compile]
+                                     [--no-compile] [--batches 1 8]
 
-With a C++ compiler the compiled forward (poster.inference.compiled, one face at a time) joins the
-table in both formats; compiling takes a minute or two per model and format, before the timing.
+With a C++ compiler the compiled columns join the table in both formats, one face at a time: the
+ahead-of-time package (``python -m poster accelerate``, built in a child process; its build and
+load times are printed) and, for comparison, the earlier design compiled in this process
+(``torch.compile`` with frozen weights and Inductor's C++ wrapper). Each build takes a minute or two.
 """
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,8 +29,8 @@ import torch
 from _common import deterministic_checkpoint, machine, time_interleaved, time_ms
 from original_forward import original_forward
 from poster import load_checkpoint
-from poster.inference.compiled import CompiledForward, compile_wanted
-from poster.weights.registry import plain_copy
+from poster.inference.accelerate import AcceleratedForward, fast_copy
+from poster.inference.artifacts import artifact_path, has_cpp_compiler
 
 TITLES = {"poster-v2": "POSTER++", "poster-v1": "POSTER", "arm": "ARM"}
 
@@ -31,6 +38,7 @@ TITLES = {"poster-v2": "POSTER++", "poster-v1": "POSTER", "arm": "ARM"}
 def models(arch: str):
     """(original forward, baseline model, fp32 model, bf16 model) on the same deterministic weights."""
     path = deterministic_checkpoint(arch)
+    plain = load_checkpoint(path)
     if arch == "poster-v1":
         import original_poster_v1 as original
 
@@ -38,28 +46,65 @@ def models(arch: str):
     elif arch == "arm":
         import original_arm as original
 
-        forward, baseline = original.original_forward, plain_copy(load_checkpoint(path))
+        forward, baseline = original.original_forward, plain
     else:
-        forward, baseline = original_forward, plain_copy(load_checkpoint(path))
-    return forward, baseline, load_checkpoint(path), load_checkpoint(path, dtype=torch.bfloat16)
+        forward, baseline = original_forward, plain
+    return forward, baseline, fast_copy(plain), fast_copy(plain, torch.bfloat16)
 
 
-def compiled_models(fp32, bf16) -> dict[str, CompiledForward]:
-    """Both formats compiled (poster.inference.compiled), each built before it is timed."""
+def ahead_of_time(model, dtype: torch.dtype, folder: Path) -> AcceleratedForward | None:
+    """The package of ``model`` in ``dtype``, built by the command in a child process, then loaded."""
+    path = artifact_path(model, dtype, "cpu", folder)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "poster", "accelerate", model.info.source, "--dtype",
+                           str(dtype).removeprefix("torch."), "--out", str(path)], capture_output=True, text=True)
+    built = time.perf_counter() - start
+    if done.returncode != 0:
+        print(f"  package {dtype}: build failed: {done.stderr.strip().splitlines()[-1:]}")
+        return None
+    start = time.perf_counter()
+    forward = AcceleratedForward(model, build=False, directory=folder)
+    print(f"  package {str(dtype).removeprefix('torch.')}: built in {built:.0f} s (child process), "
+          f"loaded in {(time.perf_counter() - start) * 1000:.0f} ms, {path.stat().st_size / 2**20:.0f} MB")
+    return forward if forward.state == "compiled" else None
+
+
+def compiled_in_process(model, dtype: torch.dtype):
+    """The earlier design, for comparison: ``torch.compile`` of the plain model in this process
+    (frozen weights, Inductor's C++ wrapper), one face at a time."""
+    import torch._inductor.config as inductor_config
+
+    plain = load_checkpoint(model.info.source, dtype=dtype)
+    one = plain.forward_alone
+    compiled = torch.compile(one, fullgraph=True, dynamic=False)
+    start = time.perf_counter()
+    with inductor_config.patch(freezing=True, cpp_wrapper=True), torch.inference_mode():
+        compiled(torch.zeros(1, 3, 224, 224, dtype=dtype))
+    print(f"  torch.compile {str(dtype).removeprefix('torch.')}: {time.perf_counter() - start:.0f} s in this process")
+
+    def forward(x):
+        return torch.cat([compiled(x[i:i + 1].contiguous()) for i in range(x.shape[0])])
+    return forward
+
+
+def compiled_models(fp32, bf16) -> dict:
+    """Both formats both ways, each built before it is timed."""
     out = {}
-    for name, model in (("compiled fp32", fp32), ("compiled bf16", bf16)):
-        start = time.perf_counter()
-        out[name] = CompiledForward(model, background=False)
-        state = out[name].state if out[name].state == "compiled" else f"failed: {out[name].reason}"
-        print(f"  {name}: {state} in {time.perf_counter() - start:.0f} s")
-    return {k: v for k, v in out.items() if v.state == "compiled"}
+    folder = Path(tempfile.mkdtemp(prefix="poster-packages-"))
+    for tag, model, dtype in (("fp32", fp32, torch.float32), ("bf16", bf16, torch.bfloat16)):
+        package = ahead_of_time(model, dtype, folder)
+        if package is not None:
+            out[f"package {tag}"] = package
+        out[f"compile {tag}"] = compiled_in_process(model, dtype)
+    return out
 
 
-def speed_table(title: str, original, baseline, fp32, bf16, repeats: int, compile_too: bool) -> None:
+def speed_table(title: str, original, baseline, fp32, bf16, repeats: int, compile_too: bool,
+                batches: tuple[int, ...] = (1, 8)) -> None:
     compiled = compiled_models(fp32, bf16) if compile_too else {}
-    inputs = {"bf16": torch.bfloat16, "compiled bf16": torch.bfloat16}
+    inputs = {"bf16": torch.bfloat16, "package bf16": torch.bfloat16, "compile bf16": torch.bfloat16}
     rows = []
-    for batch in (1, 8):
+    for batch in batches:
         x = torch.randn(batch, 3, 224, 224)
         xb = x.bfloat16()
         n = repeats if batch == 1 else max(5, repeats // 4)
@@ -67,7 +112,7 @@ def speed_table(title: str, original, baseline, fp32, bf16, repeats: int, compil
             torch.testing.assert_close(fp32(x), original(baseline, x), rtol=0, atol=1e-3)
             candidates = {"original": lambda: original(baseline, x), "fp32": lambda: fp32(x), "bf16": lambda: bf16(xb)}
             for name, forward in compiled.items():
-                if name == "compiled fp32":  # one face at a time: ARM's faces alone, as the app classifies them
+                if name.endswith("fp32"):  # one face at a time: ARM's faces alone, as the app classifies them
                     alone = fp32.forward_alone(x)
                     torch.testing.assert_close(forward(x), alone, rtol=0, atol=1e-3)
                 candidates[name] = (lambda f=forward, v=(xb if name in inputs else x): f(v))
@@ -115,16 +160,17 @@ def main() -> None:
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--arch", choices=("all", *TITLES), default="all")
     parser.add_argument("--no-compile", action="store_true", help="leave out the compiled columns")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8], help="batch sizes to time")
     args = parser.parse_args()
     print(f"CPU: {machine()}")
-    compile_too = not args.no_compile and compile_wanted()
+    compile_too = not args.no_compile and has_cpp_compiler()
     if not compile_too:
-        print("compiled columns skipped (--no-compile, POSTER_COMPILE=0 or no C++ compiler)")
+        print("compiled columns skipped (--no-compile or no C++ compiler)")
     for arch in ("poster-v1", "arm", "poster-v2"):
         if args.arch in ("all", arch):
             print(f"\n{TITLES[arch]}")
             loaded = models(arch)
-            speed_table(TITLES[arch], *loaded, args.repeats, compile_too)
+            speed_table(TITLES[arch], *loaded, args.repeats, compile_too, tuple(args.batches))
     if args.arch not in ("all", "poster-v2"):
         return
     path = deterministic_checkpoint("poster-v2")
@@ -150,15 +196,15 @@ def gpu_bench(path) -> None:
     device = torch.device("cuda")
     print(f"\nGPU: {torch.cuda.get_device_name(0)}, batch 64")
     x = torch.randn(64, 3, 224, 224, device=device)
-    baseline = plain_copy(load_checkpoint(path, device=device))
-    model = load_checkpoint(path, device=device)
+    baseline = load_checkpoint(path, device=device)
+    model = fast_copy(baseline)
     sync = torch.cuda.synchronize
     with torch.inference_mode():
         t_orig = time_ms(lambda: original_forward(baseline, x), 20, sync=sync)
         t_fp32 = time_ms(lambda: model(x), 20, sync=sync)
         with torch.autocast("cuda", dtype=torch.float16):
             t_amp = time_ms(lambda: model(x), 20, sync=sync)
-        bf16 = load_checkpoint(path, device=device, dtype=torch.bfloat16)
+        bf16 = fast_copy(baseline, torch.bfloat16)
         t_bf16 = time_ms(lambda: bf16(x), 20, sync=sync)
     for name, t in (("original fp32", t_orig), ("POSTER++ fp32", t_fp32), ("fp16 autocast", t_amp),
                     ("bf16 weights", t_bf16)):

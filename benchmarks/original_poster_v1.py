@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from original_forward import _ir_block
-from poster.weights.registry import plain_copy
 from poster.models.poster_v1 import STREAM, PosterV1
 
 
@@ -31,8 +30,7 @@ class _LandmarkHead(nn.Module):
 
 
 def original_model(model: PosterV1) -> PosterV1:
-    """``model`` with plain layers and the landmark head the original carries."""
-    model = plain_copy(model)
+    """``model`` (plain, as loaded) with the landmark head the original carries."""
     model.original_landmark_head = _LandmarkHead().to(model.dtype).eval()
     return model
 

@@ -7,7 +7,8 @@ The app is served on 127.0.0.1 with the reference-recipe checkpoint; Chromium pl
 of a real face photo as its camera. After a warm-up, the page's own counters give the rate, the
 latency of each result (frame captured to result drawn), the time-averaged age of the shown result
 and the server's time per frame (detection and classification steps apart). Each format is measured
-with the eager model, then (on a CPU with a C++ compiler) again once the live model is compiled.
+with the eager model, then (on a CPU with a C++ compiler) again once the live model's compiled
+package (built ahead of time in a separate process) answers.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from PIL import Image
 from _common import deterministic_checkpoint
 from _common import machine
 from demo import served_on_loopback
-from poster.inference.compiled import ENV_COMPILE, compile_wanted
+from poster.inference.accelerate import ENV_ACCELERATE
+from poster.inference.artifacts import has_cpp_compiler
 
 CHROMIUM = "/usr/bin/chromium"
 LIVE = "#webcam-live .poster-live"
@@ -82,7 +84,7 @@ def main() -> None:
     store = ModelStore(device=args.device, checkpoint_dirs=[deterministic_checkpoint("poster-v2").parent])
     store.predictor("raf-db")
     formats = args.precision or precisions.choices(store.on_gpu)
-    engines = ["eager"] + (["compiled"] if compile_wanted() and not store.on_gpu and not args.no_compile else [])
+    engines = ["eager"] + (["compiled"] if has_cpp_compiler() and not store.on_gpu and not args.no_compile else [])
     camera = write_y4m(Path(tempfile.mkdtemp()) / "face.y4m", camera_photo())
     load = os.getloadavg()[0]
     print(f"CPU: {machine()}; model on {store.device}; load average before: {load:.2f}; "
@@ -98,8 +100,9 @@ def main() -> None:
         for fmt in formats:
             page.locator("#webcam-precision label", has_text=fmt).click()
             for engine in engines:
-                # The live model compiles on the first frame streamed while compiling is allowed.
-                os.environ[ENV_COMPILE] = "1" if engine == "compiled" else "0"
+                # The live model's package is built (in a child process) or loaded on the first
+                # frame streamed while packages are allowed.
+                os.environ[ENV_ACCELERATE] = "1" if engine == "compiled" else "0"
                 page.locator(f"{LIVE} .poster-live-start").click()
                 expect(page.locator(f"{LIVE} .poster-live-rate")).to_contain_text("results/s", timeout=120_000)
                 if engine == "compiled":

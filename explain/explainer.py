@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from poster.inference.compile_guard import beside_compiles
 from poster.inference.faces import FaceCrop
 from poster.inference.transforms import denormalize, model_batch, preprocessing_of
 from poster.models.outputs import NamedMap
@@ -106,7 +105,6 @@ class Explainer:
             raise ValueError(f"{len(self.class_names)} class names for {model.num_classes} classes")
         self.lock = threading.Lock()
 
-    @beside_compiles
     def explain(self, faces: Faces, target: Target = None) -> list[FaceExplanation]:
         """Maps for every face, explaining ``target`` (None: each face's predicted class; an int:
         that class for all; a sequence: one class per face). One forward + one backward pass."""

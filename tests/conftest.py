@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-# Compiling a model takes both cores for a minute; only the tests of compiling (test_compiled.py) do it.
-os.environ["POSTER_COMPILE"] = "0"
+# Building a compiled package takes both cores for a minute; only the tests of packages
+# (test_accelerate.py) build one, so the app's stores here never start a build process (off is
+# also the default; this keeps it off whatever the developer's environment says).
+os.environ["POSTER_ACCELERATE"] = "0"
 
 
 @pytest.fixture(scope="session", autouse=True)

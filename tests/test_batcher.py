@@ -73,4 +73,4 @@ def test_an_error_reaches_every_caller_of_its_batch_and_the_next_batch_works():
 def test_cuda_graphs_only_on_cuda(deterministic_model, face_detector):
     assert graphed_forward(deterministic_model, "float32") is None  # a CPU model runs as it is
     predictor = Predictor(deterministic_model, face_detector, precision="bfloat16")
-    assert predictor.compile() is None and predictor.engine == "eager"  # autocast on a CPU: nothing to build
+    assert predictor.accelerate(build=False) is None and predictor.engine == "eager"  # autocast on a CPU: nothing to build

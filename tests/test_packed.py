@@ -1,5 +1,5 @@
-"""pack_for_cpu: the same numbers as the plain nn.Conv2d / nn.BatchNorm2d / nn.Linear model, packed
-and folded only where it is safe, on POSTER++ and on other models built from the same modules."""
+"""fuse_for_cpu: the same numbers as the plain nn.Conv2d / nn.BatchNorm2d / nn.Linear model, packed,
+and folded where the model declares a chain, on POSTER++ and on other models built from the same modules."""
 from __future__ import annotations
 
 import copy
@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from poster import PosterV2, load_checkpoint
-from poster.models import pack_for_cpu
-from poster.models.packed import FoldedBatchNorm2d, FusedActivation, PackedConv2d, PackedLinear
-from poster.models.pairing import POST_OPS, fusion_chains
+from poster.inference.accelerate import fast_copy
+from poster.models.arm import ResNet18Trunk
+from poster.models.fusions import Fusion, fuse_for_cpu
+from poster.models.packed import POST_OPS, FoldedBatchNorm2d, FusedActivation, PackedConv2d, PackedLinear
 from tests._reference import reference_input
 
 DTYPES = [torch.float32, torch.bfloat16]
@@ -36,10 +37,16 @@ def _input(dtype: torch.dtype, channels: int = 32, size: int = 14) -> torch.Tens
     return torch.randn(2, channels, size, size).to(dtype).contiguous(memory_format=torch.channels_last)
 
 
-def _packed_pair(model: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """(plain copy, packed model), both in eval mode."""
+def _declare(model: nn.Module, *fusions: Fusion) -> nn.Module:
+    """``model`` declaring ``fusions`` as a model class does in its ``cpu_fusions``."""
+    model.cpu_fusions = lambda: list(fusions)
+    return model
+
+
+def _packed_pair(model: nn.Module, *fusions: Fusion) -> tuple[nn.Module, nn.Module]:
+    """(plain copy, packed model with ``fusions`` folded), both in eval mode."""
     model = _randomize_norms(model).eval()
-    return copy.deepcopy(model), pack_for_cpu(model)
+    return copy.deepcopy(model), fuse_for_cpu(_declare(model, *fusions))
 
 
 class _ResidualUse(nn.Module):
@@ -68,13 +75,6 @@ class _SharedNorm(nn.Module):
         return self.bn(self.a(x)) + self.bn(self.b(x))
 
 
-class _DataDependent(nn.Module):
-    """Python control flow on a tensor value: torch.fx cannot trace it."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x if x.sum() > 0 else -x
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kwargs", [{"padding": 1}, {"stride": 2, "padding": 1},
                                     {"padding": 1, "groups": 32, "bias": False}])
@@ -82,7 +82,7 @@ def test_packed_conv_matches_conv2d(dtype, kwargs):
     torch.manual_seed(0)
     conv = nn.Conv2d(32, 32 if kwargs.get("groups") else 48, 3, **kwargs).to(dtype).eval()
     plain = copy.deepcopy(conv)
-    pack_for_cpu(conv)
+    fuse_for_cpu(conv)
     x = _input(dtype)
     with torch.no_grad():
         packed_out = conv(x)
@@ -94,7 +94,7 @@ def test_packed_conv_matches_conv2d(dtype, kwargs):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_batch_norm_after_a_convolution_is_folded(dtype):
     plain, packed = _packed_pair(nn.Sequential(nn.Conv2d(32, 48, 3, padding=1, bias=False), nn.BatchNorm2d(48),
-                                               nn.PReLU(48)).to(dtype))
+                                               nn.PReLU(48)).to(dtype), Fusion("0", "1"))
     assert isinstance(packed[0], PackedConv2d) and packed[0].folded_norm is packed[1]
     assert isinstance(packed[1], FoldedBatchNorm2d)
     x = _input(dtype)
@@ -108,9 +108,8 @@ def test_batch_norm_after_a_convolution_is_folded(dtype):
 def test_a_norm_before_a_convolution_folds_with_a_bias_map(dtype, kwargs):
     # Zero padding is not normalised, so the norm's shift becomes a bias that differs at the border.
     model = nn.Sequential(nn.BatchNorm2d(32), nn.Conv2d(32, 64, 3, **kwargs), nn.PReLU(64))
-    [chain] = fusion_chains(model)
-    assert chain.input_norm is model[0] and chain.norm is None
-    plain, packed = _packed_pair(model.to(dtype))
+    plain, packed = _packed_pair(model.to(dtype), Fusion("1", input_norm="0"))
+    assert packed[1].input_norm is packed[0] and packed[1].folded_norm is None
     x = _input(dtype)
     with torch.inference_mode():
         torch.testing.assert_close(packed(x).float(), plain(x).float(), rtol=0, atol=TOLERANCE[dtype] * 10)
@@ -119,25 +118,23 @@ def test_a_norm_before_a_convolution_folds_with_a_bias_map(dtype, kwargs):
     assert len(packed[1]._packed._entries) == 2
 
 
-def test_a_norm_between_two_convolutions_folds_into_the_first():
-    model = nn.Sequential(nn.Conv2d(32, 32, 1), nn.BatchNorm2d(32), nn.Conv2d(32, 32, 3, padding=1))
-    chains = fusion_chains(model)
-    assert [(c.layer, c.norm, c.input_norm) for c in chains] == [(model[0], model[1], None)]
+@pytest.mark.parametrize("fusion, message", [
+    (Fusion("0", "9"), "does not have"), (Fusion("1"), "not a convolution or linear layer"),
+    (Fusion("0", activation="1"), "not an activation"), (Fusion("3", "1"), "not a batch norm after a convolution")])
+def test_a_wrong_declaration_is_refused_before_anything_changes(fusion, message):
+    model = _declare(nn.Sequential(nn.Conv2d(32, 32, 1), nn.BatchNorm2d(32), nn.ReLU(), nn.Linear(32, 4)), fusion)
+    with pytest.raises(ValueError, match=message):
+        fuse_for_cpu(model)
+    assert [type(m) for m in model] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Linear]
 
 
 @pytest.mark.parametrize("model", [_ResidualUse(), _SharedNorm()], ids=["residual", "shared-norm"])
-def test_norms_that_see_more_than_one_convolution_output_stay(model):
-    assert fusion_chains(model) == []
+def test_norms_a_model_does_not_declare_stay(model):
     plain, packed = _packed_pair(model)
+    assert not any(isinstance(m, FoldedBatchNorm2d) for m in packed.modules())
     x = _input(torch.float32)
     with torch.inference_mode():
         torch.testing.assert_close(packed(x), plain(x), rtol=0, atol=1e-4)
-
-
-def test_untraceable_sequential_still_pairs_its_neighbours():
-    model = nn.Sequential(nn.Conv2d(32, 32, 1), nn.BatchNorm2d(32), nn.ReLU(), _DataDependent())
-    [chain] = fusion_chains(model)
-    assert chain.layer is model[0] and chain.norm is model[1] and chain.activation is model[2]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -145,7 +142,8 @@ def test_untraceable_sequential_still_pairs_its_neighbours():
                          ids=[a.__name__ for a in POST_OPS] + ["GELU-tanh"])
 def test_activations_run_as_post_ops(dtype, activation):
     plain, packed = _packed_pair(nn.Sequential(nn.Conv2d(32, 48, 3, padding=1), nn.BatchNorm2d(48), activation(),
-                                               nn.Flatten(2), nn.Linear(196, 64), activation()).to(dtype))
+                                               nn.Flatten(2), nn.Linear(196, 64), activation()).to(dtype),
+                                 Fusion("0", "1", "2"), Fusion("4", activation="5"))
     assert isinstance(packed[2], FusedActivation) and isinstance(packed[5], FusedActivation)
     x = _input(dtype)
     with torch.inference_mode():
@@ -158,10 +156,8 @@ def test_activations_run_as_post_ops(dtype, activation):
 
 
 def test_poster_pairs_are_the_conv_then_norm_ones():
-    model = PosterV2(7)
-    chains = fusion_chains(model)
-    names = {id(m): n for n, m in model.named_modules()}
-    pairs = [(names[id(c.layer)], names[id(c.norm)]) for c in chains if c.norm is not None]
+    fusions = PosterV2(7).cpu_fusions()
+    pairs = [(f.layer, f.norm) for f in fusions if f.norm is not None]
     # Every conv -> BN of IR-50 (stem, shortcuts, second conv of each unit) and MobileFaceNet, none other.
     assert len(pairs) == 1 + 2 + 21 + 48 + 1
     for conv_name, norm_name in pairs:
@@ -169,21 +165,19 @@ def test_poster_pairs_are_the_conv_then_norm_ones():
         assert (conv_name.rsplit(".", 1)[1], norm_name.rsplit(".", 1)[1]) in {("conv", "bn"), ("conv2", "bn2")}
     # PReLU is no oneDNN post-op; the GELU of each MLP (three fusion blocks, two ViT blocks) is, and
     # so is the squeeze-excite gate's ReLU.
-    assert sorted(names[id(c.activation)] for c in chains if c.activation is not None) == sorted(
+    assert sorted(f.activation for f in fusions if f.activation is not None) == sorted(
         [f"fusion.{i}.mlp.act" for i in range(3)] + [f"transformer.blocks.{i}.mlp.act" for i in range(2)]
         + ["transformer.se.act"])
 
 
-def test_torchvision_resnet18_packs_and_agrees():
-    from torchvision.models import resnet18
-
+def test_resnet18_trunk_packs_and_agrees():
     torch.manual_seed(0)
-    plain, packed = _packed_pair(resnet18(num_classes=7))
+    trunk = ResNet18Trunk()
+    plain, packed = _packed_pair(trunk, *trunk.cpu_fusions())
     assert sum(isinstance(m, FoldedBatchNorm2d) for m in packed.modules()) == 20  # every BN in ResNet-18
     # The stem's ReLU is fused; each block calls its one ReLU twice (after bn1, after the sum): not fused.
     assert isinstance(packed.relu, FusedActivation)
     assert not any(isinstance(block.relu, FusedActivation) for block in packed.layer1)
-    assert isinstance(packed.fc, PackedLinear)
     assert packed.state_dict().keys() == plain.state_dict().keys()
     x = torch.randn(2, 3, 112, 112)
     with torch.inference_mode():
@@ -191,7 +185,8 @@ def test_torchvision_resnet18_packs_and_agrees():
 
 
 def test_training_mode_norms_normalise_with_batch_statistics():
-    plain, packed = _packed_pair(nn.Sequential(nn.Conv2d(32, 48, 3, padding=1, bias=False), nn.BatchNorm2d(48)))
+    plain, packed = _packed_pair(nn.Sequential(nn.Conv2d(32, 48, 3, padding=1, bias=False), nn.BatchNorm2d(48)),
+                                 Fusion("0", "1"))
     packed.train()
     before = packed[1].running_mean.clone()
     with torch.no_grad():
@@ -208,7 +203,7 @@ def test_packed_linear_matches_linear():
         torch.manual_seed(0)
         linear = nn.Linear(64, 96).to(dtype)
         plain = copy.deepcopy(linear)
-        pack_for_cpu(linear)
+        fuse_for_cpu(linear)
         x = torch.randn(3, 5, 64).to(dtype)
         with torch.no_grad():
             torch.testing.assert_close(linear(x).float(), plain(x).float(), rtol=0, atol=TOLERANCE[dtype])
@@ -217,7 +212,7 @@ def test_packed_linear_matches_linear():
 
 def test_gradients_take_the_plain_path():
     plain, packed = _packed_pair(nn.Sequential(nn.Conv2d(32, 48, 3, padding=1), nn.BatchNorm2d(48), nn.PReLU(48),
-                                               nn.Flatten(), nn.Linear(48 * 14 * 14, 5)))
+                                               nn.Flatten(), nn.Linear(48 * 14 * 14, 5)), Fusion("0", "1"))
     grads = []
     for model in (plain, packed):
         x = _input(torch.float32).requires_grad_()
@@ -229,7 +224,8 @@ def test_gradients_take_the_plain_path():
 
 
 def test_float64_keeps_the_plain_arithmetic():
-    plain, packed = _packed_pair(nn.Sequential(nn.Conv2d(32, 48, 3, padding=1), nn.BatchNorm2d(48)).double())
+    plain, packed = _packed_pair(nn.Sequential(nn.Conv2d(32, 48, 3, padding=1), nn.BatchNorm2d(48)).double(),
+                                 Fusion("0", "1"))
     x = _input(torch.float64)
     with torch.inference_mode():
         assert torch.equal(packed(x), plain(x))
@@ -238,7 +234,7 @@ def test_float64_keeps_the_plain_arithmetic():
 
 def test_pack_follows_in_place_weight_updates():
     plain, packed = _packed_pair(nn.Sequential(nn.Conv2d(32, 48, 3, padding=1), nn.BatchNorm2d(48),
-                                               nn.Flatten(), nn.Linear(48 * 14 * 14, 5)))
+                                               nn.Flatten(), nn.Linear(48 * 14 * 14, 5)), Fusion("0", "1"))
     x = _input(torch.float32)
     with torch.no_grad():
         packed(x)  # packs the weights
@@ -252,24 +248,27 @@ def test_pack_follows_in_place_weight_updates():
 
 def test_weights_made_under_inference_mode_stay_unpacked():
     with torch.inference_mode():
-        linear = pack_for_cpu(nn.Linear(16, 8))
+        linear = fuse_for_cpu(nn.Linear(16, 8))
         linear(torch.randn(2, 16))
     assert not linear._packed._entries
 
 
-def test_loader_packs_cpu_models_and_keeps_the_state_dict(deterministic_model):
-    assert isinstance(deterministic_model.image_backbone.stem.conv, PackedConv2d)
-    assert isinstance(deterministic_model.image_backbone.stem.bn, FoldedBatchNorm2d)
-    assert isinstance(deterministic_model.transformer.head, PackedLinear)
-    plain = PosterV2(deterministic_model.num_classes)
-    plain.load_state_dict(deterministic_model.state_dict(), strict=True)
+def test_the_loader_returns_the_plain_model_and_fast_copy_packs_a_copy(deterministic_model):
+    assert not any(isinstance(m, (PackedConv2d, PackedLinear, FoldedBatchNorm2d))
+                   for m in deterministic_model.modules())
+    fast = fast_copy(deterministic_model)
+    assert isinstance(fast.image_backbone.stem.conv, PackedConv2d)
+    assert isinstance(fast.image_backbone.stem.bn, FoldedBatchNorm2d)
+    assert isinstance(fast.transformer.head, PackedLinear)
+    assert fast.state_dict().keys() == deterministic_model.state_dict().keys() and fast.info is deterministic_model.info
     x = reference_input(torch.float32)
     with torch.inference_mode():
-        torch.testing.assert_close(deterministic_model(x), plain.eval()(x), rtol=0, atol=1e-4)
+        torch.testing.assert_close(fast(x), deterministic_model(x), rtol=0, atol=1e-4)
+    assert type(deterministic_model.image_backbone.stem.conv) is nn.Conv2d  # the loaded model is left alone
 
 
 def test_copies_rebuild_their_own_packs(deterministic_checkpoint):
-    model = load_checkpoint(deterministic_checkpoint)
+    model = fast_copy(load_checkpoint(deterministic_checkpoint))
     x = reference_input(torch.float32)
     with torch.no_grad():
         expected = model(x)
@@ -286,7 +285,7 @@ def test_copies_rebuild_their_own_packs(deterministic_checkpoint):
 def test_unbatched_input_takes_the_plain_path():
     torch.manual_seed(0)
     plain = nn.Conv2d(3, 4, 3)
-    conv = pack_for_cpu(copy.deepcopy(plain))
+    conv = fuse_for_cpu(copy.deepcopy(plain))
     x = torch.randn(3, 8, 8)
     with torch.inference_mode():
         out = conv(x)

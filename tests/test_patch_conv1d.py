@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from poster.models.packed import pack_for_cpu
+from poster.models.fusions import fuse_for_cpu
 from poster.models.patch_conv1d import PatchConv1d, PatchConvTranspose1d, adopt_patch_conv1d
 
 
@@ -33,10 +33,10 @@ def test_overlapping_or_grouped_convolutions_stay_as_they_are(conv):
     assert type(conv) in (nn.Conv1d, nn.ConvTranspose1d)
 
 
-def test_pack_for_cpu_swaps_them_in_and_gradients_take_the_plain_path():
+def test_fuse_for_cpu_swaps_them_in_and_gradients_take_the_plain_path():
     model = nn.Sequential(nn.Conv1d(6, 6, 2, 2), nn.ConvTranspose1d(6, 6, 2, 2))
     keys = list(model.state_dict())
-    pack_for_cpu(model)
+    fuse_for_cpu(model)
     assert [type(m) for m in model] == [PatchConv1d, PatchConvTranspose1d]
     assert list(model.state_dict()) == keys
     x = torch.randn(2, 6, 10, requires_grad=True)

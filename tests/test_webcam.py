@@ -159,37 +159,38 @@ def test_the_webcam_runs_bfloat16_here_and_photos_stay_float32(app_store, frame)
     assert precisions.checked("float64; rm -rf /", False) == precisions.BFLOAT16  # a made-up choice
 
 
-class _CompilingForward:
-    """Stands in for ``CompiledForward`` (a real compile takes a minute; test_compiled.py does that)."""
+class _BuildingForward:
+    """Stands in for ``AcceleratedForward`` whose package is being built (a real build takes a
+    minute; test_accelerate.py does one)."""
 
     state = "compiling"
 
-    def __init__(self, model, background=True):
+    def __init__(self, model, build=True):
         self.model = model
 
     def __call__(self, x):
         return self.model(x)
 
 
-def test_the_live_model_is_compiled_in_the_background_but_never_an_upload(app_store, frame, monkeypatch):  # noqa: F811
+def test_the_live_model_runs_through_a_package_built_ahead_but_never_an_upload(app_store, frame, monkeypatch):  # noqa: F811
+    from demo import store as store_module
     from poster.inference import predictor as predictor_module
 
-    monkeypatch.setattr(precisions, "compile_wanted", lambda: True)
-    monkeypatch.setattr(predictor_module, "CompiledForward", _CompilingForward)
-    monkeypatch.setattr(precisions, "_compiled", __import__("weakref").WeakSet())
+    monkeypatch.setattr(store_module, "accelerate_wanted", lambda: True)
+    monkeypatch.setattr(predictor_module, "AcceleratedForward", _BuildingForward)
+    monkeypatch.setattr(app_store, "_accelerated", 0)
     live, _ = precisions.live_predictor(app_store, "raf-db", precisions.FLOAT32)
     try:
         result, _ = send(frame, store=app_store, precision=precisions.FLOAT32)
         assert result["engine"] == "compiling" and live.engine == "compiling" and result["faces"][0]["p"] is not None
-        other = predictor_module.Predictor(live.model, detector=live.detector)
-        assert precisions._compiling(other, "upload:0123456789abcdef").compiled is None  # a visitor's upload
-        monkeypatch.setattr(precisions, "MAX_COMPILED", 1)
-        assert precisions._compiling(other, "raf-db").compiled is None  # the one compiled slot is taken
-        monkeypatch.setattr(precisions, "compile_wanted", lambda: False)
-        monkeypatch.setattr(precisions, "MAX_COMPILED", 2)
-        assert precisions._compiling(other, "raf-db").compiled is None
+        upload = "upload:0123456789abcdef"
+        monkeypatch.setitem(app_store._predictors, upload, predictor_module.Predictor(live.model, live.detector))
+        assert app_store.variant(upload, accelerated=True).accelerated is None  # a visitor's upload
+        monkeypatch.setattr(store_module, "MAX_ACCELERATED", 1)
+        assert app_store.variant("raf-db", "bfloat16", accelerated=True).accelerated is None  # the slot is taken
     finally:
-        live.compiled = None
+        live.accelerated = None
+        app_store._variants.pop("raf-db", None)
     assert send(frame, store=app_store, precision=precisions.FLOAT32)[0]["engine"] == "eager"
 
 

@@ -13,10 +13,8 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,7 +28,6 @@ from gradio.utils import get_upload_folder
 
 from data_explorer.archive import ArchiveCaps, ArchiveError, Unpacked, unpack_zip
 from poster.data import metrics
-from poster.weights.checkpoints import load_checkpoint
 from poster.data.datasets import ImageDataset, list_images
 from poster.data.listing import Listing, Skipped
 from poster.errors import PosterError
@@ -50,11 +47,7 @@ log = logging.getLogger("demo")
 
 BATCH_SIZE = 32  # the command line's default
 SESSION_TTL_S = 6 * 3600  # a visitor's runs live at most this long, even in a tab left open
-MAX_FAST_MODELS = 2
 _SESSION_BASE = Path(tempfile.gettempdir()) / f"poster-session-runs-{os.getpid()}"
-
-_models: OrderedDict[tuple[str, str], torch.nn.Module] = OrderedDict()
-_models_lock = threading.Lock()
 
 
 @dataclass
@@ -136,18 +129,9 @@ def fast_dtype(store: ModelStore) -> str:
 
 
 def fast_model(store: ModelStore, key: str) -> torch.nn.Module:
-    """The checkpoint for evaluation in ``fast_dtype``, loaded once and kept."""
-    dtype = fast_dtype(store)
-    with _models_lock:
-        model = _models.get((key, dtype))
-        if model is not None:
-            _models.move_to_end((key, dtype))
-            return model
-        model = load_checkpoint(store._source(key), device=store.device, dtype=getattr(torch, dtype))
-        _models[(key, dtype)] = model
-        while len(_models) > MAX_FAST_MODELS:
-            _models.popitem(last=False)
-        return model
+    """The checkpoint for evaluation in ``fast_dtype``: the store's variant, kept as long as the checkpoint
+    (converted weights on a CPU; on a GPU the float32 model, which ``evaluate_in_steps`` autocasts)."""
+    return store.variant(key, fast_dtype(store)).model
 
 
 def without_rejected(listing: Listing, unpacked: Unpacked) -> Listing:
@@ -218,7 +202,8 @@ def _evaluation_steps(archive, checkpoint, limit, session_dir, uploads, store: M
             dataset = ImageDataset(listing, preprocessing=info.preprocessing, thumbnail_dir=stage / "thumbs",
                                    thumbnail_size=THUMBNAIL_SIZE)
             start = time.perf_counter()
-            steps = evaluate_in_steps(model, dataset, batch_size=batch_size, device=store.device)
+            steps = evaluate_in_steps(model, dataset, batch_size=batch_size, device=store.device,
+                                      precision=fast_dtype(store))
             try:
                 while True:
                     try:

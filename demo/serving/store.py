@@ -1,7 +1,9 @@
 """What every visitor shares: the face detector and the loaded checkpoints, created once.
 
 A ``ModelStore`` loads each checkpoint the first time somebody needs it and keeps it for everyone
-(one lock per checkpoint, so two visitors asking at once load it once). Which checkpoint a
+(one lock per checkpoint, so two visitors asking at once load it once). It owns every variant of a
+loaded checkpoint: the photo model (a fast copy, ``poster.inference.accelerate.fast_copy``), copies
+in other number formats, and their ahead-of-time compiled packages; they go when the checkpoint goes. Which checkpoint a
 visitor uses is that visitor's own choice, kept in a ``gr.State`` as a plain key string:
 a registry key ("raf-db") or the key of an uploaded file ("upload:" and 16 random hex digits;
 uploads belong to their session, see ``demo.serving.uploads``).
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import os
 import threading
+
+import torch
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +23,8 @@ from poster.weights.checkpoints import load_checkpoint
 from poster.errors import CheckpointError
 from poster.inference.faces import DetectorConfig, FaceDetector
 from poster.devices import pick_device
+from poster.inference.accelerate import accelerate_wanted, fast_copy
+from poster.inference.precision import BFLOAT16
 from poster.inference.predictor import Predictor
 from poster.models.poster_v2 import PosterV2Weights
 from poster.models.weights_api import Weights
@@ -29,6 +35,7 @@ from .locks import ReadWriteLock
 from .uploads import UPLOAD_PREFIX, UploadShelf
 
 FILE_PREFIX = "file:"
+MAX_ACCELERATED = 2  # variants with a compiled package at a time: each build takes the cores a minute
 
 
 def missing_checkpoint_message() -> str:
@@ -86,6 +93,8 @@ class ModelStore:
         self._key_locks: dict[str, threading.Lock] = {}
         self._usage: dict[str, ReadWriteLock] = {}
         self._predictors: dict[str, Predictor] = {}
+        self._variants: dict[str, dict[tuple[torch.dtype, bool], Predictor]] = {}
+        self._accelerated = 0
         self._explainers: dict[str, Any] = {}
         self._detector: FaceDetector | None = None
         self._files: dict[str, Path] = {}  # checkpoints named by path in POSTER_CHECKPOINT
@@ -115,8 +124,7 @@ class ModelStore:
             predictor = self._predictors.get(key)
             if predictor is None:
                 source = self._source(key)
-                model = self._loader(source, device=self.device)
-                predictor = Predictor(model, detector=self.detector())
+                predictor = self._fast_predictor(self._loader(source, device=self.device))
                 with self._lock:
                     self._predictors[key] = predictor
         return predictor
@@ -127,6 +135,36 @@ class ModelStore:
             return self.predictor(key), ""
         except CheckpointError as exc:
             return None, str(exc) if key else missing_checkpoint_message()
+
+    def variant(self, key: str | None, precision: str | None = None, *, accelerated: bool = False) -> Predictor:
+        """Checkpoint ``key`` classified in ``precision`` (``poster.inference.precision``: on a CPU
+        bfloat16 runs on a converted fused copy, on a GPU every format autocasts the one model), made
+        once from the loaded model and kept as long as it is. ``accelerated``: through its ahead-of-time
+        package once built, or its CUDA graphs (see ``Predictor.accelerate``); never for uploads, and
+        for at most ``MAX_ACCELERATED`` variants. Raises ``CheckpointError`` as ``predictor`` does."""
+        base = self.predictor(key)
+        precision = precision or base.precision
+        if precision == base.precision:
+            predictor = base
+        else:
+            with self._key_lock(key):
+                variants = self._variants.setdefault(key, {})
+                predictor = variants.get(precision)
+                if predictor is None:
+                    if precision == BFLOAT16 and base.device.type == "cpu":  # autocast is slow on a CPU
+                        predictor = Predictor(fast_copy(base.model, torch.bfloat16), detector=base.detector)
+                    else:  # the same model in another format
+                        predictor = Predictor(base.model, detector=base.detector, precision=precision)
+                    variants[precision] = predictor
+        if (accelerated and predictor.accelerated is None and not key.startswith(UPLOAD_PREFIX)
+                and (self.on_gpu or accelerate_wanted())):
+            with self._lock:
+                wanted = predictor.accelerated is None and self._accelerated < MAX_ACCELERATED
+                if wanted:
+                    self._accelerated += 1
+            if wanted:
+                predictor.accelerate(build=True)
+        return predictor
 
     def explainer(self, key: str) -> Any:
         """One explainer per loaded checkpoint."""
@@ -204,7 +242,7 @@ class ModelStore:
         visitor's session); returns its key. Raises ``CheckpointError`` (one line) for a file that
         is refused (see ``UploadShelf.add``)."""
         def load(stored: str) -> Predictor:
-            return Predictor(self._loader(stored, device=self.device), detector=self.detector())
+            return self._fast_predictor(self._loader(stored, device=self.device))
 
         key, predictor, gone = self.uploads.add(Path(path), _short_name(name or Path(path).name), owner, load)
         with self._lock:
@@ -234,6 +272,7 @@ class ModelStore:
         with self._lock:
             for key in keys:
                 self._predictors.pop(key, None)
+                self._variants.pop(key, None)
                 self._explainers.pop(key, None)
         return keys
 
@@ -255,16 +294,22 @@ class ModelStore:
         found = locate.find_local(weights, self.checkpoint_dirs) if weights is not None else None
         return str(found) if found is not None else key  # else the Hub repository, if one is set
 
+    def _fast_predictor(self, model: Any) -> Predictor:
+        """The photo predictor of a freshly loaded (plain) model: a fast copy; the plain one is let go."""
+        return Predictor(fast_copy(model), detector=self.detector())
+
     def _key_lock(self, key: str) -> threading.Lock:
         with self._lock:
             return self._key_locks.setdefault(key, threading.Lock())
 
-    def warm_up(self, key: str | None) -> threading.Thread:
-        """Load the detector and ``key`` in a background thread so the first visitor waits less."""
+    def warm_up(self, key: str | None, accelerate: str | None = None) -> threading.Thread:
+        """Load the detector and ``key`` in a background thread so the first visitor waits less;
+        ``accelerate``: also prepare ``key``'s live variant in that precision and its accelerated
+        engine (a package built by a separate, low-priority process; see ``variant``)."""
         def work() -> None:
             self.detector()
-            if key:
-                self.try_predictor(key)
+            if key and self.try_predictor(key)[0] is not None and accelerate is not None:
+                self.variant(key, accelerate, accelerated=True)
 
         thread = threading.Thread(target=work, name="poster-warm-up", daemon=True)
         thread.start()

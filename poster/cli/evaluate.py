@@ -14,6 +14,7 @@ from ..data.datasets import SPLITS, ImageDataset, list_images
 from ..data.layouts import LAYOUTS
 from .. import distributed
 from ..devices import pick_device
+from ..inference.accelerate import fast_copy
 from ..evaluation.protocol import (ARM_PROTOCOL_BATCH, DEFAULT_BATCH, PROTOCOLS, choose_protocol, describe_protocol,
                                    infer_dataset)
 from ..evaluation.run import (RUN_JSON, THUMBNAIL_SIZE, THUMBNAILS, check_replaceable, default_workers, evaluate,
@@ -78,8 +79,10 @@ def _evaluate(args: argparse.Namespace, processes: distributed.DistInfo) -> int:
     device = pick_device(args.device, local_rank=processes.local_rank if processes.enabled else None)
     precision = resolve_precision(args.dtype, device)
     # bfloat16 converts the weights (faster than autocast, on CPUs by far); the others autocast float32.
+    # The same fast copy the app evaluates with (fused for the CPU), so both give the same predictions.
     weights_dtype = DTYPES[BFLOAT16] if precision == BFLOAT16 else torch.float32
-    model = load_checkpoint(args.checkpoint, device=device, dtype=weights_dtype, dataset=args.dataset, arch=args.arch)
+    model = fast_copy(load_checkpoint(args.checkpoint, device=device, dataset=args.dataset, arch=args.arch),
+                      weights_dtype)
     info: CheckpointInfo = model.info
     say = print if processes.is_main else _quiet
     if not info.classes_known:

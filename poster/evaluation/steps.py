@@ -15,7 +15,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.datasets import ImageDataset
-from ..inference.compile_guard import beside_compiles
 from ..inference.precision import FLOAT32, ensure_finite, finite_logits, precision_of_weights
 from .run import predictions_table
 
@@ -46,7 +45,6 @@ def evaluate_in_steps(model: torch.nn.Module, dataset: ImageDataset, *, batch_si
     dtype = next(model.parameters()).dtype
     precision = precision_of_weights(model) or precision
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
-    forward = beside_compiles(model)  # the app evaluates while a webcam model may be compiling
     logits, kept = [], []
     start = time.perf_counter()
     done = 0
@@ -57,7 +55,7 @@ def evaluate_in_steps(model: torch.nn.Module, dataset: ImageDataset, *, batch_si
             if loaded:
                 batch = images[loaded].to(device, dtype, non_blocking=True, memory_format=torch.channels_last)
                 with torch.inference_mode():
-                    batch_logits, used = finite_logits(forward, batch, precision, device)
+                    batch_logits, used = finite_logits(model, batch, precision, device)
                     logits.append(ensure_finite(batch_logits, used).cpu())
                 kept.extend(indices[loaded].tolist())
             done += len(indices)

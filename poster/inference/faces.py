@@ -16,7 +16,6 @@ from facenet_pytorch.models.utils.detect_face import detect_face
 from PIL import Image
 
 from ..errors import ImageError
-from .compile_guard import beside_compiles
 
 # ArcFace's 5-point template for 112x112 crops: left eye, right eye, nose, mouth left, mouth right.
 ARCFACE_TEMPLATE = np.array([
@@ -128,7 +127,6 @@ class FaceDetector:
             # too: about a fifth less detection time on a CPU, same boxes to float rounding.
             self._mtcnn.to(memory_format=torch.channels_last)
 
-    @beside_compiles
     def detect(self, image: np.ndarray, max_side: int | None = None) -> Detections:
         """Find faces in an HxWx3 uint8 RGB image; an image without faces gives no faces.
 

@@ -36,14 +36,14 @@ class GraphedForward:
             raise ValueError("CUDA graphs need a model on a CUDA GPU")
         self.model = model
         self.precision = precision
-        self._eager = model.forward_alone if getattr(model, "faces_interact", False) else model
+        self._eager = model.forward_alone
         self.device = param.device
         size = preprocessing_of(model).input_size
         self.input_shape = (3, size, size)
         self.batch_sizes = tuple(sorted(batch_sizes))
         self._lock = threading.Lock()  # a graph's input and output buffers are shared
         self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
-        self.state, self.reason = GRAPHED, ""  # as CompiledForward's, for the Predictor's ``engine``
+        self.state, self.reason = GRAPHED, ""  # as AcceleratedForward's, for the Predictor's ``engine``
         try:
             pool = torch.cuda.graph_pool_handle()
             for n in reversed(self.batch_sizes):  # the largest first: the smaller ones reuse its memory

@@ -16,13 +16,12 @@ import torch
 
 from ..devices import pick_device
 from ..weights.checkpoints import load_checkpoint
-from .compile_guard import beside_compiles
-from .compiled import EAGER, CompiledForward
+from .accelerate import EAGER, AcceleratedForward, fast_copy
 from .batcher import DEFAULT_WAIT_S, MicroBatcher
 from .faces import DetectorConfig, Face, FaceCrop, FaceDetector, align_face
 from .graphed import GraphedForward, graphed_forward
 from .images import DEFAULT_MAX_PIXELS, ImageSource, load_image
-from .precision import FLOAT32, ensure_finite, finite_logits, precision_of_weights, resolve_precision
+from .precision import BFLOAT16, FLOAT32, ensure_finite, finite_logits, precision_of_weights, resolve_precision
 from .transforms import model_batch
 
 
@@ -111,7 +110,7 @@ class Predictor:
             raise ValueError(f"a model with {converted} weights cannot run in {precision}")
         self.precision = converted or resolve_precision(precision, self.device, autocast=True)
         self.max_pixels = max_pixels
-        self.compiled: CompiledForward | GraphedForward | None = None
+        self.accelerated: AcceleratedForward | GraphedForward | None = None
         # Live streams' faces, classified together with other threads' (``classify``'s rows). Only a
         # GPU waits for more: a CPU's batch costs what its faces cost one by one, so it merges only
         # the faces that arrived while the previous batch ran.
@@ -120,10 +119,18 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, source: str | Path, device: str | torch.device | None = None,
                         detector_config: DetectorConfig | None = None, dataset: str | None = None,
-                        arch: str | None = None, **kwargs: Any) -> "Predictor":
-        """``dataset`` / ``arch``: what the file does not say itself (see ``load_checkpoint``)."""
+                        arch: str | None = None, dtype: torch.dtype = torch.float32, fast: bool = True,
+                        **kwargs: Any) -> "Predictor":
+        """``dataset`` / ``arch``: what the file does not say itself (see ``load_checkpoint``).
+        ``fast``: classify with ``fast_copy(model, dtype)`` (fused for the CPU) instead of the
+        plain network, which is then not kept. ``precision="bfloat16"`` on a CPU converts the weights."""
         device = pick_device(device) if not isinstance(device, torch.device) else device
-        model = load_checkpoint(source, device=device, dataset=dataset, arch=arch)
+        if kwargs.get("precision") == BFLOAT16 and device.type == "cpu":  # autocast is slow on a CPU: convert
+            dtype, kwargs["precision"] = torch.bfloat16, None
+        model = load_checkpoint(source, device=device, dataset=dataset, arch=arch,
+                                dtype=torch.float32 if fast else dtype)
+        if fast:
+            model = fast_copy(model, dtype)
         detector = FaceDetector(detector_config or DetectorConfig(device="cuda" if device.type == "cuda" else "cpu"))
         return cls(model, detector, **kwargs)
 
@@ -131,22 +138,23 @@ class Predictor:
     def class_names(self) -> tuple[str, ...]:
         return self.model.info.class_names
 
-    def compile(self, background: bool = True) -> CompiledForward | GraphedForward | None:
-        """The live path's fast engine; calling again is free. On a CPU, a compiled copy of the model
-        once it is built (``CompiledForward``; float32 or converted weights, not autocast), the eager
-        model answering meanwhile. On a CUDA GPU, CUDA graphs recorded now, in a second or two
+    def accelerate(self, build: bool = True) -> AcceleratedForward | GraphedForward | None:
+        """The live path's fast engine; calling again is free. On a CPU, the checkpoint's ahead-of-time
+        package once it exists (``AcceleratedForward``; ``build`` starts the separate, low-priority
+        process that builds a missing one; float32 or converted weights, not autocast), the model
+        answering meanwhile. On a CUDA GPU, CUDA graphs recorded now, in a second or two
         (``GraphedForward``; not float16). Elsewhere None."""
-        if self.compiled is None and self.device.type == "cuda":
-            self.compiled = graphed_forward(self.model, self.precision)
+        if self.accelerated is None and self.device.type == "cuda":
+            self.accelerated = graphed_forward(self.model, self.precision)
         autocast = self.precision != FLOAT32 and precision_of_weights(self.model) is None
-        if self.compiled is None and self.device.type == "cpu" and not autocast:
-            self.compiled = CompiledForward(self.model, background=background)
-        return self.compiled
+        if self.accelerated is None and self.device.type == "cpu" and not autocast:
+            self.accelerated = AcceleratedForward(self.model, build=build)
+        return self.accelerated
 
     @property
     def engine(self) -> str:
-        """``"compiled"``, ``"compiling"``, ``"graphed"``, or ``"eager"`` (never compiled, or it failed)."""
-        return self.compiled.state if self.compiled is not None else EAGER
+        """``"compiled"`` (the package answers), ``"compiling"`` (it is being built), ``"graphed"``, or ``"eager"``."""
+        return self.accelerated.state if self.accelerated is not None else EAGER
 
     def predict(self, image: ImageSource, *, bgr: bool = False) -> FaceList:
         """Every face in one image. Raises ``ImageError`` for input that is not a usable image;
@@ -171,15 +179,14 @@ class Predictor:
         """Probabilities for an image that already is a face crop (as the datasets' images are)."""
         return self.classify([load_image(crop, max_pixels=self.max_pixels)])[0]
 
-    @beside_compiles
     def classify(self, crops: list[np.ndarray]) -> np.ndarray:
         """(N, num_classes) probabilities for face crops (HxWx3 uint8, resized to 224 if needed)."""
         if not crops:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
         batch = model_batch(crops, self.model)
         # Each face alone: ARM's published forward adds a mean over the batch to every face.
-        if self.compiled is not None:
-            forward = self.compiled  # the eager model until it is built, or for what it was not built for
+        if self.accelerated is not None:
+            forward = self.accelerated  # the model until the package exists, or for what it was not built for
         else:
             forward = self.model.forward_alone
         with torch.inference_mode():

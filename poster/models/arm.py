@@ -16,6 +16,7 @@ import enum
 import torch
 from torch import nn
 
+from .fusions import Fusion, under
 from .dataset_facts import RAF_DB_CLASS_NAMES, RAF_DB_FOLDER_NAMES, raf_db_meta
 from .outputs import GradCamLayer, ModelOutput, NamedMap
 from .renaming import map_state_dict
@@ -45,6 +46,18 @@ class ResNet18Trunk(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def cpu_fusions(self) -> list[Fusion]:
+        """The chains ``fuse_for_cpu`` folds: each convolution with its batch norm, the stem's ReLU
+        (a block's ReLU is called twice, so it stays its own)."""
+        fusions = [Fusion("conv1", "bn1", "relu")]
+        for stage in ("layer1", "layer2", "layer3", "layer4"):
+            for i, block in enumerate(getattr(self, stage)):
+                unit = f"{stage}.{i}"
+                fusions += [Fusion(f"{unit}.conv1", f"{unit}.bn1"), Fusion(f"{unit}.conv2", f"{unit}.bn2")]
+                if block.downsample is not None:
+                    fusions.append(Fusion(f"{unit}.downsample.0", f"{unit}.downsample.1"))
+        return fusions
 
 
 class AmendModule(nn.Module):
@@ -126,6 +139,10 @@ class ARM(nn.Module):
         trunk = self.backbone(x.to(self.dtype))
         amended, own = self.arm(self.arrangement(trunk), alone)
         return self.fc(amended.flatten(1)), trunk, amended, own
+
+    def cpu_fusions(self) -> list[Fusion]:
+        """The chains ``fuse_for_cpu`` folds: the ResNet-18 trunk's (the amend module has none)."""
+        return under("backbone", self.backbone.cpu_fusions())
 
 
 def recognizes(keys: set[str]) -> bool:

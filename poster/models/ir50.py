@@ -11,6 +11,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from .fusions import Fusion, conv_bn
 from .weights_api import Weights
 
 
@@ -99,6 +100,19 @@ class IR50(nn.Module):
         f2 = self.stage2(f1)
         f3 = self.stage3(f2)
         return f1, f2, f3
+
+    def cpu_fusions(self) -> list[Fusion]:
+        """The chains ``fuse_for_cpu`` folds: the stem's convolution and norm; in each unit the norm
+        before the first convolution, the norm after the second, and a projection shortcut's pair."""
+        fusions = [conv_bn("stem")]
+        for stage in ("stage1", "stage2", "stage3"):
+            for i, block in enumerate(getattr(self, stage)):
+                unit = f"{stage}.{i}"
+                fusions += [Fusion(f"{unit}.residual.conv1", input_norm=f"{unit}.residual.bn1"),
+                            Fusion(f"{unit}.residual.conv2", norm=f"{unit}.residual.bn2")]
+                if isinstance(block.shortcut, ProjectionShortcut):
+                    fusions.append(conv_bn(f"{unit}.shortcut"))
+        return fusions
 
 
 # The original network (face.evoLVe; POSTER++'s ``ir_back``) names its layers by position.

@@ -13,6 +13,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from .fusions import Fusion, conv_bn
 from .weights_api import Weights
 
 
@@ -90,6 +91,18 @@ class MobileFaceNet(nn.Module):
     def landmarks(self, f3: torch.Tensor) -> torch.Tensor:
         """The 136-value landmark head on the last feature map."""
         return self.head(f3)
+
+    def cpu_fusions(self) -> list[Fusion]:
+        """The chains ``fuse_for_cpu`` folds: every convolution with the batch norm after it (the
+        PReLUs stay: oneDNN has no PReLU post-op), the landmark head's where the model keeps it."""
+        fusions = [conv_bn("stem"), conv_bn("stem_dw"), conv_bn("expand")]
+        for name in ("down1", "stage1", "down2", "stage2", "down3", "stage3"):
+            module = getattr(self, name)
+            units = [name] if isinstance(module, InvertedBottleneck) else [f"{name}.{i}" for i in range(len(module))]
+            fusions += [conv_bn(f"{unit}.{part}") for unit in units for part in ("expand", "depthwise", "project")]
+        if "head" in self._modules:  # POSTER deletes it
+            fusions.append(conv_bn("head.pool"))
+        return fusions
 
 
 # The original network's module names (POSTER++'s ``face_landback``) -> this module's.

@@ -1,14 +1,14 @@
-"""CPU inference layers that keep a oneDNN-packed copy of their weight, and the step that swaps them in.
+"""CPU inference layers that keep a oneDNN-packed copy of their weight.
 
 On the CPU, PyTorch hands oneDNN a plain weight on every call, and oneDNN reorders it into its
 blocked layout before computing. For one face that reorder is a large share of the forward pass
 (on a 2-core CPU: about a fifth in float32, more in bfloat16, where the 768-channel token
-convolution alone runs 3.5x faster packed). ``pack_for_cpu`` turns a model's ``nn.Conv2d`` and
-``nn.Linear`` layers into the packed kinds below, which reorder once and reuse the packed copy for
-as long as the weight is unchanged. A batch norm that only ever sees a convolution's output, or
-whose output only a convolution sees, is folded into that convolution's packed weight and bias
-(or bias map), and an activation that only ever sees the result runs as a oneDNN post-op: each
-saves a pass over the feature map and a call.
+convolution alone runs 3.5x faster packed). ``poster.models.fusions.fuse_for_cpu`` turns a
+model's ``nn.Conv2d`` and ``nn.Linear`` layers into the packed kinds below, which reorder once and
+reuse the packed copy for as long as the weight is unchanged. A batch norm that only ever sees a
+convolution's output, or whose output only a convolution sees, is folded into that convolution's
+packed weight and bias (or bias map), and an activation that only ever sees the result runs as a
+oneDNN post-op, where the model declares the chain: each saves a pass over the feature map and a call.
 
 The swap changes the class of each module in place (as ``torch.nn.utils.parametrize`` does), so
 parameters, buffers, state-dict keys, hooks and module identity stay what they were. Whenever
@@ -23,13 +23,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cache import DerivedCache
-from .pairing import POST_OPS, fusion_chains
-from .patch_conv1d import adopt_patch_conv1d
 
 _mkldnn = torch.ops.mkldnn
 _CHANNELS_LAST = torch.channels_last
 _ONEDNN_BUILT = torch.backends.mkldnn.is_available()
 _BF16: list[bool] = []
+
+# Activations oneDNN applies as a post-op, with the post-op's name.
+POST_OPS: dict[type[nn.Module], str] = {
+    nn.ReLU: "relu", nn.GELU: "gelu", nn.SiLU: "swish", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh",
+    nn.Hardswish: "hardswish",
+}
 
 
 def onednn_takes(x: torch.Tensor) -> bool:
@@ -257,24 +261,3 @@ class PackedLinear(nn.Linear):
             return act(F.linear(x, weight, bias))
         packed = self._packed.get_keyed("weight", key, lambda: _mkldnn._reorder_linear_weight(weight.detach(), None))
         return _mkldnn._linear_pointwise(x, packed, bias, act.name, [], act.algorithm)
-
-
-def pack_for_cpu(model: nn.Module) -> nn.Module:
-    """Swap packed layers into ``model`` in place and return it.
-
-    Every ``nn.Conv2d`` and ``nn.Linear`` becomes packed; every batch norm that only ever sees one
-    convolution's output, or only feeds one convolution, is folded into it, and an activation only
-    they feed becomes its post-op (see ``fusion_chains``); a 1-D convolution whose windows do not
-    overlap becomes one matrix product (``patch_conv1d``). Works on any model built from these
-    modules; run it once, after the weights are loaded or before, either is fine.
-    """
-    chains = {id(chain.layer): chain for chain in fusion_chains(model)}
-    for module in list(model.modules()):
-        chain = chains.get(id(module))
-        if type(module) is nn.Conv2d:
-            PackedConv2d.adopt(module, chain and chain.norm, chain and chain.activation, chain and chain.input_norm)
-        elif type(module) is nn.Linear:
-            PackedLinear.adopt(module, chain and chain.activation)
-        else:
-            adopt_patch_conv1d(module)
-    return model

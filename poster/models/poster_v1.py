@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import ir50, mobilefacenet
+from .fusions import Fusion, fc_act, under
 from .dataset_facts import RAF_DB_CLASS_NAMES, RAF_DB_FOLDER_NAMES, raf_db_meta
 from .ir50 import IR50
 from .layers import Mlp, SqueezeExcite, attend
@@ -217,6 +218,15 @@ class PosterV1(nn.Module):
         image = self.image_proj(image_map.contiguous().view(x.shape[0], TOKENS, -1))
         feature = self.se(self.fusion(image, landmark, attention))
         return self.head(feature), feature, landmark_map, image_map
+
+    def cpu_fusions(self) -> list[Fusion]:
+        """The chains ``fuse_for_cpu`` folds: both backbones', every cross-fusion MLP's first layer
+        and its GELU, and the squeeze-excite gate's first layer and its ReLU."""
+        mlps = [f"fusion.blocks.{b}.{level}.{stream}_mlp" for b in range(len(self.fusion.blocks))
+                for level in LEVELS for stream in ("image", "landmark")]
+        return [*under("image_backbone", self.image_backbone.cpu_fusions()),
+                *under("landmark_backbone", self.landmark_backbone.cpu_fusions()),
+                *(fc_act(mlp) for mlp in mlps), fc_act("se")]
 
 
 def _attention_meaning(name: str) -> str:

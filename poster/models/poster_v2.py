@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import ir50, mobilefacenet
+from .fusions import Fusion, fc_act, under
 from .dataset_facts import RAF_DB_CLASS_NAMES, RAF_DB_FOLDER_NAMES, raf_db_meta
 from .ir50 import IR50
 from .layers import CrossFusionBlock, FusionTransformer, TokenEmbedding, relative_position_index
@@ -129,6 +130,15 @@ class PosterV2(nn.Module):
             cross_attention.append(attn)
         logits, vit_attention = self.transformer(self.token_embed(fused), intermediates)
         return logits, img, lm, cross_attention, vit_attention, head
+
+    def cpu_fusions(self) -> list[Fusion]:
+        """The chains ``fuse_for_cpu`` folds: both backbones', every MLP's first layer and its GELU,
+        and the squeeze-excite gate's first layer and its ReLU."""
+        mlps = [f"fusion.{i}.mlp" for i in range(len(self.fusion))]
+        mlps += [f"transformer.blocks.{i}.mlp" for i in range(len(self.transformer.blocks))]
+        return [*under("image_backbone", self.image_backbone.cpu_fusions()),
+                *under("landmark_backbone", self.landmark_backbone.cpu_fusions()),
+                *(fc_act(mlp) for mlp in mlps), fc_act("transformer.se")]
 
 
 # --- The original repository's checkpoints (Talented-Q/POSTER_V2) --------------------------------

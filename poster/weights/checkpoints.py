@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..models.packed import pack_for_cpu
 from ..models.poster_v2 import PosterV2Weights
 from ..models.weights_api import Preprocessing, Weights
 from . import locate
@@ -93,7 +92,8 @@ def load_checkpoint(source: str | Path, device: str | torch.device = "cpu", dtyp
 
     The architecture comes from the file's keys (``arch`` overrides); ``dataset`` names the class
     order where the file does not tell it. The model is built in ``dtype`` before the weights are
-    copied in, so float64 weights stay exact.
+    copied in, so float64 weights stay exact. The model is the plain network, its layers as the
+    paper has them; a copy for speed is a separate step (``poster.inference.accelerate``).
     """
     path = locate.resolve(source)
     state, meta = read_weights(path, dataset, arch)
@@ -109,8 +109,6 @@ def load_checkpoint(source: str | Path, device: str | torch.device = "cpu", dtyp
     model = model.to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if torch.device(device).type == "cpu":
-        model = pack_for_cpu(model)
     return model
 
 

@@ -85,16 +85,6 @@ def create_model(arch: str, num_classes: int = 7) -> nn.Module:
     return architecture(arch).builder(num_classes)
 
 
-def plain_copy(model: Any) -> Any:
-    """A loaded model's weights in freshly built layers of its architecture: nothing packed for
-    the CPU, contiguous memory, same dtype and device, eval mode, ``info`` carried over."""
-    param = next(model.parameters())
-    plain = create_model(model.info.arch, model.info.num_classes).to(param.dtype)
-    plain.load_state_dict(model.state_dict(), strict=True)
-    plain.info = model.info
-    return plain.to(param.device).eval()
-
-
 DEFAULT_ARCH = "poster-v2"  # the architecture of files that do not say theirs (written before others existed)
 DATASET_KEYS = tuple(m.value.key for m in PosterV2Weights)
 

@@ -1,0 +1,154 @@
+"""Ahead-of-time packages: built by `python -m poster accelerate` in a process of its own, loaded by
+the server without tracing anything, the eager fast copy answering until (and wherever) they cannot.
+
+One real build (ARM, float32: under a minute on two cores) in a child process (tests/_packages.py);
+the rest stands the build process in and reuses that package.
+"""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from poster.data.sample_faces import face_crops
+from poster.inference import accelerate as accelerate_module
+from poster.inference.accelerate import (COMPILED, COMPILING, EAGER, MAX_FACES, AcceleratedForward,
+                                         accelerate_wanted, fast_copy)
+from poster.inference.artifacts import artifact_key, artifact_path, has_cpp_compiler
+from poster.inference.predictor import Predictor
+from poster.inference.transforms import model_batch
+from tests._packages import arm, arm_package  # noqa: F401
+
+pytestmark = pytest.mark.skipif(not has_cpp_compiler(), reason="AOTInductor needs a C++ compiler")
+
+
+@pytest.fixture(scope="module")
+def crops() -> list[np.ndarray]:
+    return [np.asarray(c) for c in face_crops()[:3]]
+
+
+class _BuildProcess:
+    """Stands in for the build process: records its command; ``code`` None while it runs."""
+
+    started: list[list[str]] = []
+
+    def __init__(self, command, log_path):
+        self.command, self.code = command, None
+        _BuildProcess.started.append(command)
+
+    def poll(self):
+        return self.code
+
+    def wait(self, timeout=None):
+        return self.code
+
+
+@pytest.fixture
+def fake_builds(monkeypatch):
+    _BuildProcess.started = []
+    monkeypatch.setattr(accelerate_module, "_spawn", _BuildProcess)
+    monkeypatch.setattr(accelerate_module, "_builds", {})
+    monkeypatch.setattr(accelerate_module, "accelerate_wanted", lambda: True)
+    return _BuildProcess.started
+
+
+def test_the_package_loads_and_classifies_each_face_alone(arm, arm_package, crops):
+    forward = AcceleratedForward(fast_copy(arm), build=False, directory=arm_package.parent)
+    assert forward.state == COMPILED and forward.reason == "" and forward.path == arm_package
+    batch = model_batch(crops, arm)
+    with torch.inference_mode():
+        assert forward.takes(batch)
+        got = forward(batch)
+        torch.testing.assert_close(got, arm.forward_alone(batch), rtol=0, atol=1e-4)
+        assert not torch.allclose(arm(batch), arm.forward_alone(batch), atol=1e-3)  # the batch mean is not there
+
+
+def test_what_the_package_was_not_built_for_runs_eagerly(arm, arm_package, crops):
+    fast = fast_copy(arm)
+    forward = AcceleratedForward(fast, build=False, directory=arm_package.parent)
+    batch = model_batch(crops, arm)
+    with torch.inference_mode():
+        assert not forward.takes(batch.double()) and not forward.takes(batch[:, :, :112, :112])
+        many = batch[:1].expand(MAX_FACES + 1, -1, -1, -1)
+        assert not forward.takes(many)
+        torch.testing.assert_close(forward(many), fast.forward_alone(many), rtol=0, atol=0)
+    assert not forward.takes(batch)  # gradients on: Grad-CAM and training use the model itself
+    x = batch[:1].clone().requires_grad_(True)
+    forward(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_a_missing_package_is_built_by_a_low_priority_process_while_the_eager_copy_answers(
+        arm, arm_package, crops, tmp_path, fake_builds):
+    fast = fast_copy(arm)
+    forward = AcceleratedForward(fast, directory=tmp_path)
+    assert forward.state == COMPILING and len(fake_builds) == 1
+    command = fake_builds[0]
+    assert command[:3] == [shutil.which("nice"), "-n", "19"] and command[4:7] == ["-m", "poster", "accelerate"]
+    assert command[command.index("--out") + 1] == str(forward.path) and arm.info.source in command
+    AcceleratedForward(fast, directory=tmp_path)
+    assert len(fake_builds) == 1  # one build per package file
+    batch = model_batch(crops, arm)
+    with torch.inference_mode():
+        torch.testing.assert_close(forward(batch), fast.forward_alone(batch), rtol=0, atol=0)
+        shutil.copy(arm_package, forward.path)  # the build process is done
+        forward._process.code = 0
+        assert forward.wait() and forward.state == COMPILED
+        torch.testing.assert_close(forward(batch), arm.forward_alone(batch), rtol=0, atol=1e-4)
+
+
+def test_a_failed_build_or_a_bad_file_leaves_the_eager_copy_answering(arm, crops, tmp_path, fake_builds):
+    fast = fast_copy(arm)
+    forward = AcceleratedForward(fast, directory=tmp_path / "failed")
+    forward._process.code = 1
+    assert not forward.wait() and forward.state == EAGER and "the build failed (exit 1" in forward.reason
+    forward.path.parent.mkdir(parents=True, exist_ok=True)
+    bad = AcceleratedForward(fast, build=False, directory=tmp_path / "bad")
+    assert bad.state == EAGER and bad.reason == "no package built"
+    bad_path = artifact_path(arm, torch.float32, "cpu", tmp_path / "garbage")
+    bad_path.parent.mkdir()
+    bad_path.write_bytes(b"not a package")
+    garbage = AcceleratedForward(fast, build=False, directory=bad_path.parent)
+    assert garbage.state == EAGER and garbage.reason
+    batch = model_batch(crops, arm)
+    with torch.inference_mode():
+        for broken in (forward, garbage):
+            torch.testing.assert_close(broken(batch), fast.forward_alone(batch), rtol=0, atol=0)
+
+
+def test_the_cache_key_names_weights_architecture_format_device_and_torch(monkeypatch):
+    key = artifact_key("ab" * 32, "arm", torch.float32)
+    others = [artifact_key("cd" * 32, "arm", torch.float32), artifact_key("ab" * 32, "poster-v1", torch.float32),
+              artifact_key("ab" * 32, "arm", torch.bfloat16), artifact_key("ab" * 32, "arm", torch.float32, "cuda")]
+    monkeypatch.setattr(torch, "__version__", "0.0.0")
+    others.append(artifact_key("ab" * 32, "arm", torch.float32))
+    assert len({key, *others}) == 6
+
+
+def test_packages_are_switched_on_by_the_environment(arm, tmp_path, monkeypatch):
+    monkeypatch.delenv("POSTER_ACCELERATE", raising=False)
+    assert not accelerate_wanted()  # off unless asked for
+    monkeypatch.setenv("POSTER_ACCELERATE", "0")
+    assert not accelerate_wanted()
+    forward = AcceleratedForward(fast_copy(arm), directory=tmp_path)
+    assert forward.state == EAGER and "off" in forward.reason and forward._process is None
+    monkeypatch.setenv("POSTER_ACCELERATE", "1")
+    assert accelerate_wanted()
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CXX", raising=False)
+    has_cpp_compiler.cache_clear()
+    try:
+        assert not accelerate_wanted()  # no C++ compiler: nothing to build with
+    finally:
+        has_cpp_compiler.cache_clear()
+
+
+def test_the_predictor_reports_its_engine_and_keeps_its_answers(arm, arm_package, crops, monkeypatch):
+    monkeypatch.setattr(accelerate_module, "artifact_path", lambda model, dtype, kind, directory: arm_package)
+    eager = Predictor(fast_copy(arm))
+    accelerated = Predictor(eager.model, detector=eager.detector)
+    assert eager.engine == EAGER and accelerated.engine == EAGER
+    assert accelerated.accelerate(build=False) is accelerated.accelerate() and accelerated.engine == COMPILED
+    np.testing.assert_allclose(accelerated.classify(crops), eager.classify(crops), rtol=0, atol=1e-5)

@@ -20,6 +20,7 @@ COMMANDS = {
     "report": "poster.cli.report",
     "compare": "poster.cli.compare",
     "publish": "poster.cli.publish",
+    "video": "poster.cli.video",
 }
 
 SUMMARIES = {
@@ -31,6 +32,7 @@ SUMMARIES = {
     "report": "summarize a run: accuracy with its interval, confusions, label errors, class order",
     "compare": "compare two runs on the images they share (intervals, McNemar's test)",
     "publish": "upload a run to a Hugging Face Hub dataset repository for the app to list",
+    "video": "follow every face of a video file: table, timeline, annotated video and summary",
 }
 
 

@@ -47,7 +47,7 @@ def write_clip(path: Path, frames: Sequence[np.ndarray], fps: int = 10, codec: s
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = "yuv420p"
         if times is not None:
-            stream.time_base = Fraction(1, 1000)
+            stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
         if rotation:
             stream.set_display_rotation(rotation)
         sound = container.add_stream("aac", rate=16000) if audio else None

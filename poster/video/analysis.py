@@ -58,15 +58,18 @@ class VideoAnalyzer:
     """Analyses video files with one predictor; settings are fixed, files are many."""
 
     def __init__(self, predictor: Predictor, *, every: int | None = None, fps: float | None = None,
-                 max_seconds: float | None = None, batch_size: int = 16,
+                 max_seconds: float | None = None, batch_size: int = 16, full_detection_every: int = 1,
                  model_slot: Callable[[], ContextManager] | None = None,
                  max_pixels: int = MAX_VIDEO_PIXELS, max_duration: float = MAX_VIDEO_SECONDS) -> None:
         """``every``/``fps``: which frames (neither: all); ``max_seconds``: analyse only the start;
-        ``model_slot``: held around each model call (the app's limit of model calls at once)."""
+        ``full_detection_every``: 1 searches every analysed frame whole, so a face entering is found at
+        once; N > 1 searches only near known faces in between (faster, as the webcam does, but a new
+        face may wait N - 1 frames); ``model_slot``: held around each model call (the app's limit)."""
         Sampler(every, fps)  # checks the values now rather than at the first file
         self.predictor = predictor
         self.every, self.fps, self.max_seconds = every, fps, max_seconds
         self.batch_size = max(1, batch_size)
+        self.full_detection_every = max(1, full_detection_every)
         self.model_slot = model_slot or contextlib.nullcontext
         self.max_pixels, self.max_duration = max_pixels, max_duration
 
@@ -96,7 +99,7 @@ class VideoAnalyzer:
         frames, last_time = 0, 0.0
         for frame in read_frames(path, sampler, until=self.max_seconds, max_pixels=self.max_pixels,
                                  max_seconds=self.max_duration):
-            faces = tracker.detect(frame.image, detector, max_side=DETECT_MAX_SIDE)
+            faces = tracker.detect(frame.image, detector, self.full_detection_every, max_side=DETECT_MAX_SIDE)
             for track in tracker.update(faces):
                 face = Face(track.box, 1.0, track.landmarks)
                 pending.append((frame.time, frame.index, track.id, face, align_face(frame.image, face).image))

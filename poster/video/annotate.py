@@ -36,7 +36,7 @@ def draw_frame(image: np.ndarray, rows, class_names: tuple[str, ...]) -> np.ndar
     canvas = Image.fromarray(image)
     draw = ImageDraw.Draw(canvas)
     height, width = image.shape[:2]
-    line = max(1, round(max(height, width) / 320))
+    line = max(2, round(max(height, width) / 320))
     size = max(9, round(max(height, width) / 48))
     font, small = draw_font(size), draw_font(max(8, size * 3 // 4))
     for row in rows.itertuples(index=False):
@@ -49,16 +49,22 @@ def draw_frame(image: np.ndarray, rows, class_names: tuple[str, ...]) -> np.ndar
         ty = y1 - (bottom - top) - 2 * line if y1 - (bottom - top) - 2 * line >= 0 else y2 + line
         draw.rectangle([tx, ty, tx + right - left + 2 * line, ty + bottom - top + 2 * line], fill=color)
         draw.text((tx + line - left, ty + line - top), text, fill="white", font=font)
-        _bars(draw, row, class_names, x1, y2 + line + 1, max(x2 - x1, 8.0 * small.size), small, width, height)
+        _bars(draw, row, class_names, (x1, y1, x2, y2), line, small, width, height)
     return np.asarray(canvas)
 
 
-def _bars(draw: ImageDraw.ImageDraw, row, class_names, x: float, y: float, span: float, font, width: int,
-          height: int) -> None:
-    """One bar per class (its probability as length), labelled with the class's first letters."""
+def _bars(draw: ImageDraw.ImageDraw, row, class_names, box, line: int, font, width: int, height: int) -> None:
+    """One bar per class (its probability as length), labelled with the class's first letters: under
+    the face, or beside it where there is no room below."""
+    x1, y1, x2, y2 = box
     step = font.size + 2
-    if y + step * len(class_names) > height:  # no room under the face: draw them beside it, inside the frame
-        y = max(0.0, height - step * len(class_names))
+    span = max(x2 - x1, 8.0 * font.size)
+    total = step * len(class_names)
+    if y2 + line + 1 + total <= height:
+        x, y = x1, y2 + line + 1
+    else:
+        x = x2 + line + 1 if x2 + line + 1 + span <= width else x1 - line - 1 - span
+        y = min(max(0.0, y1), max(0.0, height - total))
     x = min(max(0.0, x), max(0.0, width - span))
     label_width = 4 * font.size
     values = row._asdict()

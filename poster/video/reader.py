@@ -134,7 +134,7 @@ def read_frames(path: str | Path, sampler: Sampler | None = None, until: float |
                 yield VideoFrame(index=index, time=time, image=upright(frame.to_ndarray(format="rgb24"),
                                                                         frame_rotation(frame)))
         except av.FFmpegError as exc:
-            raise VideoError(f"{_name(path)} breaks off at {time:.1f} s (frame {index + 1}): the file is "
+            raise VideoError(f"{_name(path)} breaks off after {max(index, 0)} frames ({time:.1f} s): the file is "
                              f"damaged or truncated ({_one_line(exc)})") from None
         if index < 0:
             raise VideoError(f"{_name(path)} has a video stream without a single readable frame "
@@ -162,9 +162,11 @@ def _open(path: str | Path) -> "av.container.InputContainer":
 def _info(path: str | Path, container: "av.container.InputContainer", max_pixels: int,
           max_seconds: float) -> VideoInfo:
     if not container.streams.video:
-        kind = "audio only" if container.streams.audio else "no streams FFmpeg knows"
+        audio = bool(container.streams.audio)
         container.close()
-        raise VideoError(f"{_name(path)} has no video stream ({kind}): there are no faces to see")
+        if audio:
+            raise VideoError(f"{_name(path)} has sound but no picture: there are no faces to see")
+        raise VideoError(f"{_name(path)} holds no stream FFmpeg can read: the file is damaged or truncated")
     stream = container.streams.video[0]
     width, height = stream.codec_context.width, stream.codec_context.height
     if width <= 0 or height <= 0:

@@ -141,6 +141,31 @@ def read_frames(path: str | Path, sampler: Sampler | None = None, until: float |
                              "(the file is damaged or truncated)")
 
 
+def frame_at(path: str | Path, time: float, max_pixels: int = MAX_VIDEO_PIXELS) -> VideoFrame:
+    """The frame shown at ``time`` seconds (the last one starting at or before it), upright RGB."""
+    with _open(path) as container:
+        _info(path, container, max_pixels, float("inf"))
+        stream = container.streams.video[0]
+        start = stream_start(stream)
+        if time > 1.0 and stream.time_base:
+            # Seek to the key frame before it, then decode forward; timestamps say where we are.
+            container.seek(int((time + start) / stream.time_base), stream=stream, backward=True, any_frame=False)
+        fps = float(stream.average_rate or 0)
+        chosen = None
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                at = frame_time(frame, start, index, fps)
+                if chosen is not None and at > time + 1e-6:
+                    break
+                chosen = VideoFrame(index=-1, time=at, image=frame)
+        except av.FFmpegError:
+            pass  # the frames read so far stand
+        if chosen is None:
+            raise VideoError(f"{_name(path)} has no frame at {time:.2f} s")
+        image = upright(chosen.image.to_ndarray(format="rgb24"), frame_rotation(chosen.image))
+        return VideoFrame(index=-1, time=chosen.time, image=image)
+
+
 def _open(path: str | Path) -> "av.container.InputContainer":
     path = Path(path)
     if not path.is_file():
@@ -255,5 +280,5 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
-__all__ = ["VideoInfo", "VideoFrame", "Sampler", "probe", "read_frames", "frame_rotation", "upright", "stream_start",
+__all__ = ["VideoInfo", "VideoFrame", "Sampler", "probe", "read_frames", "frame_at", "frame_rotation", "upright", "stream_start",
            "frame_time", "MAX_VIDEO_PIXELS", "MAX_VIDEO_SECONDS"]

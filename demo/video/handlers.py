@@ -60,7 +60,7 @@ class VideoCaps:
                    fps=_env(ENV_FPS, 10 if on_gpu else 5), jobs=max(1, int(_env(ENV_JOBS, 2 if on_gpu else 1))))
 
     def describe(self) -> str:
-        return (f"Clips up to {self.max_bytes / 2**20:.0f} MB and {self.max_seconds:.0f} s, analysed at "
+        return (f"Clips up to {self.max_bytes / 2**20:.3g} MB and {self.max_seconds:.3g} s, analysed at "
                 f"{self.fps:g} frames per second; one clip per visitor at a time.")
 
 
@@ -150,11 +150,11 @@ def analyze_clip(upload: Any, model_key: str | None, folder: str | None, visitor
     path = uploaded_path(upload)
     size = path.stat().st_size
     if size > caps.max_bytes:
-        raise PosterError(f"the clip is {size / 2**20:.0f} MB; this app takes clips up to "
-                          f"{caps.max_bytes / 2**20:.0f} MB ({ENV_MAX_MB})")
+        raise PosterError(f"the clip is {size / 2**20:.3g} MB; this app takes clips up to "
+                          f"{caps.max_bytes / 2**20:.3g} MB ({ENV_MAX_MB})")
     info = probe(path)
-    if info.duration is not None and info.duration > caps.max_seconds + 0.5:
-        raise PosterError(f"the clip lasts {info.duration:.0f} s; this app takes clips up to {caps.max_seconds:.0f} s "
+    if info.duration is not None and info.duration > caps.max_seconds + 0.05:  # a container's rounding
+        raise PosterError(f"the clip lasts {info.duration:.0f} s; this app takes clips up to {caps.max_seconds:.3g} s "
                           f"({ENV_MAX_SECONDS}); the command line `python -m poster video` reads any length")
     if model_key is None:
         raise PosterError("no checkpoint is loaded; the note at the top says how to add one")

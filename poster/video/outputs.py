@@ -71,7 +71,7 @@ def timeline_figure(analysis: VideoAnalysis, highlight: float | None = None):
 
     table, names = analysis.table, analysis.class_names
     tracks = analysis.tracks
-    figure = Figure(figsize=(10, 1.0 + 0.7 * max(1, len(tracks))), dpi=100)
+    figure = Figure(figsize=(10, max(2.4, 1.0 + 0.6 * len(tracks))), dpi=100)
     axes = figure.add_subplot()
     end = max(analysis.seconds_analysed, analysis.interval, 1e-3)
     width = analysis.interval or end / max(1, analysis.frames_analysed)
@@ -90,8 +90,7 @@ def timeline_figure(analysis: VideoAnalysis, highlight: float | None = None):
     if highlight is not None:
         axes.axvline(highlight, color="black", linewidth=1)
     axes.legend(handles=[Patch(color=class_color(i), label=n) for i, n in enumerate(names)],
-                loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(tracks) < 3 else -0.15),
-                ncol=min(8, len(names)), frameon=False, fontsize=8)
+                loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
     figure.tight_layout()
     return figure
 

@@ -55,7 +55,7 @@ def test_upload_progress_outputs_and_a_timeline_click(page, clip):
     wait_for_text(page, "#video-progress", r"Done: 8 frames analysed", TIMEOUT_MS)
     playwright_api.expect(page.locator("#video-annotated video")).to_be_attached()
     assert "face 0" in page.locator("#video-summary").inner_text()
-    downloads = page.locator("#video-downloads").inner_text()
+    downloads = page.locator("#video-downloads").inner_text().replace("\n", "")  # names are split in spans
     assert "faces.csv" in downloads and "faces.parquet" in downloads and "annotated.mp4" in downloads
     timeline = page.locator("#video-timeline img")
     playwright_api.expect(timeline).to_be_visible()
@@ -64,5 +64,6 @@ def test_upload_progress_outputs_and_a_timeline_click(page, clip):
     caption = wait_for_text(page, "#video-moment", r"\d+\.\d\d s: face 0: ", TIMEOUT_MS)
     assert "no face" not in caption
     playwright_api.expect(page.locator("#video-frame img")).to_be_visible()
+    page.get_by_text("Why this expression? Explanation of the picked face").click()  # the panel's accordion
     page.locator("#video-faces label").first.click()
     wait_for_text(page, "#video-explain-status", r"explaining '", TIMEOUT_MS)

@@ -29,6 +29,7 @@ from .ui.outputs import bound, outputs_of, returning, unchanged
 from .ui.photo_result import PhotoResult, PhotoView
 from .photo.tab import analyze_photo, build_photo_tab
 from .serving.store import ModelStore
+from .video import build_video_tab
 from .webcam.tab import build_webcam_tab
 
 # Gradio deletes what it cached for the app (uploads, outputs) after an hour, checking every 10 minutes.
@@ -117,6 +118,8 @@ def build_demo(store: ModelStore | None = None, limits: Limits | None = None) ->
                 photo = build_photo_tab(model_key, store, limits)
             with gr.Tab("Webcam", id="webcam"):
                 build_webcam_tab(model_key, store, limits)
+            with gr.Tab("Video", id="video"):
+                build_video_tab(model_key, store, limits)
             with gr.Tab("Explorer", id="explorer"):
                 explorer = build_explorer_tab(model_key, store, limits, uploads)
             with gr.Tab("Model", id="model"):

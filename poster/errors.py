@@ -19,3 +19,7 @@ class DatasetError(PosterError):
 
 class DownloadError(PosterError):
     """A weight file could not be downloaded or did not verify."""
+
+
+class VideoError(PosterError):
+    """A video file cannot be used (not a video, no picture, damaged, truncated, too large or too long)."""

@@ -20,6 +20,7 @@ import numpy as np
 from poster.errors import ImageError
 from poster.inference.faces import VIDEO_MAX_SIDE, DetectorConfig, Face, FaceDetector, align_face
 from poster.inference.images import load_image
+from poster.inference.tracking import FULL_DETECTION_EVERY, MAX_MISSED, FaceTracker, Track, iou, match
 
 from . import precision as precisions
 from ..serving.limits import MAX_IMAGE_PIXELS
@@ -28,31 +29,7 @@ from ..serving.store import ModelStore, missing_checkpoint_message
 FRAME_MAX_SIDE = 480  # frames are processed at most this large (the browser sends them this size)
 MIN_FACE_SIDE = DetectorConfig.min_face_size  # a smaller frame cannot hold a face the detector finds
 MAX_FRAME_CHARS = 4 * 1024 * 1024  # a 480-px JPEG is ~40 k characters of base64
-IOU_MATCH = 0.3
-FULL_DETECTION_EVERY = 5  # detections between full-frame ones; the others look near known faces only
-NEAR_SIDE = 2.0  # a known face is looked for in a square this many times its box's longer side
-NEAR_MAX_SIDE = 160  # ... detected on a copy at most this large: the face is then still 80 px wide
-MAX_MISSED = 3  # detections a track survives without a match
 MAX_RECORDED = 20_000  # result rows kept per visitor for the CSV
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-@dataclass
-class Track:
-    """One face followed across frames."""
-
-    id: int
-    box: tuple[float, float, float, float]
-    landmarks: np.ndarray
-    probabilities: np.ndarray | None = None
-    missed: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,14 +42,12 @@ class LiveSettings:
 
 
 @dataclass
-class LiveSession:
-    """Per-visitor webcam state (kept in a ``gr.State``; ``demo.webcam.live_channel`` files it under ``token``)."""
+class LiveSession(FaceTracker):
+    """Per-visitor webcam state (kept in a ``gr.State``; ``demo.webcam.live_channel`` files it under ``token``):
+    its tracks (``poster.inference.tracking.FaceTracker``) and what the page shows."""
 
-    tracks: list[Track] = field(default_factory=list)
-    next_id: int = 0
     frames: int = 0
     detected_last: bool = False  # the previous frame ran the detector
-    detections: int = 0
     model_key: str | None = None
     precision: str = ""
     class_names: tuple[str, ...] = ()
@@ -84,42 +59,9 @@ class LiveSession:
     visitor: str = ""
 
 
-def match(tracks: Sequence[Track], boxes: Sequence[Sequence[float]], threshold: float = IOU_MATCH) -> dict[int, int]:
-    """Greedy one-to-one matching of detections to tracks by IoU: {box index: track index}."""
-    pairs = sorted(((iou(t.box, b), ti, bi) for ti, t in enumerate(tracks) for bi, b in enumerate(boxes)),
-                   reverse=True)
-    used_t, used_b, out = set(), set(), {}
-    for score, ti, bi in pairs:
-        if score < threshold:
-            break
-        if ti in used_t or bi in used_b:
-            continue
-        used_t.add(ti)
-        used_b.add(bi)
-        out[bi] = ti
-    return out
-
-
 def update_tracks(session: LiveSession, faces: Sequence[Face]) -> list[Track]:
     """Fold one frame's detections into the session's tracks; returns the tracks seen in it."""
-    matches = match(session.tracks, [f.box for f in faces])
-    seen, kept = [], []
-    for bi, face in enumerate(faces):
-        if bi in matches:
-            track = session.tracks[matches[bi]]
-        else:
-            track = Track(id=session.next_id, box=face.box, landmarks=face.landmarks)
-            session.next_id += 1
-        track.box, track.landmarks, track.missed = tuple(float(v) for v in face.box), face.landmarks, 0
-        seen.append(track)
-    matched = set(matches.values())
-    for ti, track in enumerate(session.tracks):
-        if ti not in matched:
-            track.missed += 1
-            if track.missed <= MAX_MISSED:
-                kept.append(track)
-    session.tracks = sorted(seen + kept, key=lambda t: t.id)
-    return seen
+    return session.update(faces)
 
 
 def smooth(track: Track, probabilities: np.ndarray, smoothing: float) -> None:
@@ -209,35 +151,8 @@ def process_frame(frame: np.ndarray, session: LiveSession, model_key: str | None
 
 
 def detect(frame: np.ndarray, session: LiveSession, detector: FaceDetector) -> list[Face]:
-    """The faces of a frame. Between full-frame detections each known face is looked for only in a
-    small square around its last box (a few ms instead of tens); when one is not found there,
-    the whole frame is searched."""
-    turn = session.detections % FULL_DETECTION_EVERY
-    session.detections += 1
-    known = [t for t in session.tracks if t.missed == 0]
-    if known and turn:
-        found: list[Face] = []
-        for track in known:
-            for face in _detect_near(frame, track.box, detector):
-                if all(iou(face.box, f.box) < 0.5 for f in found):  # neighbours' squares overlap
-                    found.append(face)
-        if len(found) >= len(known):
-            return found
-    return detector.detect(frame, max_side=VIDEO_MAX_SIDE).faces
-
-
-def _detect_near(frame: np.ndarray, box: Sequence[float], detector: FaceDetector) -> list[Face]:
-    height, width = frame.shape[:2]
-    half = NEAR_SIDE * max(box[2] - box[0], box[3] - box[1]) / 2
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
-    x1, y1 = min(width, int(cx + half) + 1), min(height, int(cy + half) + 1)
-    if min(x1 - x0, y1 - y0) < MIN_FACE_SIDE:
-        return []
-    shift = np.array([x0, y0], np.float32)
-    near = detector.detect(np.ascontiguousarray(frame[y0:y1, x0:x1]), max_side=NEAR_MAX_SIDE).faces
-    return [Face(box=(f.box[0] + x0, f.box[1] + y0, f.box[2] + x0, f.box[3] + y0), score=f.score,
-                 landmarks=f.landmarks + shift) for f in near]
+    """The faces of a frame, full-frame every ``FULL_DETECTION_EVERY``-th time, otherwise near known faces."""
+    return session.detect(frame, detector, full_every=FULL_DETECTION_EVERY)
 
 
 def _face_json(track: Track, class_names: Sequence[str]) -> dict:

@@ -21,6 +21,7 @@ COMMANDS = {
     "compare": "poster.cli.compare",
     "publish": "poster.cli.publish",
     "accelerate": "poster.cli.accelerate",
+    "video": "poster.cli.video",
 }
 
 SUMMARIES = {
@@ -33,6 +34,7 @@ SUMMARIES = {
     "compare": "compare two runs on the images they share (intervals, McNemar's test)",
     "publish": "upload a run to a Hugging Face Hub dataset repository for the app to list",
     "accelerate": "compile a checkpoint ahead of time into a cached package that loads in milliseconds",
+    "video": "follow every face of a video file: table, timeline, annotated video and summary",
 }
 
 

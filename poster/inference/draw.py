@@ -14,7 +14,8 @@ PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b
 
 
 @lru_cache(maxsize=8)
-def _font(size: int) -> ImageFont.ImageFont:
+def font(size: int) -> ImageFont.ImageFont:
+    """DejaVu Sans Bold (shipped with matplotlib) at ``size`` pixels; PIL's own font without it."""
     import matplotlib
 
     path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
@@ -31,7 +32,7 @@ def draw_faces(image: np.ndarray, boxes: Sequence[Sequence[float]], labels: Sequ
     draw = ImageDraw.Draw(canvas)
     height, width = image.shape[:2]
     line = max(2, round(max(height, width) / 300))
-    font = _font(max(12, round(max(height, width) / 45)))
+    font_ = font(max(12, round(max(height, width) / 45)))
     for i, box in enumerate(boxes):
         color = PALETTE[i % len(PALETTE)]
         x1, y1, x2, y2 = (float(v) for v in box)
@@ -42,12 +43,12 @@ def draw_faces(image: np.ndarray, boxes: Sequence[Sequence[float]], labels: Sequ
                 draw.ellipse([x - r, y - r, x + r, y + r], fill=color)
         if labels is not None and labels[i]:
             text = labels[i]
-            left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+            left, top, right, bottom = draw.textbbox((0, 0), text, font=font_)
             tw, th = right - left, bottom - top
             ty = y1 - th - 2 * line if y1 - th - 2 * line >= 0 else y2 + line
             tx = min(max(0.0, x1), max(0.0, width - tw - 2 * line))
             draw.rectangle([tx, ty, tx + tw + 2 * line, ty + th + 2 * line], fill=color)
-            draw.text((tx + line - left, ty + line - top), text, fill="white", font=font)
+            draw.text((tx + line - left, ty + line - top), text, fill="white", font=font_)
     return np.asarray(canvas)
 
 

@@ -87,6 +87,7 @@ def test_plain_forward_records_nothing(deterministic_model):
     assert cross == [None, None, None] and vit == [] and head is None
 
 
+@pytest.mark.slow  # the full model again in another memory layout
 def test_channels_last_and_contiguous_agree(deterministic_checkpoint):
     plain = load_checkpoint(deterministic_checkpoint, channels_last=False)
     fast = load_checkpoint(deterministic_checkpoint, channels_last=True)
@@ -95,6 +96,7 @@ def test_channels_last_and_contiguous_agree(deterministic_checkpoint):
         torch.testing.assert_close(plain(x), fast(x), rtol=0, atol=1e-4)
 
 
+@pytest.mark.slow  # the full model again in bfloat16
 def test_bfloat16_keeps_top_class(deterministic_checkpoint, deterministic_model):
     model = load_checkpoint(deterministic_checkpoint, dtype=torch.bfloat16)
     assert model.dtype == torch.bfloat16
@@ -132,6 +134,7 @@ def test_train_mode_keeps_landmark_backbone_frozen():
     assert model.image_backbone.training and not model.landmark_backbone.training
 
 
+@pytest.mark.slow  # loads the full model again under inference mode
 def test_model_loaded_under_inference_mode_runs(deterministic_checkpoint, deterministic_model):
     x = reference_input(torch.float32)
     with torch.inference_mode():

@@ -122,6 +122,7 @@ def test_train_mode_keeps_the_landmark_backbone_frozen_and_input_is_checked() ->
         model(torch.zeros(1, 3, 112, 112))
 
 
+@pytest.mark.slow  # the full model again in another memory layout
 def test_channels_last_model_gives_the_same_logits(file64: Path) -> None:
     # Image tokens are views of the NCHW tensor: a channels-last map must not change them.
     plain = load_checkpoint(file64, dtype=torch.float64, channels_last=False)

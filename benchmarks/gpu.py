@@ -253,7 +253,7 @@ def main() -> int:
 
     from poster.weights.checkpoints import load_checkpoint
 
-    checkpoint = deterministic_checkpoint()
+    checkpoint = deterministic_checkpoint("poster-v2")
     model = load_checkpoint(checkpoint, device=sizes.device)
     sections = {
         "precision": lambda b: precision_section(model, b),

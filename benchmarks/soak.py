@@ -261,7 +261,7 @@ def _million_class_head() -> bytes:
 
     from poster.weights.deterministic import deterministic_state_dict
 
-    state = deterministic_state_dict(7, torch.float32, "arm")
+    state = deterministic_state_dict("arm", 7, torch.float32)
     features = state["fc.weight"].shape[1]
     state["fc.weight"] = torch.zeros(1).expand(1_000_000, features)
     state["fc.bias"] = torch.zeros(1).expand(1_000_000)

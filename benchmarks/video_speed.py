@@ -66,7 +66,7 @@ def main() -> None:
     analyzers = {}
     for name in dtypes:
         dtype = torch.bfloat16 if name == "bfloat16" else torch.float32
-        model = load_checkpoint(deterministic_checkpoint(), device=device, dtype=dtype)
+        model = load_checkpoint(deterministic_checkpoint("poster-v2"), device=device, dtype=dtype)
         predictor = Predictor(model, detector, autocast=name.startswith("float16"))
         analyzers[name] = VideoAnalyzer(predictor, fps=args.fps)
     results = {}

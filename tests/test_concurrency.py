@@ -88,7 +88,7 @@ def _faces(message: dict) -> list[dict]:
 
 
 def test_two_visitors_analyse_photos_while_a_third_uploads_and_switches_architectures(architectures_dir):  # noqa: F811
-    from demo.store import ModelStore
+    from demo.serving.store import ModelStore
 
     store = ModelStore(device="cpu", checkpoint_dirs=[architectures_dir])
     photo = astronaut_path().read_bytes()

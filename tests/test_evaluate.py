@@ -163,6 +163,7 @@ class InterruptedModel(torch.nn.Module):
     def __init__(self, model: torch.nn.Module, batches: int) -> None:
         super().__init__()
         self.model, self.info, self.left = model, model.info, batches
+        self.faces_interact = model.faces_interact
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.left == 0:
@@ -180,6 +181,7 @@ def test_interruption_leaves_no_half_written_run(tmp_path: Path, model: torch.nn
         out.mkdir(parents=True)
         (out / "run.json").write_text('{"earlier": true}')
     monkeypatch.setattr(evaluate_module, "load_checkpoint", lambda *a, **k: InterruptedModel(model, batches=1))
+    monkeypatch.setattr(evaluate_module, "fast_copy", lambda model, dtype=None: model)  # keep the interruption
 
     # A worker still loading (and writing thumbnails) must not leave files behind.
     rc = cli.main(["evaluate", "--data", str(tmp_path / "data"), "--out", str(out), "--batch-size", "1",

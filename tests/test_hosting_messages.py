@@ -21,6 +21,7 @@ from demo.serving.hosting import ShortLogRecords
 from poster.data import sample_faces as _data
 from tests._app import RAF_FOLDERS, app_store, astronaut_path, checkpoint_dir, served, write_run  # noqa: F401
 from tests._http import Visitor, error_of, event_named, file_meta
+from tests._video_clips import ASTRONAUT_FACE, face_patch, scene, write_clip
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 LOG_LIMIT = 4000
@@ -203,6 +204,8 @@ def test_every_python_example_of_the_readme_runs(server, checkpoint_dir, tmp_pat
     assert len(examples) >= 3 and any("/evaluate" in e for e in examples) and any("/analyze" in e for e in examples)
     shutil.copy(astronaut_path(), tmp_path / "photo.jpg")
     (tmp_path / "set.zip").write_bytes(labeled_zip(folder=tmp_path / "set-images"))
+    face = face_patch(np.asarray(Image.open(astronaut_path()).convert("RGB")), ASTRONAUT_FACE)
+    write_clip(tmp_path / "interview.mp4", [scene([(face, 100, 60)])] * 10, fps=10, audio=True)  # one second
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(locate.ENV_DIR, str(checkpoint_dir))
     namespace: dict = {"batch": torch.rand(2, 3, 224, 224)}  # the one name the examples leave to the reader
@@ -210,3 +213,4 @@ def test_every_python_example_of_the_readme_runs(server, checkpoint_dir, tmp_pat
         exec(compile(example.replace("http://127.0.0.1:7860/", server), "README.md", "exec"), namespace)
     assert namespace["faces"][0]["label"] and namespace["summary"]["status"] == "done"
     assert namespace["logits"].shape == (2, 7)
+    assert len(namespace["analysis"].table) == 5 and (tmp_path / "runs/interview/annotated.mp4").is_file()

@@ -173,7 +173,7 @@ class _BuildingForward:
 
 
 def test_the_live_model_runs_through_a_package_built_ahead_but_never_an_upload(app_store, frame, monkeypatch):  # noqa: F811
-    from demo import store as store_module
+    from demo.serving import store as store_module
     from poster.inference import predictor as predictor_module
 
     monkeypatch.setattr(store_module, "accelerate_wanted", lambda: True)

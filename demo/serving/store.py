@@ -82,13 +82,13 @@ class ModelStore:
     """Shared detector and checkpoints; safe to use from many request threads at once."""
 
     def __init__(self, device: str | None = None, uploads_per_session: int = 2,
-                 loader: Callable[..., Any] = load_checkpoint, upload_dir: str | Path | None = None,
+                 loader: Callable[..., Any] | None = None, upload_dir: str | Path | None = None,
                  checkpoint_dirs: list[str | Path] | None = None, upload_memory: int | None = None) -> None:
         self.device = str(device or pick_device())
         self.checkpoint_dirs = [Path(d) for d in checkpoint_dirs] if checkpoint_dirs else None
         self.uploads = UploadShelf(uploads_per_session, upload_memory if upload_memory is not None
                                    else upload_memory_bytes(), upload_dir)
-        self._loader = loader
+        self._loader = loader or load_fast
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
         self._usage: dict[str, ReadWriteLock] = {}
@@ -124,7 +124,7 @@ class ModelStore:
             predictor = self._predictors.get(key)
             if predictor is None:
                 source = self._source(key)
-                predictor = self._fast_predictor(self._loader(source, device=self.device))
+                predictor = Predictor(self._loader(source, device=self.device), detector=self.detector())
                 with self._lock:
                     self._predictors[key] = predictor
         return predictor
@@ -242,7 +242,7 @@ class ModelStore:
         visitor's session); returns its key. Raises ``CheckpointError`` (one line) for a file that
         is refused (see ``UploadShelf.add``)."""
         def load(stored: str) -> Predictor:
-            return self._fast_predictor(self._loader(stored, device=self.device))
+            return Predictor(self._loader(stored, device=self.device), detector=self.detector())
 
         key, predictor, gone = self.uploads.add(Path(path), _short_name(name or Path(path).name), owner, load)
         with self._lock:
@@ -294,10 +294,6 @@ class ModelStore:
         found = locate.find_local(weights, self.checkpoint_dirs) if weights is not None else None
         return str(found) if found is not None else key  # else the Hub repository, if one is set
 
-    def _fast_predictor(self, model: Any) -> Predictor:
-        """The photo predictor of a freshly loaded (plain) model: a fast copy; the plain one is let go."""
-        return Predictor(fast_copy(model), detector=self.detector())
-
     def _key_lock(self, key: str) -> threading.Lock:
         with self._lock:
             return self._key_locks.setdefault(key, threading.Lock())
@@ -314,6 +310,12 @@ class ModelStore:
         thread = threading.Thread(target=work, name="poster-warm-up", daemon=True)
         thread.start()
         return thread
+
+
+def load_fast(source: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The store's loader: a checkpoint through the safe loader, as its fast copy for photos (the plain
+    network is let go)."""
+    return fast_copy(load_checkpoint(source, device=device))
 
 
 def _short_name(name: str, limit: int = 120) -> str:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ..weights.locate import default_checkpoint
-from ..weights.registry import checkpoint_weights
+from ..weights.registry import list_weights
 from .predict import add_checkpoint_flags
 
 DEFAULT_FPS = 5.0
@@ -20,7 +20,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video", help="a video file (MP4, MOV, MKV, AVI, WebM, ...)")
     parser.add_argument("--out", type=Path, help="output folder (default: runs/video/<file name>)")
     parser.add_argument("--checkpoint", default=None,
-                        help=f"checkpoint file or name ({', '.join(w.key for w in checkpoint_weights())}); "
+                        help=f"checkpoint file or name ({', '.join(w.key for w in list_weights())}); "
                              "default: $POSTER_CHECKPOINT or raf-db")
     add_checkpoint_flags(parser)
     sampling = parser.add_mutually_exclusive_group()

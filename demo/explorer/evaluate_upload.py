@@ -8,7 +8,6 @@ everyone), else to a folder of the visitor's session, deleted when the session e
 """
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shutil
@@ -22,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Sequence
 
-import gradio as gr
 import torch
 from gradio.utils import get_upload_folder
 
@@ -39,11 +37,10 @@ from poster.weights.registry import get_weights
 
 from .runs import SESSION_PREFIX, without_folder
 from ..serving.files import discard_upload, own_folder
-from ..ui.messages import sentence
+from ..ui.messages import friendly
 from ..serving.limits import ENV_RUNS_DIR
 from ..serving.store import ModelStore
 
-log = logging.getLogger("demo")
 
 BATCH_SIZE = 32  # the command line's default
 SESSION_TTL_S = 6 * 3600  # a visitor's runs live at most this long, even in a tab left open
@@ -153,23 +150,15 @@ def without_rejected(listing: Listing, unpacked: Unpacked) -> Listing:
 
 # --- the evaluation -------------------------------------------------------------------------
 
+@friendly("Evaluating the set")
 def evaluate_archive(archive: str | None, checkpoint: str | None, limit: float | None = None,
                      session_dir: str | None = None, uploads: Sequence[str] = (), *,
                      store: ModelStore, caps: ArchiveCaps | None = None,
                      batch_size: int = BATCH_SIZE) -> Iterator[EvaluationView]:
     """Yield the progress while it runs, then the run summary. Bad input raises ``gr.Error`` with one line; cancelling (closing the generator)
     leaves nothing behind."""
-    try:
-        yield from _evaluation_steps(archive, checkpoint, limit, session_dir, uploads, store,
-                             caps or ArchiveCaps.from_env(), batch_size)
-    except gr.Error:
-        raise
-    except PosterError as exc:
-        raise gr.Error(sentence(str(exc)), print_exception=False) from None
-    except Exception as exc:  # noqa: BLE001 - the server must keep serving
-        log.exception("evaluating an uploaded set failed")
-        raise gr.Error(f"Evaluating the set failed ({type(exc).__name__}); the app is still running",
-                       print_exception=False) from None
+    yield from _evaluation_steps(archive, checkpoint, limit, session_dir, uploads, store,
+                                 caps or ArchiveCaps.from_env(), batch_size)
 
 
 def _evaluation_steps(archive, checkpoint, limit, session_dir, uploads, store: ModelStore, caps: ArchiveCaps,

@@ -21,7 +21,8 @@ MAX_IMAGE_PIXELS = 40_000_000
 EVALUATION_GROUP = "evaluate"  # the concurrency group of evaluations of uploaded sets
 
 
-def _env(name: str, default: float) -> float:
+def env_number(name: str, default: float) -> float:
+    """The number in environment variable ``name``, or ``default`` when it is unset or not a number."""
     try:
         return float(os.environ.get(name, default))
     except ValueError:
@@ -65,22 +66,22 @@ def limits_for(on_gpu: bool) -> Limits:
     for 2 minutes; on a GPU more of both."""
     return Limits(
         on_gpu=on_gpu,
-        model_concurrency=int(_env("POSTER_CONCURRENCY", 4 if on_gpu else 2)),
-        webcam_streams=int(_env("POSTER_WEBCAM_STREAMS", 16 if on_gpu else 1)),  # GPU: streams micro-batched
-        webcam_seconds=int(_env("POSTER_WEBCAM_SECONDS", 300 if on_gpu else 120)),
-        light_concurrency=int(_env("POSTER_LIGHT_CONCURRENCY", 8)),
-        queue_size=int(_env("POSTER_QUEUE_SIZE", 64)),
-        session_waiting=max(1, int(_env("POSTER_SESSION_WAITING", 3))),
-        max_body_mb=_env("POSTER_MAX_BODY_MB", 2.0),
-        sessions_per_address=max(1, int(_env("POSTER_SESSIONS_PER_ADDRESS", 10))),
-        max_sessions=max(1, int(_env("POSTER_MAX_SESSIONS", 1000))),
-        evaluations=max(1, int(_env("POSTER_EVALUATIONS", 1))),
-        camera_waiting=max(1, int(_env("POSTER_CAMERA_WAITING", 32))),
+        model_concurrency=int(env_number("POSTER_CONCURRENCY", 4 if on_gpu else 2)),
+        webcam_streams=int(env_number("POSTER_WEBCAM_STREAMS", 16 if on_gpu else 1)),  # GPU: streams micro-batched
+        webcam_seconds=int(env_number("POSTER_WEBCAM_SECONDS", 300 if on_gpu else 120)),
+        light_concurrency=int(env_number("POSTER_LIGHT_CONCURRENCY", 8)),
+        queue_size=int(env_number("POSTER_QUEUE_SIZE", 64)),
+        session_waiting=max(1, int(env_number("POSTER_SESSION_WAITING", 3))),
+        max_body_mb=env_number("POSTER_MAX_BODY_MB", 2.0),
+        sessions_per_address=max(1, int(env_number("POSTER_SESSIONS_PER_ADDRESS", 10))),
+        max_sessions=max(1, int(env_number("POSTER_MAX_SESSIONS", 1000))),
+        evaluations=max(1, int(env_number("POSTER_EVALUATIONS", 1))),
+        camera_waiting=max(1, int(env_number("POSTER_CAMERA_WAITING", 32))),
     )
 
 
 def _megabytes(name: str, default: float) -> int:
-    return int(_env(name, default) * 1024 * 1024)
+    return int(env_number(name, default) * 1024 * 1024)
 
 
 def max_upload_bytes() -> int:

@@ -7,6 +7,7 @@ keeps serving. Whatever a visitor sent is quoted short (``quote``), never echoed
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import traceback
 from typing import Any, Callable
@@ -26,25 +27,39 @@ def friendly(action: str) -> Callable:
     """Turn any failure of a handler into a one-line ``gr.Error`` (no traceback reaches a page).
 
     Our own errors (``PosterError``) carry messages meant for people; anything else is logged
-    with its traceback on the server and shown as "``action`` failed (TypeName)".
+    with its traceback on the server and shown as "``action`` failed (TypeName)". A generator
+    handler (Gradio streams what it yields) stays a generator function.
     """
     def wrap(fn: Callable) -> Callable:
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def stream(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    yield from fn(*args, **kwargs)
+                except Exception as exc:  # noqa: BLE001 - the server must keep serving
+                    raise _page_error(action, exc) from None
+            return stream
+
         @functools.wraps(fn)
         def inner(*args: Any, **kwargs: Any) -> Any:
             try:
                 return fn(*args, **kwargs)
-            except gr.Error:
-                raise
-            except PosterError as exc:
-                raise gr.Error(sentence(str(exc)), print_exception=False) from None
             except Exception as exc:  # noqa: BLE001 - the server must keep serving
-                # The frames without the message: a message may quote whatever the visitor sent.
-                log.error("%s failed: %s\n%s", action, quote(f"{type(exc).__name__}: {exc}", MESSAGE_CHARS),
-                          "".join(traceback.format_tb(exc.__traceback__)))
-                raise gr.Error(f"{action} failed ({type(exc).__name__}); the app is still running, "
-                               "please try again", print_exception=False) from None
+                raise _page_error(action, exc) from None
         return inner
     return wrap
+
+
+def _page_error(action: str, exc: Exception) -> gr.Error:
+    if isinstance(exc, gr.Error):
+        return exc
+    if isinstance(exc, PosterError):
+        return gr.Error(sentence(str(exc)), print_exception=False)
+    # The frames without the message: a message may quote whatever the visitor sent.
+    log.error("%s failed: %s\n%s", action, quote(f"{type(exc).__name__}: {exc}", MESSAGE_CHARS),
+              "".join(traceback.format_tb(exc.__traceback__)))
+    return gr.Error(f"{action} failed ({type(exc).__name__}); the app is still running, please try again",
+                    print_exception=False)
 
 
 def sentence(text: str) -> str:

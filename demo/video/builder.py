@@ -1,13 +1,11 @@
 """The Video tab's components and events."""
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
-from poster.errors import PosterError
 
 from ..serving.clients import client_address
 from ..serving.files import files_out, to_files
@@ -15,14 +13,13 @@ from ..serving.gpu import gpu
 from ..serving.limits import Limits
 from ..serving.store import ModelStore
 from ..ui.explain_panel import build_explain_panel
-from ..ui.messages import click_point, friendly, sentence
+from ..ui.messages import click_point, friendly
 from ..ui.outputs import bound, outputs_of, returning, values
 from ..ui.photo_result import Subject
 from .handlers import (ENV_FPS, ENV_JOBS, ENV_MAX_MB, ENV_MAX_SECONDS, Moment, MomentView, VideoCaps, VideoView,
                        analyze_clip, moment_at, remove_session_folder)
 from .views import progress_html
 
-log = logging.getLogger("demo")
 
 INTRO = ("Upload a video clip (an interview, a lecture, a study session). Every face is found and followed "
          "through the clip, its expression read several times a second; you get the annotated video, a timeline "
@@ -35,20 +32,12 @@ class FaceSubject:
     subject: Subject | None
 
 
+@friendly("Analysing the clip")
 def _analyze(upload, model_key, folder, request: gr.Request, *, store: ModelStore):
     """The Analyse event: a generator, so Gradio streams each step and Cancel closes it."""
     visitor = client_address(request)  # one clip per client, however many sessions it opens
-    try:
-        for view in analyze_clip(upload, model_key, folder, visitor, store=store):
-            yield tuple(to_files(v) for v in values(view))
-    except gr.Error:
-        raise
-    except PosterError as exc:
-        raise gr.Error(sentence(str(exc)), print_exception=False) from None
-    except Exception as exc:  # noqa: BLE001 - the server must keep serving
-        log.exception("analysing a clip failed")
-        raise gr.Error(f"Analysing the clip failed ({type(exc).__name__}); the app is still running",
-                       print_exception=False) from None
+    for view in analyze_clip(upload, model_key, folder, visitor, store=store):
+        yield tuple(to_files(v) for v in values(view))
 
 
 @friendly("Showing that moment")

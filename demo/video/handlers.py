@@ -27,6 +27,7 @@ from poster.video import (VideoAnalysis, VideoAnalyzer, draw_frame, frame_at, pr
                           write_annotated, write_summary, write_table, write_timeline)
 
 from ..serving.files import own_folder, uploaded_path
+from ..serving.limits import env_number
 from ..serving.store import ModelStore
 from .views import TimelineImage, progress_html, summary_html, timeline_image
 
@@ -35,13 +36,6 @@ ENV_MAX_SECONDS = "POSTER_VIDEO_MAX_SECONDS"
 ENV_FPS = "POSTER_VIDEO_FPS"
 ENV_JOBS = "POSTER_VIDEO_JOBS"
 _SESSION_BASE = Path(tempfile.gettempdir()) / f"poster-session-videos-{os.getpid()}"
-
-
-def _env(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
 
 
 @dataclass(frozen=True)
@@ -54,9 +48,9 @@ class VideoCaps:
     jobs: int  # clips analysed at once, for all visitors
 
     @classmethod
-    def from_env(cls, on_gpu: bool = False) -> "VideoCaps":
-        return cls(max_bytes=int(_env(ENV_MAX_MB, 100) * 2**20), max_seconds=_env(ENV_MAX_SECONDS, 300 if on_gpu else 120),
-                   fps=_env(ENV_FPS, 10 if on_gpu else 5), jobs=max(1, int(_env(ENV_JOBS, 2 if on_gpu else 1))))
+    def fromenv_number(cls, on_gpu: bool = False) -> "VideoCaps":
+        return cls(max_bytes=int(env_number(ENV_MAX_MB, 100) * 2**20), max_seconds=env_number(ENV_MAX_SECONDS, 300 if on_gpu else 120),
+                   fps=env_number(ENV_FPS, 10 if on_gpu else 5), jobs=max(1, int(env_number(ENV_JOBS, 2 if on_gpu else 1))))
 
     def describe(self) -> str:
         return (f"Clips up to {self.max_bytes / 2**20:.3g} MB and {self.max_seconds:.3g} s, analysed at "
@@ -142,7 +136,7 @@ def analyze_clip(upload: Any, model_key: str | None, folder: str | None, visitor
                  store: ModelStore, caps: VideoCaps | None = None) -> Iterator[VideoView]:
     """Yield the progress while the clip is analysed, then the results. Bad input raises
     ``PosterError`` with one sentence; closing the generator (Cancel) stops the work."""
-    caps = caps or VideoCaps.from_env(store.on_gpu)
+    caps = caps or VideoCaps.fromenv_number(store.on_gpu)
     if upload is None:
         raise PosterError("upload a video clip first")
     path = uploaded_path(upload)

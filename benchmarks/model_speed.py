@@ -57,7 +57,8 @@ def ahead_of_time(model, dtype: torch.dtype, folder: Path) -> AcceleratedForward
     path = artifact_path(model, dtype, "cpu", folder)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "poster", "accelerate", model.info.source, "--dtype",
-                           str(dtype).removeprefix("torch."), "--out", str(path)], capture_output=True, text=True)
+                           str(dtype).removeprefix("torch."), "--out", str(path)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])  # where ``poster`` imports from
     built = time.perf_counter() - start
     if done.returncode != 0:
         print(f"  package {dtype}: build failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -74,7 +75,7 @@ def compiled_in_process(model, dtype: torch.dtype):
     (frozen weights, Inductor's C++ wrapper), one face at a time."""
     import torch._inductor.config as inductor_config
 
-    plain = load_checkpoint(model.info.source, dtype=dtype)
+    plain = load_checkpoint(model.info.source, dtype=dtype, channels_last=False)  # as the package is built
     one = plain.forward_alone
     compiled = torch.compile(one, fullgraph=True, dynamic=False)
     start = time.perf_counter()

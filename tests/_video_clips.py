@@ -62,11 +62,17 @@ def write_clip(path: Path, frames: Sequence[np.ndarray], fps: int = 10, codec: s
         if sound is not None:
             seconds = len(frames) / fps
             samples = (0.2 * np.sin(2 * np.pi * 440 * np.arange(int(16000 * seconds)) / 16000)).astype(np.float32)
-            for start in range(0, len(samples), 1024):
-                chunk = av.AudioFrame.from_ndarray(samples[None, start:start + 1024], format="fltp", layout="mono")
-                chunk.sample_rate, chunk.pts = 16000, start
-                for packet in sound.encode(chunk):
-                    container.mux(packet)
-            for packet in sound.encode():
-                container.mux(packet)
+            encode_sound(container, sound, samples)
     return path
+
+
+def encode_sound(container: av.container.OutputContainer, stream: av.audio.stream.AudioStream,
+                 samples: np.ndarray, rate: int = 16000) -> None:
+    """Mux mono float ``samples`` at ``rate`` through ``stream`` in chunks of 1024."""
+    for start in range(0, len(samples), 1024):
+        chunk = av.AudioFrame.from_ndarray(samples[None, start:start + 1024], format="fltp", layout="mono")
+        chunk.sample_rate, chunk.pts = rate, start
+        for packet in stream.encode(chunk):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)

@@ -23,7 +23,7 @@ from poster.video import (Sampler, VideoAnalysis, VideoAnalyzer, probe, read_fra
 from poster.video.analysis import FIXED_COLUMNS
 from poster.video.annotate import track_color
 from tests._checkpoints import checkpoint_file
-from tests._video_clips import ASTRONAUT_FACE, HOPPER_FACE, face_patch, scene, write_clip
+from tests._video_clips import ASTRONAUT_FACE, HOPPER_FACE, encode_sound, face_patch, scene, write_clip
 
 FPS = 10
 FRAMES = 35  # 3.5 s
@@ -146,14 +146,7 @@ def _very_long(tmp_path: Path, frames) -> Path:
 def _audio_only(tmp_path: Path) -> Path:
     path = tmp_path / "voice.m4a"
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=16000)
-        for start in range(0, 16000, 1024):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 16000, start
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        encode_sound(container, container.add_stream("aac", rate=16000), np.zeros(16000, np.float32))
     return path
 
 

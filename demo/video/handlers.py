@@ -48,9 +48,11 @@ class VideoCaps:
     jobs: int  # clips analysed at once, for all visitors
 
     @classmethod
-    def fromenv_number(cls, on_gpu: bool = False) -> "VideoCaps":
-        return cls(max_bytes=int(env_number(ENV_MAX_MB, 100) * 2**20), max_seconds=env_number(ENV_MAX_SECONDS, 300 if on_gpu else 120),
-                   fps=env_number(ENV_FPS, 10 if on_gpu else 5), jobs=max(1, int(env_number(ENV_JOBS, 2 if on_gpu else 1))))
+    def from_env(cls, on_gpu: bool = False) -> "VideoCaps":
+        return cls(max_bytes=int(env_number(ENV_MAX_MB, 100) * 2**20),
+                   max_seconds=env_number(ENV_MAX_SECONDS, 300 if on_gpu else 120),
+                   fps=env_number(ENV_FPS, 10 if on_gpu else 5),
+                   jobs=max(1, int(env_number(ENV_JOBS, 2 if on_gpu else 1))))
 
     def describe(self) -> str:
         return (f"Clips up to {self.max_bytes / 2**20:.3g} MB and {self.max_seconds:.3g} s, analysed at "
@@ -136,7 +138,7 @@ def analyze_clip(upload: Any, model_key: str | None, folder: str | None, visitor
                  store: ModelStore, caps: VideoCaps | None = None) -> Iterator[VideoView]:
     """Yield the progress while the clip is analysed, then the results. Bad input raises
     ``PosterError`` with one sentence; closing the generator (Cancel) stops the work."""
-    caps = caps or VideoCaps.fromenv_number(store.on_gpu)
+    caps = caps or VideoCaps.from_env(store.on_gpu)
     if upload is None:
         raise PosterError("upload a video clip first")
     path = uploaded_path(upload)

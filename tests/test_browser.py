@@ -345,7 +345,7 @@ def test_poster_v1_explanation_shows_what_the_model_has(browser, architectures_d
         assert "POSTER · RAF-DB" in wait_for_text(page, "#photo-summary", r"1 face found")
         wait_for_text(page, "#photo-explain-status", r"explaining '")
         wait_for_text(page, "#photo-gradcam_image-title", r"IR-50 stages and MobileFaceNet")
-        wait_for_text(page, "#photo-gradcam_landmark-title", r"landmark positions \(7x7 grid\)")
+        wait_for_text(page, "#photo-gradcam_landmark-title", r"each landmark position \(7x7")
         notes = wait_for_text(page, "#photo-explain-notes", r"no spatial picture")
         assert "image tokens" in notes
         playwright_api.expect(page.locator("#photo-gradcam_image img")).to_be_visible()

@@ -55,6 +55,15 @@ def test_bound_fills_the_store_and_gradio_sees_only_the_inputs():
         bound(_switch, shop=store)
 
 
+def test_gradio_fills_a_progress_after_the_store_by_position():
+    def _compare(subject: str, store: dict, progress=gr.Progress()) -> Lone:
+        return Lone(f"{subject} with {store['name']} ({type(progress).__name__})")
+
+    event = returning(Lone, bound(_compare, store={"name": "the store"}))
+    # Gradio passes the inputs and then the progress tracker positionally, by the signature it sees.
+    assert event("face", gr.Progress()) == "face with the store (Progress)"
+
+
 def test_a_bound_generator_still_streams():
     def _evaluate(archive: str, store: dict):
         yield f"unpacking {archive}"

@@ -60,22 +60,29 @@ def returning(view_type: type, handler: Callable[..., Any]) -> Callable[..., Any
 
 def bound(handler: Callable[..., Any], **fixed: Any) -> Callable[..., Any]:
     """``handler`` with the keyword arguments ``fixed`` (a tab's model store) filled in, as Gradio sees it:
-    the same name, a signature without them (Gradio passes only the event's inputs), and still a
-    generator function when ``handler`` is one (Gradio streams those)."""
+    the same name, a signature without them (Gradio passes only the event's inputs, and ``gr.Progress``
+    or ``gr.Request`` by position), and still a generator function when ``handler`` is one (Gradio
+    streams those)."""
     signature = inspect.signature(handler)
     unknown = set(fixed) - set(signature.parameters)
     if unknown:
         raise TypeError(f"{handler.__name__} takes no {', '.join(sorted(unknown))}")
+    if any(p.kind in (p.VAR_POSITIONAL, p.POSITIONAL_ONLY) for p in signature.parameters.values()):
+        raise TypeError(f"{handler.__name__}: bound handlers take their arguments by name")
+    reduced = signature.replace(parameters=[p for name, p in signature.parameters.items() if name not in fixed])
+
+    def arguments(args: tuple, kwargs: dict) -> dict[str, Any]:
+        # By name: a fixed parameter may stand before ones Gradio fills by position (progress=gr.Progress()).
+        return {**reduced.bind_partial(*args, **kwargs).arguments, **fixed}
 
     if inspect.isgeneratorfunction(handler):  # Gradio streams what a generator function yields
         @functools.wraps(handler)
         def event(*args: Any, **kwargs: Any) -> Any:
-            yield from handler(*args, **kwargs, **fixed)
+            yield from handler(**arguments(args, kwargs))
     else:
         @functools.wraps(handler)
         def event(*args: Any, **kwargs: Any) -> Any:
-            return handler(*args, **kwargs, **fixed)
+            return handler(**arguments(args, kwargs))
 
-    event.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[p for name, p in signature.parameters.items() if name not in fixed])
+    event.__signature__ = reduced  # type: ignore[attr-defined]
     return event

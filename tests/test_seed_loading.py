@@ -105,7 +105,7 @@ def test_arm_evaluation_protocols(tmp_path: Path, arm_file: Path, arm_model, cap
     for protocol in ("batch", "alone"):
         out = tmp_path / protocol
         assert cli.main(["evaluate", "--checkpoint", str(arm_file), "--data", str(data), "--out", str(out),
-                         "--protocol", protocol]) == 0
+                         "--protocol", protocol, "--dtype", "float32"]) == 0  # float32: compared at 1e-5
         runs[protocol] = (json.loads((out / "run.json").read_text()), pd.read_parquet(out / "predictions.parquet"))
     info, table = runs["batch"]
     assert (info["protocol"], info["batch_size"], info["checkpoint_arch"]) == ("batch", 64, "arm")
@@ -128,7 +128,8 @@ def test_poster_v1_evaluation_feeds_bgr(tmp_path: Path, v1_file: Path, v1_model)
     data = tmp_path / "RAF"
     write_rafdb(data, test_labels=[1, 4])
     out = tmp_path / "run"
-    assert cli.main(["evaluate", "--checkpoint", str(v1_file), "--data", str(data), "--out", str(out)]) == 0
+    assert cli.main(["evaluate", "--checkpoint", str(v1_file), "--data", str(data), "--out", str(out),
+                     "--dtype", "float32"]) == 0
     info = json.loads((out / "run.json").read_text())
     assert (info["colour_order"], info["protocol"], info["published_accuracy"]) == ("BGR", "independent", 92.05)
     table = pd.read_parquet(out / "predictions.parquet")

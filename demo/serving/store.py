@@ -93,7 +93,7 @@ class ModelStore:
         self._key_locks: dict[str, threading.Lock] = {}
         self._usage: dict[str, ReadWriteLock] = {}
         self._predictors: dict[str, Predictor] = {}
-        self._variants: dict[str, dict[tuple[torch.dtype, bool], Predictor]] = {}
+        self._variants: dict[str, dict[str, Predictor]] = {}  # key -> precision -> predictor
         self._accelerated = 0
         self._explainers: dict[str, Any] = {}
         self._detector: FaceDetector | None = None

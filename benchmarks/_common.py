@@ -77,7 +77,30 @@ def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 20, wa
 
 
 def machine() -> str:
+    """The CPU's model name and the vector units that decide which format is fast on it, threads, torch.
+
+    Sessions run on different CPUs (an AVX2-only one emulates bfloat16 and is several times slower in
+    it; one with AVX-512 BF16 or AMX runs it natively), so every figure says which one gave it."""
     import platform
 
-    cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    cpu, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                cpu = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:  # not Linux: the platform's name is all there is
+        pass
+    units = [u for u in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if u in flags]
+    native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return (f"{cpu} ({' '.join(units) or 'no AVX2'}; bfloat16 {'native' if native else 'emulated'}), "
+            f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+
+
+def gemm_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """This machine's float32 matrix-product rate (GFLOP/s), the ceiling a compute-bound network nears."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    return 2 * size ** 3 / time_ms(lambda: a @ b, repeats, warmup=2) * 1e-6

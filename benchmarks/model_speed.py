@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import deterministic_checkpoint, machine, time_interleaved, time_ms
+from _common import deterministic_checkpoint, gemm_peak_gflops, machine, time_interleaved, time_ms
 from original_forward import original_forward
 from poster import load_checkpoint
 from poster.inference.accelerate import AcceleratedForward, fast_copy
@@ -125,6 +125,22 @@ def speed_table(title: str, original, baseline, fp32, bf16, repeats: int, compil
         cells = [f"{times['original']:>19.1f} ms"] + [f"{times[n]:>9.1f} ms {times['original'] / times[n]:>8.2f}x"
                                                      for n in names[1:]]
         print(f"{batch:>5} " + " ".join(f"{c:>22}" for c in cells))
+    ceiling(baseline, rows[0][1])
+
+
+def ceiling(model, times: dict[str, float]) -> None:
+    """How close the float32 copy runs to this machine's arithmetic limit, and so the most any exact
+    float32 speed-up over the original could reach here (same arithmetic, faster kernels only)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model(torch.zeros(1, 3, 224, 224))
+    gflop, peak = counter.get_total_flops() / 1e9, gemm_peak_gflops()
+    floor_ms = gflop / peak * 1000
+    print(f"      {gflop:.2f} GFLOP per image; fp32 runs at {gflop / times['fp32'] * 1000:.0f} GFLOP/s, this "
+          f"machine's float32 matrix product at {peak:.0f} GFLOP/s: at that rate an image takes {floor_ms:.1f} ms, "
+          f"at most {times['original'] / floor_ms:.2f}x over the original")
 
 
 def face_crops(count: int = 240) -> torch.Tensor:

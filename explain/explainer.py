@@ -90,10 +90,10 @@ class FaceExplanation(ExplainedFace):
 class Explainer:
     """Explanations for any model that keeps the contract; build once, call ``explain`` per batch.
 
-    During a pass captum's hooks sit on the model's Grad-CAM layers, and any other forward pass
-    through the same model meanwhile would overwrite what they record: explanations are
-    serialized here, and a predictor sharing the model from another thread needs the same lock
-    (``Explainer.lock``).
+    During a pass hooks sit on the model's Grad-CAM layers; they record only this thread's pass,
+    so predictors may share the model from other threads meanwhile. Explanations through one
+    explainer still take turns (``Explainer.lock``): on a CPU two backward passes at once only
+    share the same cores, and each would hold its graph's memory the longer.
     """
 
     def __init__(self, model: nn.Module, class_names: Sequence[str] | None = None) -> None:

@@ -7,6 +7,7 @@ Every expensive pass runs once per module.
 from __future__ import annotations
 
 import copy
+import threading
 
 import numpy as np
 import pytest
@@ -183,6 +184,36 @@ def test_one_pass_gradcam_equals_captum_layer_gradcam(model32, face_batch, face_
     # float32, and the plain forward uses fused attention where the recording one has an explicit
     # softmax: cells where the channel sum cancels to near zero differ by ~1e-4 of the map's peak.
     torch.testing.assert_close(one_pass, separate[:, 0], rtol=1e-3, atol=1e-3 * float(one_pass.max()))
+
+
+def test_gradcam_while_another_thread_predicts_with_the_same_model(model32, face_batch, face_pass):
+    """A server classifies with the explained model from other threads meanwhile: their passes run
+    through the hooked layers, and every explanation still equals the one made alone."""
+    stop, predicted, failures = threading.Event(), threading.Event(), []
+
+    def classify() -> None:
+        try:
+            with torch.inference_mode():
+                while not stop.is_set():
+                    model32(face_batch)
+                    predicted.set()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+            predicted.set()
+
+    thread = threading.Thread(target=classify)
+    thread.start()
+    try:
+        predicted.wait()  # the other thread is classifying in a loop from here on
+        passes = [explain.gradcam_pass(model32, face_batch) for _ in range(3)]
+    finally:
+        stop.set()
+        thread.join()
+    assert failures == []
+    for done in passes:
+        assert torch.equal(done.target, face_pass.target)
+        for concurrent, alone in zip(done.maps, face_pass.maps):
+            torch.testing.assert_close(concurrent, alone, rtol=1e-5, atol=1e-6 * float(alone.max()))
 
 
 def test_gradcam_maps_have_native_shapes(explained):

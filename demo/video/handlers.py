@@ -1,8 +1,8 @@
 """The Video tab's work, as plain functions: analyse an uploaded clip step by step, show a moment.
 
-A clip is analysed with the library's ``VideoAnalyzer`` (bfloat16 fast mode on a CPU, as the
-Explorer's evaluation), holding the model's read lock only around each batch, so photos and the
-webcam are served between batches. One clip per visitor at a time; the files written for it go
+A clip is analysed with the library's ``VideoAnalyzer`` in the precision rule's format (bfloat16
+where the device runs it natively, float32 elsewhere, as the Explorer's evaluation), holding the
+model's read lock only around each batch, so photos and the webcam are served between batches. One clip per visitor at a time; the files written for it go
 into a folder of the visitor's session, deleted when the session ends.
 """
 from __future__ import annotations

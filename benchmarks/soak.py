@@ -114,10 +114,15 @@ class Tally:
         return times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))], len(times)
 
 
-def events(url: str) -> tuple[dict[str, int], int]:
+def events(url: str) -> tuple[dict[str, int], int, str]:
+    """The app's events by API name, the webcam component's id, and the webcam precision a visitor
+    picks: the page's first offer (a CPU without bfloat16 instructions offers float32 only, and the
+    Radio refuses anything else)."""
     config = httpx.get(url + "config", timeout=TIMEOUT).json()
-    live = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "webcam-live")
-    return {d.get("api_name"): d["id"] for d in config["dependencies"]}, live
+    props = {c["id"]: c.get("props", {}) for c in config["components"]}
+    live = next(i for i, p in props.items() if p.get("elem_id") == "webcam-live")
+    radio = next(p for p in props.values() if p.get("elem_id") == "webcam-precision")
+    return {d.get("api_name"): d["id"] for d in config["dependencies"]}, live, radio["choices"][0][1]
 
 
 def photo_bytes() -> bytes:
@@ -166,7 +171,7 @@ def _bomb_png() -> bytes:
 # --- the honest visitors ---------------------------------------------------------------------------
 
 def visitor(url: str, number: int, until: float, tally: Tally, fns: dict[str, int], live: int, frame: str,
-            extra: str | None) -> None:
+            extra: str | None, precision: str) -> None:
     """One visitor's loop; ``extra`` is "upload" or "evaluate" for the one visitor that does it once."""
     rng = random.Random(number)
     me = Client(url, f"10.0.0.{number + 1}")
@@ -181,7 +186,7 @@ def visitor(url: str, number: int, until: float, tally: Tally, fns: dict[str, in
             if action == "explain":
                 _timed(tally, "explain", lambda: me.run(fns["_explain_predicted"], [None]))
         elif action == "webcam":
-            started = _timed(tally, "webcam start", lambda: me.run(fns["on_start"], [None, None, "bfloat16", 0.6]))
+            started = _timed(tally, "webcam start", lambda: me.run(fns["on_start"], [None, None, precision, 0.6]))
             token = json.loads(started["output"]["data"][0]).get("token") if started.get("success") else None
             for _ in range(10 if token else 0):
                 began = time.monotonic()
@@ -290,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                        POSTER_CHECKPOINT_DIR=str(deterministic_checkpoint("poster-v2").parent))
             proc, url = start_server(env, work / "server.log")
             pid = proc.pid
-        fns, live = events(url)
+        fns, live, precision = events(url)
         frame = frame_url()
         warm = Client(url, "10.0.0.250")
         if not warm.run(fns["analyze"], [warm.file("astronaut.png", photo_bytes()), None]).get("success"):
@@ -302,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         until = tally.start + seconds
         hostile_at = seconds / 2
         extras = {0: "upload", 1: "evaluate"}
-        threads = [threading.Thread(target=visitor, args=(url, n, until, tally, fns, live, frame, extras.get(n)))
+        threads = [threading.Thread(target=visitor,
+                                    args=(url, n, until, tally, fns, live, frame, extras.get(n), precision))
                    for n in range(args.visitors)]
         for t in threads:
             t.start()

@@ -23,7 +23,6 @@ from .serving.clients import SessionBook, cap_queue_per_client, sweep_unused_upl
 from .serving.files import files_out
 from .serving.gpu import gpu
 from .serving.hosting import GuardedBlocks, RequestLimits
-from .serving.sessions import forget_queue_messages
 from .serving.limits import Limits, limits_for, max_image_bytes, max_upload_bytes
 from .model.tab import banner, build_model_tab, checkpoint_dropdown, header_line, model_facts
 from .ui.outputs import bound, outputs_of, returning, unchanged
@@ -173,7 +172,6 @@ def _end_session(demo: GuardedBlocks, store: ModelStore):
         store.forget_session(session)
         demo.session_files.end(session)
         demo.state_holder.end(session)  # runs the states' delete callbacks (uploaded checkpoints)
-        forget_queue_messages(demo, session)
 
     return end
 

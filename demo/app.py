@@ -171,11 +171,7 @@ def _end_session(demo: GuardedBlocks, store: ModelStore):
         """A client opened more sessions than it may keep: its least recently active one goes, state and all."""
         store.forget_session(session)
         demo.session_files.end(session)
-        holder = demo.state_holder
-        holder.delete_state(session)  # runs the states' delete callbacks (uploaded checkpoints)
-        with holder.lock:
-            holder.session_data.pop(session, None)
-            holder.time_last_used.pop(session, None)
+        demo.state_holder.end(session)  # runs the states' delete callbacks (uploaded checkpoints)
 
     return end
 
@@ -205,14 +201,21 @@ def served_on_loopback(store: ModelStore) -> Iterator[str]:
 
     For tests and benchmarks that talk to a real server; the uploads this server took are deleted with it.
     """
+    with served_demo(store) as (_, url):
+        yield url
+
+
+@contextmanager
+def served_demo(store: ModelStore) -> Iterator[tuple[gr.Blocks, str]]:
+    """As ``served_on_loopback``, yielding the served app too (tests look into its sessions)."""
     port = free_port()
     app = build_demo(store)
     try:
         app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs(store))
-        yield f"http://127.0.0.1:{port}/"
+        yield app, f"http://127.0.0.1:{port}/"
     finally:
         app.close()
         store.forget_all_uploads()
 
 
-__all__ = ["build_demo", "free_port", "launch_kwargs", "render", "served_on_loopback"]
+__all__ = ["build_demo", "free_port", "launch_kwargs", "render", "served_demo", "served_on_loopback"]

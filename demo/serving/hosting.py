@@ -29,6 +29,7 @@ from gradio import components
 
 from .clients import REPLACED, client_address, upload_ledger
 from .files import UPLOAD_REFUSED, SessionFiles, UploadRefused, remove_temporary_files, uploaded_path
+from .sessions import lean
 from ..ui.messages import QUOTE_CHARS, quote
 
 log = logging.getLogger("demo")
@@ -46,13 +47,23 @@ class GuardedBlocks(gr.Blocks):
     """``gr.Blocks`` that never lets an event open a file no visitor uploaded.
 
     ``session_files`` records which uploads each session used, so they can be deleted when
-    the session ends.
+    the session ends. Sessions' state is kept by a ``LeanStateHolder`` (``demo.serving.sessions``):
+    a session hash costs nothing until the session has state of its own.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.session_files = SessionFiles()
         self._shared: frozenset[Path] | None = None
+
+    @property
+    def state_holder(self) -> Any:
+        return self._state_holder
+
+    @state_holder.setter
+    def state_holder(self, holder: Any) -> None:
+        # Gradio's app makes a plain StateHolder and hands it over here before it serves a request.
+        self._state_holder = lean(holder)
 
     async def process_api(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         bound = _PROCESS_API.bind(self, *args, **kwargs)

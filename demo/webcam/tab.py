@@ -48,6 +48,15 @@ class LiveView:
 
 
 @dataclass
+class StartView:
+    """What the Start event sends: the frame channel's token for the page, and the visitor's
+    ``LiveSession`` for their Gradio session (made here, by the first Start)."""
+
+    live: str
+    session: LiveSession
+
+
+@dataclass
 class FrozenView:
     """The newest frame, analyzed like a photo."""
 
@@ -94,13 +103,15 @@ class WebcamTab:
 # --- handlers -------------------------------------------------------------------------------
 
 def start_stream(session: LiveSession | None, model_key: str | None, precision: str | None, smoothing: Any, *,
-                 channels: LiveChannels, visitor: str) -> LiveView:
-    """The visitor pressed Start: their session opens a frame channel and the page gets its token."""
-    if not isinstance(session, LiveSession):
-        return LiveView(json.dumps({"status": "error", "message": "The webcam could not start; reload the page."}))
+                 channels: LiveChannels, visitor: str) -> StartView:
+    """The visitor pressed Start: their session (made now, the first time) opens a frame channel and
+    the page gets its token."""
+    # A Gradio session gets its LiveSession here, not when it is made: a session that never starts
+    # the camera (a made-up session hash, say) keeps none.
+    session = session if isinstance(session, LiveSession) else LiveSession()
     update_settings(session, model_key, precision, smoothing)
     token = channels.open(session, visitor)
-    return LiveView(json.dumps({"status": "started", "token": token, "opened": round(time.time(), 3)}))
+    return StartView(json.dumps({"status": "started", "token": token, "opened": round(time.time(), 3)}), session)
 
 
 def update_settings(session: LiveSession | None, model_key: str | None, precision: str | None,
@@ -227,7 +238,7 @@ def build_webcam_tab(model_key: gr.State, store: ModelStore, limits: Limits) -> 
         f"copy of the newest frame goes to the server whenever the previous answer is back, and the faces found "
         f"are drawn over the picture. Labels are averaged over recent frames of the same face so they do not "
         f"flicker. A session lasts {limits.webcam_seconds // 60} minutes.{shared}")
-    session = gr.State(LiveSession())
+    session = gr.State(None)  # the visitor's LiveSession, from their first Start (start_stream)
     frozen_result = gr.State(None)
     frozen_json = gr.State([])
     subject = gr.State(None)
@@ -273,9 +284,9 @@ def build_webcam_tab(model_key: gr.State, store: ModelStore, limits: Limits) -> 
 
     light = limits.light_event()
     settings = [session, model_key, precision, smoothing]
-    live.live_start(returning(LiveView, on_start), settings, outputs_of(LiveView, tab), **light)
+    live.live_start(returning(StartView, on_start), settings, outputs_of(StartView, tab), **light)
     live.live_stop(on_stop, [session], None, **light)
-    # The session is changed in place, so it is no output.
+    # Once made, the session is changed in place, so these events have it as no output.
     for control in (precision, smoothing, model_key):
         control.change(update_settings, settings, None, **light)
     download.click(returning(ResultsView, download_results), [session], outputs_of(ResultsView, tab), **light)

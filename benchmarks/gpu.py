@@ -218,6 +218,12 @@ def evaluate_section(checkpoint: Path, budget: Budget, sizes: Sizes) -> dict:
     result = {"images": count, "batch_size": batch, "workers": workers}
     loaded = load_checkpoint(checkpoint, device=sizes.device)
     listing = list_images(root, loaded.info.class_names, names)
+    # The loader's pixels normalized on this device must be the CPU transform's values, bit for bit.
+    check = ImageDataset(listing.limit(8))
+    pixels = torch.stack([check.pixels(i)[0] for i in range(len(check))])
+    on_device = device_batch(pixels, range(len(check)), device, torch.float32, check.preprocessing).cpu()
+    result["device_normalize_equals_cpu_transform"] = torch.equal(
+        on_device, torch.stack([check[i][0] for i in range(len(check))]))
     for precision, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
         if precision != "float32" and not budget.left():
             break

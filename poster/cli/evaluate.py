@@ -15,8 +15,8 @@ from ..data.layouts import LAYOUTS
 from .. import distributed
 from ..devices import pick_device
 from ..inference.accelerate import fast_copy
-from ..evaluation.protocol import (ARM_PROTOCOL_BATCH, DEFAULT_BATCH, PROTOCOLS, choose_protocol, describe_protocol,
-                                   infer_dataset)
+from ..evaluation.protocol import (ARM_PROTOCOL_BATCH, DEFAULT_BATCH, GPU_BATCH, PROTOCOLS, choose_protocol,
+                                   describe_protocol, infer_dataset)
 from ..evaluation.run import (RUN_JSON, THUMBNAIL_SIZE, THUMBNAILS, check_replaceable, default_workers, evaluate,
                               run_summary, staged_run_dir, write_run)
 from ..inference.precision import BFLOAT16, DTYPES, PRECISIONS, resolve_precision
@@ -38,12 +38,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=SPLITS, default="test", help="default: %(default)s")
     parser.add_argument("--layout", choices=("auto", *LAYOUTS), default="auto", help="default: %(default)s")
     parser.add_argument("--batch-size", type=_count(1), default=None,
-                        help=f"default: {DEFAULT_BATCH} ({ARM_PROTOCOL_BATCH} for ARM's published protocol)")
+                        help=f"default: {DEFAULT_BATCH}, {GPU_BATCH} on a GPU ({ARM_PROTOCOL_BATCH} for ARM's "
+                             "published protocol)")
     parser.add_argument("--protocol", choices=PROTOCOLS, default=None,
                         help="for ARM, whose scores include a mean over the batch: 'batch' (default, the "
                              f"published protocol: batches of {ARM_PROTOCOL_BATCH} in label-file order) or 'alone' "
                              "(each image on its own, as a user of single photos gets it)")
-    parser.add_argument("--workers", type=_count(0), help="loader processes (default: none on CPU, up to 8 on GPU)")
+    parser.add_argument("--workers", type=_count(0),
+                        help="loader processes (default: none on CPU; on a GPU all cores but two, at most 12)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--thumbnails", action="store_true",
                         help=f"also save {THUMBNAIL_SIZE} px JPEG thumbnails under RUN_DIR/{THUMBNAILS}/")
@@ -101,7 +103,7 @@ def _evaluate(args: argparse.Namespace, processes: distributed.DistInfo) -> int:
     if listing.layout == "imagefolder" and Path(listing.source).name != args.split:
         say(f"note: no {args.split}/ folder, used {listing.source} as the {args.split} split", file=sys.stderr)
 
-    protocol, batch_size = choose_protocol(model, args.protocol, args.batch_size)
+    protocol, batch_size = choose_protocol(model, args.protocol, args.batch_size, device)
     if protocol != "independent":
         say(f"protocol: {describe_protocol(protocol, batch_size)}", file=sys.stderr)
 

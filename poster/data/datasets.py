@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DatasetError
 from ..inference.images import DECODE_ERRORS
-from ..inference.transforms import BARE_MODEL, eval_transform
+from ..inference.transforms import BARE_MODEL, eval_transform, resized_pixels
 from ..models.weights_api import Preprocessing
 from .layouts import LAYOUTS, detect_layout, list_csv, list_imagefolder, list_rafdb
 from .listing import Listing, Skipped
@@ -60,7 +60,11 @@ def thumbnail_name(relative: str) -> str:
 
 
 def read_rgb(path: Path) -> Image.Image:
-    """Open an image as the original loader did: Pillow, converted to RGB, fully decoded."""
+    """Open an image as the original loader did: Pillow, converted to RGB, fully decoded.
+
+    No ``Image.draft`` (JPEG downscaling while decoding): RAF-DB's 100x100 crops are enlarged to 224,
+    where it changes nothing, and on a 512x512 photo its pixels differ from today's by up to 25 levels.
+    """
     with Image.open(path) as image:
         return image.convert("RGB")
 
@@ -82,6 +86,8 @@ class ImageDataset(Dataset):
         self.listing = listing
         self.preprocessing = preprocessing or BARE_MODEL
         self.transform = transform or eval_transform(self.preprocessing)
+        # The evaluation transform can be split: resize on the loader's CPU, normalize on the device.
+        self.splits_transform = transform is None
         self.thumbnail_dir = thumbnail_dir
         self.thumbnail_size = thumbnail_size
         # Everything skipped so far: at listing, then what record_failures() adds while loading.
@@ -95,16 +101,34 @@ class ImageDataset(Dataset):
         return len(self.listing.items)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
+        image, reason = self._read(index)
+        if image is None:
+            size = self.preprocessing.input_size
+            return torch.zeros(3, size, size), index, reason
+        return self.transform(image), index, ""
+
+    def pixels(self, index: int) -> tuple[torch.Tensor, int, str]:
+        """``dataset[index]`` before normalizing: a (size, size, 3) uint8 image (zeros when unreadable).
+
+        Only for the evaluation transform (``splits_transform``);
+        ``poster.inference.transforms.normalize_pixels`` then gives exactly ``dataset[index]``'s values.
+        """
+        image, reason = self._read(index)
+        if image is None:
+            size = self.preprocessing.input_size
+            return torch.zeros(size, size, 3, dtype=torch.uint8), index, reason
+        return resized_pixels(image, self.preprocessing), index, ""
+
+    def _read(self, index: int) -> tuple[Image.Image | None, str]:
+        """The decoded image (its thumbnail saved on the way), or None and why it is unreadable."""
         item = self.listing.items[index]
         try:
             image = read_rgb(self.listing.root / item.path)
         except DECODE_ERRORS as exc:
-            reason = f"unreadable image ({' '.join(str(exc).split()) or type(exc).__name__})"
-            size = self.preprocessing.input_size
-            return torch.zeros(3, size, size), index, reason
+            return None, f"unreadable image ({' '.join(str(exc).split()) or type(exc).__name__})"
         if self.thumbnail_dir is not None:
             self._save_thumbnail(image, item.path)
-        return self.transform(image), index, ""
+        return image, ""
 
     def record_failures(self, indices: Sequence[int], errors: Sequence[str]) -> list[int]:
         """Record the items of a batch that failed to load; return the batch positions that loaded."""
@@ -122,3 +146,18 @@ class ImageDataset(Dataset):
         thumbnail = image.copy()
         thumbnail.thumbnail((self.thumbnail_size, self.thumbnail_size))
         thumbnail.save(target, "JPEG", quality=85)
+
+
+class Pixels(Dataset):
+    """``dataset``'s items as ``ImageDataset.pixels`` gives them: what a loader feeding a GPU carries."""
+
+    def __init__(self, dataset: ImageDataset) -> None:
+        if not dataset.splits_transform:
+            raise ValueError("Pixels needs the evaluation transform (a dataset made without transform=)")
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
+        return self.dataset.pixels(index)

@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 from tqdm import tqdm
 
 from ..data import metrics
-from ..data.datasets import ImageDataset, Skipped
+from ..data.datasets import ImageDataset, Pixels, Skipped
+from ..data.loading import default_workers, device_batch, image_loader  # noqa: F401 - default_workers: the command's
 from ..errors import PosterError
 from ..inference.precision import FLOAT32, ensure_finite, finite_logits, precision_of_weights
 from ..distributed import DistInfo, all_gather_objects
@@ -57,8 +58,9 @@ def evaluate(model: torch.nn.Module, dataset: ImageDataset, *, batch_size: int =
     dtype = next(model.parameters()).dtype
     precision = precision_of_weights(model) or precision
     processes = processes or DistInfo()
-    shard = Subset(dataset, _batches_of_rank(len(dataset), batch_size, processes))
-    loader = DataLoader(shard, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
+    source = Pixels(dataset) if dataset.splits_transform else dataset
+    shard = Subset(source, _batches_of_rank(len(dataset), batch_size, processes))
+    loader = image_loader(shard, batch_size=batch_size, workers=workers, device=device)
     known_skipped = len(dataset.skipped)
     logits, kept = [], []
     batches = iter(loader)
@@ -68,18 +70,18 @@ def evaluate(model: torch.nn.Module, dataset: ImageDataset, *, batch_size: int =
             for images, indices, errors in batches:
                 loaded = dataset.record_failures(indices.tolist(), errors)
                 if loaded:
-                    batch = images[loaded].to(device, dtype, non_blocking=True, memory_format=torch.channels_last)
-                    # The GPU keeps computing while the previous batch's logits come back.
-                    logits.append(finite_logits(forward, batch, precision, device)[0].to("cpu", non_blocking=True))
+                    batch = device_batch(images, loaded, device, dtype, dataset.preprocessing)
+                    # The logits stay on the device until the end: reading each batch's would make
+                    # this loop wait for the GPU every batch instead of queueing the next one.
+                    logits.append(finite_logits(forward, batch, precision, device)[0])
                     kept.extend(indices[loaded].tolist())
                 bar.update(len(indices) * processes.world_size)
     finally:
         # Stop the worker processes now rather than when a traceback lets go of the iterator:
         # they may still be writing thumbnails into a folder the caller is about to delete.
         del batches
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)  # the non-blocking copies above have landed
-    all_logits = ensure_finite(torch.cat(logits) if logits else torch.empty(0, len(dataset.class_names)), precision)
+    width = len(dataset.class_names)
+    all_logits = ensure_finite(torch.cat(logits).cpu() if logits else torch.empty(0, width), precision)
     if processes.enabled:
         all_logits, kept = _gathered(all_logits, kept, dataset, known_skipped, processes)
     items = [dataset.listing.items[i] for i in kept]
@@ -217,12 +219,3 @@ def _swap_into_place(stage: Path, run_dir: Path) -> None:
         old.rename(run_dir)  # put the earlier run back rather than leave nothing
         raise
     shutil.rmtree(old, ignore_errors=True)
-
-
-def default_workers(device: torch.device) -> int:
-    """Loader processes. None on the CPU: the forward pass already keeps every core busy and a
-    loader process only takes cores from it (2 cores, bfloat16: 21.9 img/s without, 16.0 with
-    one), while decoding a face crop costs a few milliseconds next to a 50-100 ms forward pass."""
-    if device.type == "cpu":
-        return 0
-    return min(8, os.cpu_count() or 1)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
 
-from ..data.datasets import ImageDataset
+from ..data.datasets import ImageDataset, Pixels
+from ..data.loading import device_batch, image_loader
 from ..inference.precision import FLOAT32, ensure_finite, finite_logits, precision_of_weights
 from .run import predictions_table
 
@@ -44,8 +44,9 @@ def evaluate_in_steps(model: torch.nn.Module, dataset: ImageDataset, *, batch_si
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     precision = precision_of_weights(model) or precision
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
-    logits, kept = [], []
+    source = Pixels(dataset) if dataset.splits_transform else dataset
+    loader = image_loader(source, batch_size=batch_size, workers=workers, device=device)
+    parts, kept = [], []
     start = time.perf_counter()
     done = 0
     batches = iter(loader)
@@ -53,15 +54,15 @@ def evaluate_in_steps(model: torch.nn.Module, dataset: ImageDataset, *, batch_si
         for images, indices, errors in batches:
             loaded = dataset.record_failures(indices.tolist(), errors)
             if loaded:
-                batch = images[loaded].to(device, dtype, non_blocking=True, memory_format=torch.channels_last)
+                batch = device_batch(images, loaded, device, dtype, dataset.preprocessing)
                 with torch.inference_mode():
-                    batch_logits, used = finite_logits(model, batch, precision, device)
-                    logits.append(ensure_finite(batch_logits, used).cpu())
+                    parts.append(finite_logits(model, batch, precision, device))  # read at the end
                 kept.extend(indices[loaded].tolist())
             done += len(indices)
             yield Progress(done, len(dataset), time.perf_counter() - start)
     finally:
         del batches  # stop loader processes now, not when the generator is collected
     items = [dataset.listing.items[i] for i in kept]
-    all_logits = torch.cat(logits) if logits else torch.empty(0, len(dataset.class_names))
+    all_logits = torch.cat([ensure_finite(logits.cpu(), used) for logits, used in parts]) if parts else \
+        torch.empty(0, len(dataset.class_names))
     return predictions_table(all_logits, [i.label for i in items], [i.path for i in items], dataset.class_names)

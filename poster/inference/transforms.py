@@ -6,6 +6,8 @@ Every path that feeds a network (predictor, evaluation, explanations, the app) g
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from PIL import Image
@@ -27,6 +29,48 @@ def eval_transform(preprocessing: Preprocessing | None = None) -> T.Compose:
         steps.append(T.Lambda(_flip_channels))
     steps.append(T.Normalize(mean=pre.mean, std=pre.std))
     return T.Compose(steps)
+
+
+def resized_pixels(image: Image.Image, preprocessing: Preprocessing | None = None) -> torch.Tensor:
+    """PIL RGB image -> (size, size, 3) uint8 tensor: the CPU part of ``eval_transform``.
+
+    ``normalize_pixels`` does the rest where the batch is computed: a loader then moves a quarter
+    of the bytes, and the float arithmetic runs on the GPU instead of the loader's cores.
+    """
+    size = (preprocessing or BARE_MODEL).input_size
+    return torch.from_numpy(np.array(T.Resize((size, size))(image), dtype=np.uint8, copy=True))
+
+
+def normalize_pixels(pixels: torch.Tensor, preprocessing: Preprocessing | None = None,
+                     dtype: torch.dtype = torch.float32,
+                     memory_format: torch.memory_format = torch.channels_last) -> torch.Tensor:
+    """(N, size, size, 3) uint8 -> normalized (N, 3, size, size) batch in ``dtype`` and ``memory_format``.
+
+    The same float32 operations as ``eval_transform`` (divide by 255, colour order, subtract the
+    mean, divide by the standard deviation), so the values are bit for bit the same on any device.
+    The constants are tensors on the batch's device: CUDA divides by a CPU scalar as a multiplication
+    by its reciprocal, which can differ from the CPU's division in the last bit.
+    """
+    pre = preprocessing or BARE_MODEL
+    device = pixels.device
+    # Planar (NCHW) while computing: a CPU vectorizes over a plane, not over 3 interleaved channels.
+    x = pixels.permute(0, 3, 1, 2).contiguous()
+    if pre.colour_order == "BGR":
+        x = _flip_channels(x)
+    scale, mean, std = _constants(tuple(pre.mean), tuple(pre.std), device)
+    x = x.float().div_(scale).sub_(mean).div_(std)
+    return x.to(dtype, memory_format=memory_format)
+
+
+@functools.lru_cache(maxsize=16)
+def _constants(mean: tuple[float, ...], std: tuple[float, ...],
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """255, the mean and the std as float32 tensors on ``device``, made once: making a tensor from
+    Python numbers on a GPU is a blocking copy, which would stall every batch."""
+    with torch.inference_mode(False):  # usable inside and outside inference mode
+        return (torch.full((1, 1, 1, 1), 255.0, device=device),
+                torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1).to(device),
+                torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1).to(device))
 
 
 def preprocessing_of(model: nn.Module) -> Preprocessing:

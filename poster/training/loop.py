@@ -20,30 +20,27 @@ import random
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from ..atomic import write_json_atomic
 from ..data.datasets import ImageDataset, list_images
 from ..devices import pick_device
 from ..errors import PosterError
-from ..evaluation.run import predictions_table
-from ..inference.transforms import eval_transform
+from ..data.loading import close_loader
 from ..models import PosterV2
 from ..weights import locate
 from ..weights.checkpoints import sha256_file
 from .. import distributed
 from ..distributed import DistInfo
-from .sampler import BalancedSampler
+from .feeding import predict_test, test_loader, train_loader  # noqa: F401 - train_loader: its old home
 from .initial_weights import build_model
 from .log import RunLog, plot_curves
 from .recipe import CONFIG_FILE, TrainConfig, class_setup, train_transform
@@ -53,65 +50,6 @@ from .sharpness_aware import SAM
 from .step import amp_dtype, make_optimizer, sam_step
 
 PROGRESS_EVERY = 20  # steps between progress-bar updates (each reads the totals from the device)
-
-
-# --- Data ---------------------------------------------------------------------------------
-
-def train_loader(dataset: ImageDataset, config: TrainConfig, info: DistInfo, seed: int,
-                 device: torch.device) -> DataLoader:
-    """Shuffled (or class-balanced) batches of this process's shard; call ``sampler.set_epoch``."""
-    if config.batch_size % info.world_size:
-        raise PosterError(f"batch size {config.batch_size} does not split evenly over {info.world_size} processes")
-    if config.balanced:
-        labels = [item.label for item in dataset.listing.items]
-        sampler = BalancedSampler(labels, num_replicas=info.world_size, rank=info.rank, seed=seed)
-    else:
-        sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed)
-    # Workers are restarted each epoch: their seeds then come from the main RNG, which last.pt
-    # saves, so a resumed run draws the same augmentation as an uninterrupted one.
-    return DataLoader(dataset, batch_size=config.batch_size // info.world_size, sampler=sampler,
-                      num_workers=config.workers, pin_memory=device.type == "cuda", drop_last=False)
-
-
-# --- Evaluation ---------------------------------------------------------------------------
-
-def predict_test(model: PosterV2, dataset: ImageDataset, info: DistInfo, *, batch_size: int, workers: int,
-                 device: torch.device) -> tuple[pd.DataFrame, torch.Tensor] | None:
-    """Float32 predictions on every test image, sharded over processes: on rank 0 the predictions
-    table (``poster.evaluation.run.predictions_table``) and the logits in the same order, None elsewhere.
-
-    Float32 on purpose: the run written for the best epoch then shows exactly what
-    ``load_checkpoint`` of the saved file gives.
-    """
-    dataset.skipped = list(dataset.listing.skipped)  # this epoch's load failures only
-    shard = Subset(dataset, range(info.rank, len(dataset), info.world_size))
-    loader = DataLoader(shard, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
-    kept: list[int] = []
-    logits: list[np.ndarray] = []
-    failed: list[tuple[int, str]] = []
-    model.eval()
-    with torch.inference_mode():
-        for images, indices, errors in loader:
-            ok = [i for i, error in enumerate(errors) if not error]
-            failed += [(int(indices[i]), error) for i, error in enumerate(errors) if error]
-            if ok:
-                batch = images[ok].to(device, non_blocking=True)
-                logits.append(model(batch).float().cpu().numpy())
-                kept += indices[ok].tolist()
-    width = len(dataset.class_names)
-    local = (kept, np.concatenate(logits) if logits else np.zeros((0, width), np.float32), failed)
-    parts = distributed.all_gather_objects(local, info)
-    if not info.is_main:
-        return None
-    all_indices = np.concatenate([np.asarray(p[0], dtype=np.int64) for p in parts])
-    order = np.argsort(all_indices)  # back to dataset order, whatever the sharding
-    all_indices = all_indices[order]
-    all_logits = torch.from_numpy(np.concatenate([p[1] for p in parts])[order])
-    for index, error in sorted(f for p in parts for f in p[2]):
-        dataset.record_failures([index], [error])
-    items = [dataset.listing.items[i] for i in all_indices]
-    table = predictions_table(all_logits, [i.label for i in items], [i.path for i in items], dataset.class_names)
-    return table, all_logits
 
 
 # --- The run ------------------------------------------------------------------------------
@@ -152,7 +90,7 @@ def run_training(config: TrainConfig, *, resume: bool = False, info: DistInfo | 
     test_listing = list_images(config.test_data or config.data, class_names, folder_names, split="test",
                                layout=config.layout)
     train_set = ImageDataset(train_listing, train_transform(config))
-    test_set = ImageDataset(test_listing, eval_transform())
+    test_set = ImageDataset(test_listing)  # the evaluation transform, split between loader and device
 
     torch.manual_seed(seed)  # the same fresh weights on every process
     # A resumed run takes every weight from last.pt: the start files need not be there any more.
@@ -187,6 +125,7 @@ def run_training(config: TrainConfig, *, resume: bool = False, info: DistInfo | 
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     loader = train_loader(train_set, config, info, seed, device)
+    tests = test_loader(test_set, info, batch_size=config.eval_batch_size, workers=config.workers, device=device)
     precision = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + GradScaler"}[amp]
     log(f"{config.dataset}: {len(train_listing.items)} training and {len(test_listing.items)} test images "
         f"(skipped while listing: {len(train_listing.skipped)} train, {len(test_listing.skipped)} test), "
@@ -194,34 +133,46 @@ def run_training(config: TrainConfig, *, resume: bool = False, info: DistInfo | 
         f"batch {config.batch_size}, lr {optimizer.param_groups[0]['lr']:.3g}, seed {seed}")
 
     result = TrainResult(run_dir=run_dir)
-    for epoch in range(start_epoch, config.epochs):
-        loader.sampler.set_epoch(epoch)
-        lr = optimizer.param_groups[0]["lr"]
-        train_stats = _train_epoch(net, optimizer, loader, train_set, info, device, amp, scaler,
-                                   desc=f"epoch {epoch + 1}/{config.epochs}", progress=config.progress)
-        eval_start = time.perf_counter()
-        tested = predict_test(model, test_set, info, batch_size=config.eval_batch_size,
-                              workers=config.workers, device=device)
-        eval_seconds = time.perf_counter() - eval_start
-        scheduler.step()
-        result.epochs_run += 1
-        if tested is not None:
-            predictions, result.test_logits = tested
-            record = epoch_record(epoch + 1, lr, train_stats, predictions, len(class_names), eval_seconds)
-            history.append(record)
-            if record["test_accuracy"] > best["accuracy"]:
-                best = {"epoch": epoch + 1, "accuracy": record["test_accuracy"]}
-                save_best(model, predictions, test_set, config, dataset_key, class_names, epoch + 1,
-                           record["test_accuracy"], device, eval_seconds, source_sha256)
-            write_json_atomic(run_dir / HISTORY_FILE, history)
-            plot_curves(history, run_dir / CURVES_FILE)
-            log(describe_epoch(record, best, len(train_set.skipped), len(test_set.skipped)))
-        rngs = distributed.all_gather_objects(rng_state(device), info)
-        if info.is_main:
-            save_training_state(run_dir, epoch=epoch + 1, model=model, optimizer=optimizer, scheduler=scheduler,
-                                scaler=scaler, rngs=rngs, history=history, best=best, config=config,
-                                source_sha256=source_sha256)
-        distributed.barrier(info)
+    upcoming = None  # the next epoch's batches, when loader processes prepare them ahead
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            if upcoming is None:
+                loader.sampler.set_epoch(epoch)
+                upcoming = iter(loader)
+            batches, upcoming = upcoming, None
+            lr = optimizer.param_groups[0]["lr"]
+            train_stats = _train_epoch(net, optimizer, batches, len(loader), train_set, info, device, amp, scaler,
+                                       desc=f"epoch {epoch + 1}/{config.epochs}", progress=config.progress)
+            if config.workers and epoch + 1 < config.epochs:
+                # The workers decode the next epoch's first batches while the test set is evaluated.
+                # (Without workers an iterator draws from the main generator: it waits for its epoch.)
+                loader.sampler.set_epoch(epoch + 1)
+                upcoming = iter(loader)
+            eval_start = time.perf_counter()
+            tested = predict_test(model, test_set, tests, info, device)
+            eval_seconds = time.perf_counter() - eval_start
+            scheduler.step()
+            result.epochs_run += 1
+            if tested is not None:
+                predictions, result.test_logits = tested
+                record = epoch_record(epoch + 1, lr, train_stats, predictions, len(class_names), eval_seconds)
+                history.append(record)
+                if record["test_accuracy"] > best["accuracy"]:
+                    best = {"epoch": epoch + 1, "accuracy": record["test_accuracy"]}
+                    save_best(model, predictions, test_set, config, dataset_key, class_names, epoch + 1,
+                               record["test_accuracy"], device, eval_seconds, source_sha256)
+                write_json_atomic(run_dir / HISTORY_FILE, history)
+                plot_curves(history, run_dir / CURVES_FILE)
+                log(describe_epoch(record, best, len(train_set.skipped), len(test_set.skipped)))
+            rngs = distributed.all_gather_objects(rng_state(device), info)
+            if info.is_main:
+                save_training_state(run_dir, epoch=epoch + 1, model=model, optimizer=optimizer, scheduler=scheduler,
+                                    scaler=scaler, rngs=rngs, history=history, best=best, config=config,
+                                    source_sha256=source_sha256)
+            distributed.barrier(info)
+    finally:
+        close_loader(loader)  # persistent workers: stop them now, not when the loader is collected
+        close_loader(tests)
 
     if info.is_main:
         result.history = history
@@ -233,10 +184,10 @@ def run_training(config: TrainConfig, *, resume: bool = False, info: DistInfo | 
     return result
 
 
-def _train_epoch(net: nn.Module, optimizer: SAM, loader: DataLoader, dataset: ImageDataset, info: DistInfo,
-                 device: torch.device, amp: torch.dtype | None, scaler: torch.amp.GradScaler | None, *,
-                 desc: str, progress: bool) -> dict[str, float]:
-    """One pass over this process's shard; returns totals over all processes."""
+def _train_epoch(net: nn.Module, optimizer: SAM, batches: Iterator, steps: int, dataset: ImageDataset,
+                 info: DistInfo, device: torch.device, amp: torch.dtype | None, scaler: torch.amp.GradScaler | None,
+                 *, desc: str, progress: bool) -> dict[str, float]:
+    """One pass over this process's shard (``steps`` batches); returns totals over all processes."""
     net.train()  # PosterV2.train keeps the frozen landmark branch in eval mode
     dataset.skipped = list(dataset.listing.skipped)  # this epoch's load failures only
     # Totals stay on the device: reading them each step would make the CPU wait for the GPU every
@@ -249,7 +200,7 @@ def _train_epoch(net: nn.Module, optimizer: SAM, loader: DataLoader, dataset: Im
     pinned = device.type == "cuda"
     memory = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     start = time.perf_counter()
-    bar = tqdm(loader, desc=desc, unit="batch", disable=not (progress and info.is_main), file=sys.stderr,
+    bar = tqdm(batches, total=steps, desc=desc, unit="batch", disable=not (progress and info.is_main), file=sys.stderr,
                dynamic_ncols=True, leave=True)
     for step, (images, indices, errors) in enumerate(bar, 1):
         loaded = dataset.record_failures(indices.tolist(), errors)
@@ -264,7 +215,7 @@ def _train_epoch(net: nn.Module, optimizer: SAM, loader: DataLoader, dataset: Im
         skipped_steps += not out.applied  # only an fp16 scaler's step reads the device here
         n = float(len(loaded))
         loss_sum += out.loss.to(total_dtype) * n
-        correct += (out.logits.argmax(1) == labels)[keep].sum()
+        correct += epoch_correct(out.logits, labels, keep)
         seen += n
         if not bar.disable and step % PROGRESS_EVERY == 0:
             elapsed = time.perf_counter() - start
@@ -276,3 +227,12 @@ def _train_epoch(net: nn.Module, optimizer: SAM, loader: DataLoader, dataset: Im
     loss_sum, correct, seen, skipped_steps = distributed.all_reduce_sum(totals, info, device)
     return {"loss": loss_sum / max(seen, 1), "accuracy": 100 * correct / max(seen, 1), "images": seen,
             "seconds": elapsed, "images_per_second": seen / max(elapsed, 1e-9), "skipped_steps": skipped_steps}
+
+
+def epoch_correct(logits: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """How many kept items of a batch the logits classify right, as a tensor on their device.
+
+    A mask (``&``), not boolean indexing: ``x[keep]`` has a size only the device knows, so it makes
+    the CPU wait for the GPU to finish the step before it can queue the next one.
+    """
+    return ((logits.argmax(1) == labels) & keep).sum()

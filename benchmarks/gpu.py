@@ -9,10 +9,11 @@ ones) are used throughout. Without CUDA the script says so and exits 0; ``--smok
 section on the CPU at tiny sizes instead (CUDA graphs left out), to catch mistakes before a GPU run.
 
 It needs the project's requirements (requirements.txt). A machine that lacks some (the lent H200 has
-no facenet-pytorch, captum or gradio) takes them as wheels; a section whose import fails records the
+no facenet-pytorch or gradio) takes them as wheels; a section whose import fails records the
 error and the others run. The training rows are the SAM step's ceiling on a fixed batch and the
-loop's rate in its second epoch on a generated set (two whole epochs: that section is not cut short);
-explanations (``benchmarks/explain_speed.py``) are not measured here.
+loop's rate in its second epoch on a generated set (two whole epochs: that section is not cut short).
+The explanation row is one face's Grad-CAM on both streams, attention and rollout, as the app's
+explanation panel asks for it.
 """
 from __future__ import annotations
 
@@ -302,6 +303,22 @@ def _step_rate(report: dict, sizes: Sizes) -> float | None:
     return rates.get(f"sam_step_bfloat16_batch{sizes.train_batch}_images_per_s")
 
 
+def explain_section(model, budget: Budget) -> dict:
+    """Milliseconds per face of a whole explanation (one forward and one backward pass, every map
+    copied to the host), for one face and for a batch of eight."""
+    from explain import Explainer
+    from poster.data.sample_faces import face_crops
+    from poster.inference.transforms import model_batch
+
+    explainer = Explainer(model)
+    crops = [np.asarray(c) for c in face_crops()]
+    result = {}
+    for count in (1, 8):
+        batch = model_batch((crops * 8)[:count], model)
+        result[f"ms_per_face_batch{count}"] = cuda_ms(lambda: explainer.explain(batch), budget, repeats=20) / count
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for gpu.json and gpu.log")
@@ -339,6 +356,7 @@ def main() -> int:
         "evaluate": lambda b: evaluate_section(checkpoint, b, sizes),
         "train_step": lambda b: train_step_section(b, sizes),
         "train_loop": lambda b: train_loop_section(checkpoint, b, sizes, _step_rate(report, sizes)),
+        "explain": lambda b: explain_section(model, b),
     }
     for name, section in sections.items():
         start = time.perf_counter()
@@ -347,7 +365,6 @@ def main() -> int:
         except Exception:  # noqa: BLE001 - one failing section leaves the others measured
             report["sections"][name] = {"error": traceback.format_exc(limit=3)}
         save(f"{name} ({time.perf_counter() - start:.0f} s): {json.dumps(report['sections'][name])}")
-    save("not measured here: explanations (benchmarks/explain_speed.py)")
     return 0
 
 

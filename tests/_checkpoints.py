@@ -11,11 +11,12 @@ import os
 import shutil
 import tempfile
 import threading
+from functools import lru_cache
 from pathlib import Path
 
 import torch
 
-from poster.weights.deterministic import write_checkpoint
+from poster.weights.deterministic import deterministic_state_dict, write_checkpoint
 
 _written: dict[tuple[str, int, torch.dtype], tuple[Path, tuple[int, int, int]]] = {}
 _lock = threading.Lock()
@@ -65,3 +66,15 @@ def checkpoint_file(path: str | os.PathLike, arch: str = "poster-v2", num_classe
         except OSError:
             shutil.copyfile(original, path)
     return path
+
+
+@lru_cache(maxsize=2)  # POSTER's float32 state is 0.3 GB; the tests of one file ask for one or two
+def _state(arch: str, num_classes: int) -> dict[str, torch.Tensor]:
+    return deterministic_state_dict(arch, num_classes)
+
+
+def deterministic_state(arch: str, num_classes: int = 7) -> dict[str, torch.Tensor]:
+    """``deterministic_state_dict(arch, num_classes)`` in float32, computed once for many tests (POSTER's
+    takes seconds): a new dict each call, so add, delete or replace entries, but never change a tensor
+    in place (the tensors are shared)."""
+    return dict(_state(arch, num_classes))

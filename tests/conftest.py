@@ -97,3 +97,13 @@ def deterministic_model(deterministic_checkpoint: Path):
     from poster import load_checkpoint
 
     return load_checkpoint(deterministic_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def poster_v1_model(tmp_path_factory):
+    """POSTER's deterministic checkpoint loaded once (float32, eval mode) for the tests that only read
+    it (4 s to load on two cores; a test that changes a model loads its own)."""
+    from poster import load_checkpoint
+    from tests._checkpoints import checkpoint_file
+
+    return load_checkpoint(checkpoint_file(tmp_path_factory.mktemp("poster-v1") / "rafdb_best.pth", "poster-v1"))

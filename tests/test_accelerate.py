@@ -2,7 +2,8 @@
 the server without tracing anything, the eager fast copy answering until (and wherever) they cannot.
 
 One real build (ARM, float32: under a minute on two cores) in a child process (tests/_packages.py);
-the rest stands the build process in and reuses that package.
+the rest stands the build process in and reuses that package. The tests that load the real package
+are ``slow`` (the build is a process of its own); the fast subset keeps those of the stand-in.
 """
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ def fake_builds(monkeypatch):
     return _BuildProcess.started
 
 
+@pytest.mark.slow  # loads the package `python -m poster accelerate` builds in a process of its own
 def test_the_package_loads_and_classifies_each_face_alone(arm, arm_package, crops):
     forward = AcceleratedForward(fast_copy(arm), build=False, directory=arm_package.parent)
     assert forward.state == COMPILED and forward.reason == "" and forward.path == arm_package
@@ -65,6 +67,7 @@ def test_the_package_loads_and_classifies_each_face_alone(arm, arm_package, crop
         assert not torch.allclose(arm(batch), arm.forward_alone(batch), atol=1e-3)  # the batch mean is not there
 
 
+@pytest.mark.slow  # loads the package `python -m poster accelerate` builds in a process of its own
 def test_what_the_package_was_not_built_for_runs_eagerly(arm, arm_package, crops):
     fast = fast_copy(arm)
     forward = AcceleratedForward(fast, build=False, directory=arm_package.parent)
@@ -81,7 +84,7 @@ def test_what_the_package_was_not_built_for_runs_eagerly(arm, arm_package, crops
 
 
 def test_a_missing_package_is_built_by_a_low_priority_process_while_the_eager_copy_answers(
-        arm, arm_package, crops, tmp_path, fake_builds):
+        arm, crops, tmp_path, fake_builds):
     fast = fast_copy(arm)
     forward = AcceleratedForward(fast, directory=tmp_path)
     assert forward.state == COMPILING and len(fake_builds) == 1
@@ -93,6 +96,16 @@ def test_a_missing_package_is_built_by_a_low_priority_process_while_the_eager_co
     batch = model_batch(crops, arm)
     with torch.inference_mode():
         torch.testing.assert_close(forward(batch), fast.forward_alone(batch), rtol=0, atol=0)
+
+
+@pytest.mark.slow  # loads the package `python -m poster accelerate` builds in a process of its own
+def test_a_finished_build_is_loaded_and_answers_in_place_of_the_eager_copy(
+        arm, arm_package, crops, tmp_path, fake_builds):
+    fast = fast_copy(arm)
+    forward = AcceleratedForward(fast, directory=tmp_path)
+    assert forward.state == COMPILING and len(fake_builds) == 1
+    batch = model_batch(crops, arm)
+    with torch.inference_mode():
         shutil.copy(arm_package, forward.path)  # the build process is done
         forward._process.code = 0
         assert forward.wait() and forward.state == COMPILED
@@ -145,6 +158,7 @@ def test_packages_are_switched_on_by_the_environment(arm, tmp_path, monkeypatch)
         has_cpp_compiler.cache_clear()
 
 
+@pytest.mark.slow  # loads the package `python -m poster accelerate` builds in a process of its own
 def test_the_predictor_reports_its_engine_and_keeps_its_answers(arm, arm_package, crops, monkeypatch):
     monkeypatch.setattr(accelerate_module, "artifact_path", lambda model, dtype, kind, directory: arm_package)
     eager = Predictor(fast_copy(arm))

@@ -11,9 +11,8 @@ import torch
 from poster import CheckpointError, count_parameters, load_checkpoint
 from poster.models.arm import ARM
 from poster.weights.safe_pickle import safe_torch_load
-from poster.weights.deterministic import deterministic_state_dict
 from tests._reference import reference, reference_input
-from tests._checkpoints import checkpoint_file
+from tests._checkpoints import checkpoint_file, deterministic_state
 
 REF = reference("arm")
 
@@ -73,7 +72,7 @@ def test_parameter_count_and_maps(model64: ARM) -> None:
 
 
 def test_strict_loading_names_keys(tmp_path: Path) -> None:
-    state = deterministic_state_dict("arm", 7)
+    state = deterministic_state("arm", 7)
     del state["arm.alpha"]
     torch.save({"iter": 1, "model_state_dict": state}, tmp_path / "arm.pth")
     with pytest.raises(CheckpointError, match=r"does not fit ARM: missing 1 keys \(arm.alpha\)"):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from poster.inference.batcher import MicroBatcher
+from poster.inference.faces import align_face
 from poster.inference.graphed import graphed_forward
 from poster.inference.predictor import Predictor
 
@@ -27,9 +28,10 @@ def _together(batcher: MicroBatcher, requests: list[list[np.ndarray]]) -> list[n
 
 def test_many_threads_share_one_forward_of_the_real_model(deterministic_model, face_detector, astronaut, grace_hopper):
     predictor = Predictor(deterministic_model, face_detector)
-    crops = [predictor.predict(photo)[0].crop.image for photo in (astronaut, grace_hopper)]
+    crops = [align_face(photo, face_detector.detect(photo).faces[0]).image for photo in (astronaut, grace_hopper)]
     requests = [[crops[0]], [crops[1]], [crops[1], crops[0]]]
-    alone = [predictor.classify(r) for r in requests]
+    single = [predictor.classify([crop]) for crop in crops]
+    alone = [single[0], single[1], np.concatenate([single[1], single[0]])]  # POSTER++'s faces do not interact
     calls = []
 
     def counted(batch: list[np.ndarray]) -> np.ndarray:

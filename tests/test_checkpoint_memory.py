@@ -13,7 +13,7 @@ import torch
 
 from poster import CheckpointError, load_checkpoint
 from poster.weights import checkpoints
-from poster.weights.deterministic import deterministic_state_dict
+from tests._checkpoints import deterministic_state
 
 
 class _Call:
@@ -63,7 +63,7 @@ def test_numpy_array_larger_than_the_file_is_refused(tmp_path: Path):
 
 
 def test_stride_zero_head_of_a_million_classes_is_refused_before_any_model(tmp_path: Path, built):
-    state = deterministic_state_dict("arm", 7, torch.float32)
+    state = deterministic_state("arm", 7)
     features = state["fc.weight"].shape[1]
     state["fc.weight"] = torch.zeros(1).expand(1_000_000, features)  # one float in the file
     state["fc.bias"] = torch.zeros(1).expand(1_000_000)
@@ -76,7 +76,7 @@ def test_stride_zero_head_of_a_million_classes_is_refused_before_any_model(tmp_p
 
 
 def test_head_beyond_the_class_limit_is_refused_before_any_model(tmp_path: Path, built):
-    state = deterministic_state_dict("arm", 7, torch.float32)
+    state = deterministic_state("arm", 7)
     state["fc.weight"] = torch.zeros(2000, state["fc.weight"].shape[1])
     state["fc.bias"] = torch.zeros(2000)
     torch.save({"model_state_dict": state}, tmp_path / "arm.pth")
@@ -86,7 +86,7 @@ def test_head_beyond_the_class_limit_is_refused_before_any_model(tmp_path: Path,
 
 
 def test_shapes_are_checked_before_the_model_is_built(tmp_path: Path, built):
-    state = deterministic_state_dict("arm", 7, torch.float32)
+    state = deterministic_state("arm", 7)
     state["fc.bias"] = torch.zeros(9)
     torch.save({"model_state_dict": state}, tmp_path / "arm.pth")
     with pytest.raises(CheckpointError, match="does not fit ARM: wrong shape"):

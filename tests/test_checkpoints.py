@@ -17,9 +17,9 @@ import torch
 from poster import CheckpointError, load_checkpoint
 from poster.weights.checkpoints import convert_checkpoint, read_weights, sha256_file
 from poster.weights.safe_pickle import OpaqueObject, safe_torch_load
-from poster.weights.deterministic import deterministic_state_dict, original_keys, write_checkpoint
+from poster.weights.deterministic import original_keys, write_checkpoint
 from tests._reference import reference, reference_input
-from tests._checkpoints import checkpoint_file
+from tests._checkpoints import checkpoint_file, deterministic_state
 
 
 # --- released files load as they are ----------------------------------------------------------
@@ -50,7 +50,7 @@ def test_dataset_argument_sets_class_order(deterministic_checkpoint, tmp_path):
 
 @pytest.mark.slow  # saves and reloads a full POSTER++ checkpoint
 def test_checkpoint_saved_on_gpu_loads_on_cpu(tmp_path, monkeypatch):
-    state = {"module." + k: v for k, v in deterministic_state_dict("poster-v2", 7).items()}
+    state = {"module." + k: v for k, v in deterministic_state("poster-v2", 7).items()}
     import torch.serialization as serialization
 
     monkeypatch.setattr(serialization, "location_tag", lambda storage: "cuda:0")
@@ -73,35 +73,35 @@ def _save_state(path: Path, state: dict) -> Path:
 
 
 def test_unexpected_key_is_named(tmp_path):
-    state = deterministic_state_dict("poster-v2", 7)
+    state = deterministic_state("poster-v2", 7)
     state["VIT.extra_adapter.weight"] = torch.zeros(3)
     with pytest.raises(CheckpointError, match=r"unexpected 1 keys \(VIT.extra_adapter.weight\)"):
         load_checkpoint(_save_state(tmp_path / "x.pth", state))
 
 
 def test_missing_key_is_named(tmp_path):
-    state = deterministic_state_dict("poster-v2", 7)
+    state = deterministic_state("poster-v2", 7)
     del state["attn2.proj.bias"]
     with pytest.raises(CheckpointError, match=r"missing 1 keys \(fusion.1.attn.proj.bias\)"):
         load_checkpoint(_save_state(tmp_path / "x.pth", state))
 
 
 def test_wrong_shape_is_named(tmp_path):
-    state = deterministic_state_dict("poster-v2", 7)
+    state = deterministic_state("poster-v2", 7)
     state["conv1.bias"] = torch.zeros(65)
     with pytest.raises(CheckpointError, match=r"wrong shape .*image_proj.0.bias"):
         load_checkpoint(_save_state(tmp_path / "x.pth", state))
 
 
 def test_wrong_relative_position_index_is_refused(tmp_path):
-    state = deterministic_state_dict("poster-v2", 7)
+    state = deterministic_state("poster-v2", 7)
     state["attn3.relative_position_index"] = torch.zeros(49, 49, dtype=torch.long)
     with pytest.raises(CheckpointError, match="relative-position index"):
         load_checkpoint(_save_state(tmp_path / "x.pth", state))
 
 
 def test_class_count_must_match_dataset(tmp_path):
-    path = _save_state(tmp_path / "x.pth", deterministic_state_dict("poster-v2", 8))
+    path = _save_state(tmp_path / "x.pth", deterministic_state("poster-v2", 8))
     with pytest.raises(CheckpointError, match="8 classes but raf-db has 7"):
         load_checkpoint(path, dataset="raf-db")
 

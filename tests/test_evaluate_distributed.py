@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
 
 
+@pytest.mark.slow  # torchrun starts two processes of their own; a whole evaluation in each
 def test_two_processes_write_the_run_one_process_writes(tmp_path: Path) -> None:
     checkpoint = checkpoint_file(tmp_path / RAF.file_name)
     data = tmp_path / "RAF"

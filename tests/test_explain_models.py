@@ -17,8 +17,8 @@ from tests._checkpoints import checkpoint_file
 
 
 @pytest.fixture(scope="module")
-def v1_model(tmp_path_factory: pytest.TempPathFactory):
-    return load_checkpoint(checkpoint_file(tmp_path_factory.mktemp("v1") / "rafdb_best.pth", "poster-v1"))
+def v1_model(poster_v1_model):
+    return poster_v1_model
 
 
 @pytest.fixture(scope="module")

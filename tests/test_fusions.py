@@ -32,8 +32,11 @@ def test_declared_chains_cover_what_the_tracer_found(arch):
 
 
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
-def test_the_fused_copy_gives_the_plain_models_numbers(arch, tmp_path):
-    plain = load_checkpoint(checkpoint_file(tmp_path / f"{arch}.pth", arch))
+def test_the_fused_copy_gives_the_plain_models_numbers(arch, tmp_path, request):
+    # POSTER++ and POSTER: the session's loaded models (fast_copy leaves them alone: test_packed checks that)
+    shared = {"poster-v2": "deterministic_model", "poster-v1": "poster_v1_model"}
+    plain = (request.getfixturevalue(shared[arch]) if arch in shared
+             else load_checkpoint(checkpoint_file(tmp_path / f"{arch}.pth", arch)))
     fused = fast_copy(plain)
     fusions = declared_fusions(fused)
     assert sum(isinstance(m, FoldedBatchNorm2d) for m in fused.modules()) == sum(

@@ -10,10 +10,12 @@ from __future__ import annotations
 import io
 import json
 import secrets
+import threading
 import time
 import uuid
 import zipfile
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import pytest
@@ -22,6 +24,7 @@ from demo.serving import clients
 from demo.serving.clients import client_address
 from demo.serving.files import upload_cache
 from demo.serving.hosting import REPLACED
+from demo.webcam import precision as webcam_precision
 from poster.data import sample_faces as _data
 from tests._app import RAF_FOLDERS, app_store, astronaut_path, checkpoint_dir, served  # noqa: F401
 from tests._http import API, Visitor, error_of, event_named, file_meta
@@ -107,7 +110,7 @@ def test_without_a_trusted_proxy_the_forwarded_header_changes_nothing(server, un
 
 def start_camera(server: str, v: Visitor) -> str:
     start = event_named(server, "on_start")
-    message = v.run(start, [None, None, "bfloat16", 0.6])
+    message = v.run(start, [None, None, webcam_precision.default(False), 0.6])  # the radio's choice here
     opened = json.loads(message["output"]["data"][0])
     assert opened["status"] == "started", opened
     return opened["token"]
@@ -193,9 +196,28 @@ def labeled_zip(folder: Path, count: int) -> bytes:
     return buffer.getvalue()
 
 
-def test_evaluations_take_no_photo_slot_and_one_client_runs_one(server, tmp_path):
+@pytest.fixture
+def held_evaluations(monkeypatch) -> Iterator[threading.Event]:
+    """Evaluations reach their first batch and wait there until the event is set (at the latest when
+    the test ends), so they are surely under way while the test sends its other requests."""
+    from demo.explorer import evaluate_upload
+
+    gate, original = threading.Event(), evaluate_upload.evaluate_in_steps
+
+    def held(*args, **kwargs):
+        gate.wait(timeout=300)
+        return (yield from original(*args, **kwargs))
+
+    monkeypatch.setattr(evaluate_upload, "evaluate_in_steps", held)
+    try:
+        yield gate
+    finally:
+        gate.set()
+
+
+def test_evaluations_take_no_photo_slot_and_one_client_runs_one(server, tmp_path, held_evaluations):
     evaluate = event_named(server, "evaluate")
-    archive = labeled_zip(tmp_path / "set", 96)
+    archive = labeled_zip(tmp_path / "set", 7)
     first, second = client(server, "10.3.0.1"), client(server, "10.3.0.1")
     other, viewer = client(server, "10.3.0.2"), client(server, "10.3.0.3")
     runs = []
@@ -207,9 +229,12 @@ def test_evaluations_take_no_photo_slot_and_one_client_runs_one(server, tmp_path
     refused = second.join(evaluate, [file_meta(second.uploaded("set.zip", archive, "application/zip"), "set.zip"),
                                      "raf-db", None, None, None])
     assert refused.status_code == 503 and "already have an evaluation" in refused.json()["detail"]
-    # Two evaluations are under way: a photo from a third client is still answered before the first ends.
+    # Two evaluations are under way (held before their first batch): a photo from a third client is
+    # answered all the same.
     message = viewer.run(event_named(server, "analyze"), [photo(viewer), None], timeout=300)
     assert message["success"], error_of(message)
+    assert not held_evaluations.is_set()
+    held_evaluations.set()
     with first.http.stream("GET", f"{API}/queue/data", params={"session_hash": first.session}) as stream:
         finished = None
         for line in stream.iter_lines():
@@ -217,6 +242,7 @@ def test_evaluations_take_no_photo_slot_and_one_client_runs_one(server, tmp_path
                 finished = json.loads(line[5:])
                 break
     assert finished and finished["success"], finished
+    assert finished["output"]["data"][0]["num_images"] == 7
     assert other.results(1, timeout=600)[runs[1]]["success"]
 
 

@@ -195,6 +195,7 @@ def readme_python() -> list[str]:
     return ["\n".join(line[len(indent):] for line in body.splitlines()) for indent, body in blocks]
 
 
+@pytest.mark.slow  # loads checkpoints anew, evaluates a set and analyses a video, as a reader would
 def test_every_python_example_of_the_readme_runs(server, checkpoint_dir, tmp_path, monkeypatch):  # noqa: F811
     import torch
 

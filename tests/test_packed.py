@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from poster import PosterV2, load_checkpoint
+from poster import PosterV2
 from poster.inference.accelerate import fast_copy
+from poster.inference.precision import native_bfloat16
 from poster.models.arm import ResNet18Trunk
 from poster.models.fusions import Fusion, fuse_for_cpu
 from poster.models.packed import POST_OPS, FoldedBatchNorm2d, FusedActivation, PackedConv2d, PackedLinear
@@ -17,6 +18,12 @@ from tests._reference import reference_input
 
 DTYPES = [torch.float32, torch.bfloat16]
 TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 0.1}
+
+
+def _packs(dtype: torch.dtype) -> bool:
+    """Whether oneDNN computes ``dtype`` here: float32 always, bfloat16 only on a CPU that runs it
+    natively (elsewhere the packed layers take the plain path, which must give the same numbers)."""
+    return dtype is torch.float32 or native_bfloat16("cpu")
 
 
 def _randomize_norms(model: nn.Module) -> nn.Module:
@@ -87,7 +94,8 @@ def test_packed_conv_matches_conv2d(dtype, kwargs):
     with torch.no_grad():
         packed_out = conv(x)
         plain_out = plain(x)
-    assert isinstance(conv, PackedConv2d) and conv._packed._entries, "the packed path did not run"
+    assert isinstance(conv, PackedConv2d)
+    assert bool(conv._packed._entries) == _packs(dtype), "the packed path ran where it should not, or did not"
     torch.testing.assert_close(packed_out.float(), plain_out.float(), rtol=0, atol=TOLERANCE[dtype])
 
 
@@ -115,7 +123,7 @@ def test_a_norm_before_a_convolution_folds_with_a_bias_map(dtype, kwargs):
         torch.testing.assert_close(packed(x).float(), plain(x).float(), rtol=0, atol=TOLERANCE[dtype] * 10)
         torch.testing.assert_close(packed(x[:1, :, :9, :11]).float(), plain(x[:1, :, :9, :11]).float(), rtol=0,
                                    atol=TOLERANCE[dtype] * 10)  # another size: its own bias map
-    assert len(packed[1]._packed._entries) == 2
+    assert len(packed[1]._packed._entries) == (2 if _packs(dtype) else 0)
 
 
 @pytest.mark.parametrize("fusion, message", [
@@ -148,7 +156,7 @@ def test_activations_run_as_post_ops(dtype, activation):
     x = _input(dtype)
     with torch.inference_mode():
         torch.testing.assert_close(packed(x).float(), plain(x).float(), rtol=0, atol=TOLERANCE[dtype])
-    assert packed[0]._packed._entries and packed[4]._packed._entries
+    assert bool(packed[0]._packed._entries) == bool(packed[4]._packed._entries) == _packs(dtype)
     with torch.inference_mode():
         expected = plain(x).float()
     # With gradients on, the plain path applies them (and the norm) itself.
@@ -181,7 +189,9 @@ def test_resnet18_trunk_packs_and_agrees():
     assert packed.state_dict().keys() == plain.state_dict().keys()
     x = torch.randn(2, 3, 112, 112)
     with torch.inference_mode():
-        torch.testing.assert_close(packed(x), plain(x), rtol=0, atol=1e-4)
+        # float32 rounding through 20 folded layers moves outputs of order 10 by up to ~1e-4,
+        # depending on the CPU's oneDNN kernels
+        torch.testing.assert_close(packed(x), plain(x), rtol=1e-5, atol=1e-4)
 
 
 def test_training_mode_norms_normalise_with_batch_statistics():
@@ -207,7 +217,7 @@ def test_packed_linear_matches_linear():
         x = torch.randn(3, 5, 64).to(dtype)
         with torch.no_grad():
             torch.testing.assert_close(linear(x).float(), plain(x).float(), rtol=0, atol=TOLERANCE[dtype])
-        assert linear._packed._entries
+        assert bool(linear._packed._entries) == _packs(dtype)
 
 
 def test_gradients_take_the_plain_path():
@@ -267,9 +277,9 @@ def test_the_loader_returns_the_plain_model_and_fast_copy_packs_a_copy(determini
     assert type(deterministic_model.image_backbone.stem.conv) is nn.Conv2d  # the loaded model is left alone
 
 
-def test_copies_rebuild_their_own_packs(deterministic_checkpoint):
-    model = fast_copy(load_checkpoint(deterministic_checkpoint))
-    x = reference_input(torch.float32)
+def test_copies_rebuild_their_own_packs(deterministic_model):
+    model = fast_copy(deterministic_model)  # a copy of its own: the shared model is left alone
+    x = reference_input(torch.float32)[:1]  # one face shows whose packs answer as well as two
     with torch.no_grad():
         expected = model(x)
     clone = copy.deepcopy(model)

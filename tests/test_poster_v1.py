@@ -17,9 +17,9 @@ from poster import CheckpointError, count_parameters, load_checkpoint
 from poster.models.poster_v1 import PosterV1, checkpoint_filter_fn, is_unused
 from poster.weights.registry import create_model
 from poster.weights.safe_pickle import safe_torch_load
-from poster.weights.deterministic import deterministic_state_dict, original_keys
+from poster.weights.deterministic import original_keys
 from tests._reference import reference, reference_input
-from tests._checkpoints import checkpoint_file
+from tests._checkpoints import checkpoint_file, deterministic_state
 
 REF = reference("poster-v1")
 ORIGINAL_MODULES = [f"pyramid_fuse.blocks.{b}.block_{level}.attn_{kind}"
@@ -90,7 +90,7 @@ def test_parameter_counts_stored_and_used() -> None:
 
 
 def test_unused_keys_are_dropped_by_the_explicit_list() -> None:
-    state = deterministic_state_dict("poster-v1", 7)
+    state = deterministic_state("poster-v1", 7)
     mapped, dropped = checkpoint_filter_fn({f"module.{k}": v for k, v in state.items()})
     assert {k.removeprefix("module.") for k in dropped} == {k for k in state if is_unused(k)}
     assert {".".join(k.split(".")[1:3]) for k in dropped} == {
@@ -99,7 +99,7 @@ def test_unused_keys_are_dropped_by_the_explicit_list() -> None:
 
 
 def test_strict_loading_names_unexpected_and_missing_keys(tmp_path: Path) -> None:
-    state = {f"module.{k}": v for k, v in deterministic_state_dict("poster-v1", 7).items()}
+    state = {f"module.{k}": v for k, v in deterministic_state("poster-v1", 7).items()}
     extra = dict(state, **{"module.pyramid_fuse.blocks.0.block_l.adapter.weight": torch.zeros(2)})
     torch.save({"model_state_dict": extra}, tmp_path / "extra.pth")
     with pytest.raises(CheckpointError, match=r"does not fit POSTER: unexpected 1 keys \(pyramid_fuse.blocks.0.block_l.adapter"):

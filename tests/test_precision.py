@@ -10,7 +10,6 @@ from torch import nn
 from poster.errors import PosterError
 from poster.inference import precision
 from poster.inference.predictor import Predictor
-from poster.inference.transforms import model_batch
 
 
 def test_the_rule_per_device_and_format(monkeypatch):
@@ -56,15 +55,29 @@ def test_scores_that_stay_infinite_are_an_error_not_nan():
 
 
 def test_the_predictor_in_float16_gives_the_float32_answer_for_the_deterministic_weights(deterministic_model,
-                                                                                         face_detector, astronaut):
+                                                                                         face_detector, astronaut,
+                                                                                         monkeypatch):
     """The deterministic weights overflow float16 on the CPU as real ones do on a GPU."""
+    from poster.inference import predictor as predictor_module
+
     crop = [np.ascontiguousarray(astronaut[62:172, 181:268])]
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.float16):
-        assert not torch.isfinite(deterministic_model(model_batch(crop, deterministic_model))).all()
+    calls: list[tuple[torch.dtype | None, bool]] = []  # (autocast's format, whether the logits were all finite)
+
+    def watched(forward, batch, fmt, device):
+        def recorded(x: torch.Tensor) -> torch.Tensor:
+            logits = forward(x)
+            autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+            calls.append((autocast, bool(torch.isfinite(logits).all())))
+            return logits
+        return precision.finite_logits(recorded, batch, fmt, device)
+
+    monkeypatch.setattr(predictor_module, "finite_logits", watched)
     half = Predictor(deterministic_model, face_detector, precision="float16")
     exact = Predictor(deterministic_model, face_detector, precision="float32")
     assert half.precision == "float16" and exact.precision == "float32"
     probabilities = half.classify(crop)
+    # float16 overflowed, so the batch was computed again in float32 (without autocast)
+    assert calls == [(torch.float16, False), (None, True)]
     assert np.isfinite(probabilities).all()
     np.testing.assert_allclose(probabilities, exact.classify(crop), rtol=0, atol=1e-6)
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from demo.webcam import precision as webcam_precision
 from tests._app import app_store, astronaut_path, checkpoint_dir, served  # noqa: F401
 
 TIMEOUT = 120
@@ -58,8 +59,10 @@ def result(message: dict) -> dict:
     return json.loads(message["output"]["data"][0])
 
 
-def start(server, events, session: str, precision="bfloat16") -> str:
-    """Press Start for ``session``: the token its frames must carry."""
+def start(server, events, session: str, precision: str | None = None) -> str:
+    """Press Start for ``session``: the token its frames must carry. ``precision``: the webcam's default
+    here (bfloat16 on a CPU that runs it natively, else float32: the only choice the radio offers)."""
+    precision = precision or webcam_precision.default(False)
     opened = result(join(server, events["live_start"], [None, None, precision, 0.6], {}, session))
     assert opened["status"] == "started" and len(opened["token"]) >= 32
     return opened["token"]
@@ -78,7 +81,7 @@ def _forwarded(session: str) -> dict:
     return {"X-Forwarded-For": _addresses[session]} if session in _addresses else {}
 
 
-def frame_event(server, events, data, session=None, precision="bfloat16") -> dict:
+def frame_event(server, events, data, session=None, precision: str | None = None) -> dict:
     """Start ``session`` (once) and send one frame with its token; returns the result."""
     session = session or uuid.uuid4().hex[:11]
     if session not in _tokens:

@@ -121,8 +121,8 @@ def test_poster_v1_is_evaluated_in_bgr_as_on_the_command_line(tmp_path, uploads,
 
     out = tmp_path / "cli-run"
     assert main(["evaluate", "--checkpoint", str(architectures_dir / "poster-v1" / "rafdb_best.pth"), "--arch",
-                 "poster-v1", "--data", str(tmp_path / "set"), "--out", str(out), "--dtype", "bfloat16",
-                 "--batch-size", "8"]) == 0
+                 "poster-v1", "--data", str(tmp_path / "set"), "--out", str(out),
+                 "--dtype", evaluate_upload.fast_dtype(store), "--batch-size", "8"]) == 0  # the app's precision
     cli = pd.read_parquet(out / "predictions.parquet").set_index("path")
     app = run.predictions.set_index("path").loc[cli.index]
     probs = [c for c in cli.columns if c.startswith("prob_")]

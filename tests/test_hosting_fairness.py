@@ -29,6 +29,9 @@ from poster.data import sample_faces as _data
 from tests._app import RAF_FOLDERS, app_store, astronaut_path, checkpoint_dir, served  # noqa: F401
 from tests._http import API, Visitor, error_of, event_named, file_meta
 
+# Attacks on a served app over HTTP: the full suite runs them, the fast subset leaves them out.
+pytestmark = pytest.mark.slow
+
 SETTINGS = {"POSTER_TRUSTED_PROXY": "1", "POSTER_SESSIONS_PER_ADDRESS": "3", "POSTER_CLIENT_UPLOADS_MB": "1.5",
             "POSTER_UPLOADS_MB": "40", "POSTER_UNUSED_UPLOAD_SECONDS": "2"}
 

@@ -23,6 +23,9 @@ from tests._app import RAF_FOLDERS, app_store, astronaut_path, checkpoint_dir, s
 from tests._http import Visitor, error_of, event_named, file_meta
 from tests._video_clips import ASTRONAUT_FACE, face_patch, scene, write_clip
 
+# Attacks on a served app over HTTP: the full suite runs them, the fast subset leaves them out.
+pytestmark = pytest.mark.slow
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 LOG_LIMIT = 4000
 

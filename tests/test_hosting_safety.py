@@ -16,6 +16,9 @@ from demo.serving.hosting import REPLACED
 from tests._app import RAF_CLASSES, app_store, astronaut_path, checkpoint_dir, served  # noqa: F401
 from tests._http import Visitor, error_of, event_named, events, file_meta
 
+# Attacks on a served app over HTTP: the full suite runs them, the fast subset leaves them out.
+pytestmark = pytest.mark.slow
+
 IMAGE_LIMIT_MB = 1  # the test server's photo limit (POSTER_MAX_IMAGE_MB)
 
 

@@ -19,7 +19,8 @@ from _common import deterministic_checkpoint, machine  # also puts the project o
 
 from poster import load_checkpoint  # noqa: E402
 from poster.data.datasets import ImageDataset, list_images  # noqa: E402
-from poster.evaluation.run import default_workers, evaluate  # noqa: E402
+from poster.data.loading import default_workers  # noqa: E402
+from poster.evaluation.run import evaluate  # noqa: E402
 from poster.models.poster_v2 import PosterV2Weights  # noqa: E402
 from poster.data.sample_faces import write_imagefolder  # noqa: E402
 

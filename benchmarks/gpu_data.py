@@ -21,7 +21,8 @@ def evaluate_section(checkpoint: Path, budget: Budget, sizes: Sizes) -> dict:
     from poster.data.loading import device_batch, image_loader
     from poster.data.sample_faces import write_imagefolder
     from poster.evaluation.protocol import default_batch
-    from poster.evaluation.run import default_workers, evaluate
+    from poster.data.loading import default_workers
+    from poster.evaluation.run import evaluate
     from poster.inference.accelerate import fast_copy
     from poster.inference.precision import running_in
     from poster.weights.checkpoints import load_checkpoint
@@ -60,7 +61,7 @@ def evaluate_section(checkpoint: Path, budget: Budget, sizes: Sizes) -> dict:
         if budget.left():
             x = torch.randn(batch, 3, 224, 224, device=device).to(dtype, memory_format=torch.channels_last)
             with torch.inference_mode(), running_in(precision, device):
-                result[f"{precision}_network_alone_images_per_s"] = 1000 * batch / cuda_ms(lambda: model(x), budget, 10)
+                result[f"{precision}_network_alone_images_per_s"] = 1000 * batch / cuda_ms(lambda m=model: m(x), budget, 10)
         del model
     if budget.left():
         dataset = ImageDataset(listing)

@@ -12,12 +12,13 @@ import torch
 
 from ..data.datasets import SPLITS, ImageDataset, list_images
 from ..data.layouts import LAYOUTS
+from ..data.loading import default_workers
 from .. import distributed
 from ..devices import pick_device
 from ..inference.accelerate import fast_copy
 from ..evaluation.protocol import (ARM_PROTOCOL_BATCH, DEFAULT_BATCH, GPU_BATCH, PROTOCOLS, choose_protocol,
                                    describe_protocol, infer_dataset)
-from ..evaluation.run import (RUN_JSON, THUMBNAIL_SIZE, THUMBNAILS, check_replaceable, default_workers, evaluate,
+from ..evaluation.run import (RUN_JSON, THUMBNAIL_SIZE, THUMBNAILS, check_replaceable, evaluate,
                               run_summary, staged_run_dir, write_run)
 from ..inference.precision import BFLOAT16, DTYPES, PRECISIONS, resolve_precision
 from ..weights.checkpoints import CheckpointInfo, describe_dataset, load_checkpoint, with_dataset

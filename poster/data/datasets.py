@@ -119,6 +119,12 @@ class ImageDataset(Dataset):
             return torch.zeros(size, size, 3, dtype=torch.uint8), index, reason
         return resized_pixels(image, self.preprocessing), index, ""
 
+    def loader_items(self) -> Dataset:
+        """What a loader should carry for this dataset: uint8 pixels (``Pixels``, normalized on the
+        device by ``poster.data.loading.device_batch``) where the transform is the evaluation one,
+        else the transformed items themselves."""
+        return Pixels(self) if self.splits_transform else self
+
     def _read(self, index: int) -> tuple[Image.Image | None, str]:
         """The decoded image (its thumbnail saved on the way), or None and why it is unreadable."""
         item = self.listing.items[index]

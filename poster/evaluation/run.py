@@ -26,8 +26,8 @@ from torch.utils.data import Subset
 from tqdm import tqdm
 
 from ..data import metrics
-from ..data.datasets import ImageDataset, Pixels, Skipped
-from ..data.loading import default_workers, device_batch, image_loader  # noqa: F401 - default_workers: the command's
+from ..data.datasets import ImageDataset, Skipped
+from ..data.loading import device_batch, image_loader
 from ..errors import PosterError
 from ..inference.precision import FLOAT32, ensure_finite, finite_logits, precision_of_weights
 from ..distributed import DistInfo, all_gather_objects
@@ -58,7 +58,7 @@ def evaluate(model: torch.nn.Module, dataset: ImageDataset, *, batch_size: int =
     dtype = next(model.parameters()).dtype
     precision = precision_of_weights(model) or precision
     processes = processes or DistInfo()
-    source = Pixels(dataset) if dataset.splits_transform else dataset
+    source = dataset.loader_items()
     shard = Subset(source, _batches_of_rank(len(dataset), batch_size, processes))
     loader = image_loader(shard, batch_size=batch_size, workers=workers, device=device)
     known_skipped = len(dataset.skipped)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from ..data.datasets import ImageDataset, Pixels
+from ..data.datasets import ImageDataset
 from ..data.loading import device_batch, image_loader
 from ..inference.precision import FLOAT32, ensure_finite, finite_logits, precision_of_weights
 from .run import predictions_table
@@ -44,7 +44,7 @@ def evaluate_in_steps(model: torch.nn.Module, dataset: ImageDataset, *, batch_si
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     precision = precision_of_weights(model) or precision
-    source = Pixels(dataset) if dataset.splits_transform else dataset
+    source = dataset.loader_items()
     loader = image_loader(source, batch_size=batch_size, workers=workers, device=device)
     parts, kept = [], []
     start = time.perf_counter()

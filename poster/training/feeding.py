@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
 
 from .. import distributed
-from ..data.datasets import ImageDataset, Pixels
+from ..data.datasets import ImageDataset
 from ..data.loading import device_batch, image_loader
 from ..distributed import DistInfo
 from ..errors import PosterError
@@ -89,7 +89,7 @@ def test_loader(dataset: ImageDataset, info: DistInfo, *, batch_size: int, worke
                 device: torch.device) -> DataLoader:
     """This process's share of the test set (every ``world_size``-th image), for every epoch's
     ``predict_test``: uint8 pixels when the dataset has the evaluation transform, persistent workers."""
-    source = Pixels(dataset) if dataset.splits_transform else dataset
+    source = dataset.loader_items()
     shard = Subset(source, range(info.rank, len(dataset), info.world_size))
     return image_loader(shard, batch_size=batch_size, workers=workers, device=device, persistent=True,
                         generator=torch.Generator().manual_seed(0))

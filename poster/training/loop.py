@@ -40,7 +40,7 @@ from ..weights import locate
 from ..weights.checkpoints import sha256_file
 from .. import distributed
 from ..distributed import DistInfo
-from .feeding import predict_test, test_loader, train_loader  # noqa: F401 - train_loader: its old home
+from .feeding import predict_test, test_loader, train_loader
 from .initial_weights import build_model
 from .log import RunLog, plot_curves
 from .recipe import CONFIG_FILE, TrainConfig, class_setup, train_transform

@@ -47,8 +47,10 @@ def _original(key: tuple[str, int, torch.dtype]) -> Path:
     arch, num_classes, dtype = key
     if _folder is None:
         _folder = Path(tempfile.mkdtemp(prefix="deterministic-checkpoints-"))
+    # files take the weights the tests share (computing them costs more than writing them)
+    state = {torch.float32: _state, torch.float64: _exact_state}.get(dtype, lambda *_: None)(arch, num_classes)
     path = write_checkpoint(_folder / f"{arch}-{num_classes}-{str(dtype).rsplit('.', 1)[-1]}.pth", arch,
-                            num_classes, dtype)
+                            num_classes, dtype, state)
     _written[key] = path, _signature(path)
     return path
 
@@ -68,9 +70,17 @@ def checkpoint_file(path: str | os.PathLike, arch: str = "poster-v2", num_classe
     return path
 
 
-@lru_cache(maxsize=2)  # POSTER's float32 state is 0.3 GB; the tests of one file ask for one or two
+# Computing a state costs seconds (POSTER's 70 M values); each is computed once, in float64, and
+# float32 is its rounding, exactly as deterministic_state_dict(..., torch.float32) gives it. POSTER's
+# float64 state is 0.6 GB; the tests of one file ask for one or two.
+@lru_cache(maxsize=2)
+def _exact_state(arch: str, num_classes: int) -> dict[str, torch.Tensor]:
+    return deterministic_state_dict(arch, num_classes, torch.float64)
+
+
+@lru_cache(maxsize=2)
 def _state(arch: str, num_classes: int) -> dict[str, torch.Tensor]:
-    return deterministic_state_dict(arch, num_classes)
+    return {k: v.float() if v.is_floating_point() else v for k, v in _exact_state(arch, num_classes).items()}
 
 
 def deterministic_state(arch: str, num_classes: int = 7) -> dict[str, torch.Tensor]:

@@ -15,6 +15,11 @@ from PIL import Image
 # also the default; this keeps it off whatever the developer's environment says).
 os.environ["POSTER_ACCELERATE"] = "0"
 
+# tests/run.sh and the fast subset run two pytest-xdist workers, one per core: each computes on one
+# thread (set before torch is imported), or two workers of two threads each fight over two cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _app_files_removed_at_the_end() -> Iterator[None]:

@@ -7,7 +7,9 @@ are ``slow`` (the build is a process of its own); the fast subset keeps those of
 """
 from __future__ import annotations
 
+import os
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -90,6 +92,7 @@ def test_a_missing_package_is_built_by_a_low_priority_process_while_the_eager_co
     assert forward.state == COMPILING and len(fake_builds) == 1
     command = fake_builds[0]
     assert command[:3] == [shutil.which("nice"), "-n", "19"] and command[4:7] == ["-m", "poster", "accelerate"]
+    assert command[-1] == "--idle"
     assert command[command.index("--out") + 1] == str(forward.path) and arm.info.source in command
     AcceleratedForward(fast, directory=tmp_path)
     assert len(fake_builds) == 1  # one build per package file
@@ -166,3 +169,16 @@ def test_the_predictor_reports_its_engine_and_keeps_its_answers(arm, arm_package
     assert eager.engine == EAGER and accelerated.engine == EAGER
     assert accelerated.accelerate(build=False) is accelerated.accelerate() and accelerated.engine == COMPILED
     np.testing.assert_allclose(accelerated.classify(crops), eager.classify(crops), rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_the_build_process_puts_itself_under_sched_idle() -> None:
+    from poster.cli.accelerate import run_when_idle
+
+    seen: list[tuple[bool, int]] = []
+    # A thread of its own: on Linux the policy belongs to the calling thread, so the test process keeps its own.
+    worker = threading.Thread(target=lambda: seen.append((run_when_idle(), os.sched_getscheduler(0))))
+    worker.start()
+    worker.join()
+    assert seen == [(True, os.SCHED_IDLE)]
+    assert os.sched_getscheduler(0) != os.SCHED_IDLE

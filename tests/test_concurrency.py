@@ -96,6 +96,7 @@ def _faces(message: dict) -> list[dict]:
     return message["output"]["data"][4]
 
 
+@pytest.mark.slow  # three visitors over HTTP
 def test_two_visitors_analyse_photos_while_a_third_uploads_and_switches_architectures(architectures_dir):  # noqa: F811
     from demo.serving.store import ModelStore
 

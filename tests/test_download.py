@@ -273,6 +273,7 @@ def test_configured_hub_repository_serves_every_file(url, tmp_path, server, monk
 
 # --- failures leave nothing where the loader looks, and a rerun succeeds ---------------------------
 
+@pytest.mark.slow  # a whole checkpoint downloaded again
 def test_truncated_file_is_refused_and_a_rerun_succeeds(url, tmp_path):
     with pytest.raises(DownloadError, match=r"does not verify.*rafdb_best\.pth is truncated or corrupt"):
         download("raf-db", tmp_path, url_template=url("truncated"), quiet=True)
@@ -310,12 +311,14 @@ def test_dropped_connection_keeps_only_a_partial_file_then_resumes(url, tmp_path
     assert not partial.exists()
 
 
+@pytest.mark.slow  # a whole checkpoint downloaded again
 def test_server_that_ignores_range_restarts_cleanly(url, tmp_path, weight_files):
     (tmp_path / "rafdb_best.pth.partial").write_bytes(b"\0" * 12345)  # left by some earlier attempt
     path = download("raf-db", tmp_path, url_template=url("norange"), quiet=True)
     assert path.read_bytes() == bytes(weight_files["rafdb_best.pth"])
 
 
+@pytest.mark.slow  # a whole checkpoint downloaded again
 def test_drop_is_resumed_within_one_call_when_retries_allow(url, tmp_path, server):
     path = download("raf-db", tmp_path, url_template=url("flaky"), quiet=True, retries=1)
     assert path.is_file()
@@ -462,6 +465,7 @@ def test_poster_v1_and_arm_download_apart_from_poster_v2(url, tmp_path, download
     assert load_checkpoint(v1).info.arch == "poster-v1" and load_checkpoint(arm).info.arch == "arm"
 
 
+@pytest.mark.slow  # a whole checkpoint downloaded again
 def test_poster_v1_comes_from_its_google_drive_folder(url, tmp_path, server, monkeypatch):
     from poster.weights import sources
 

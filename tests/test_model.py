@@ -31,6 +31,7 @@ def test_float64_logits_match_reference(outputs64, model64):
     np.testing.assert_allclose(fast.numpy(), expected, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow  # the full model again, with an eight-class head
 def test_float64_eight_classes_match_reference(tmp_path):
     path = checkpoint_file(tmp_path / "affectnet8_best.pth", "poster-v2", 8, torch.float64)
     model = load_checkpoint(path, dtype=torch.float64)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from poster.models.outputs import GradCamLayer, ModelOutput
-from poster.weights.registry import ARCHITECTURES, create_model
+from poster.weights.registry import ARCHITECTURES, build_with_state, create_model, create_model_with_state
 from tests._reference import reference_input
 
 
@@ -65,3 +65,29 @@ def test_forward_alone_gives_each_face_its_batch_of_one_logits(model) -> None:
         recorded = model.forward_intermediates(x).logits
     torch.testing.assert_close(alone, one_by_one, rtol=0, atol=1e-4)
     torch.testing.assert_close(recorded, alone, rtol=0, atol=1e-4)
+
+
+def test_a_model_built_with_its_state_is_the_model_that_state_came_from(model) -> None:
+    """``create_model_with_state`` skips the random initialisation (meta device, then empty memory):
+    every parameter and buffer, those a state dict does not carry included, is the source's."""
+    built = create_model_with_state(model.arch, model.state_dict(), model.num_classes).eval()
+    source = dict(model.named_buffers()) | dict(model.named_parameters())
+    mine = dict(built.named_buffers()) | dict(built.named_parameters())
+    assert mine.keys() == source.keys()
+    for name, value in source.items():
+        assert mine[name].device.type == "cpu" and torch.equal(mine[name], value), name
+    assert [p.requires_grad for p in built.parameters()] == [p.requires_grad for p in model.parameters()]
+    x = reference_input(torch.float32)[:1]
+    with torch.inference_mode():
+        assert torch.equal(built(x), model(x))
+
+
+def test_a_buffer_outside_the_state_dict_needs_its_module_to_remake_it() -> None:
+    class Forgets(torch.nn.Module):
+        def __init__(self, num_classes: int = 7) -> None:
+            super().__init__()
+            self.head = torch.nn.Linear(4, num_classes)
+            self.register_buffer("table", torch.arange(4), persistent=False)
+
+    with pytest.raises(TypeError, match="table"):
+        build_with_state(Forgets, Forgets().state_dict())

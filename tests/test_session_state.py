@@ -118,6 +118,7 @@ def kept(demo: Any, sessions: list[str]) -> dict[str, int]:
     ("download_results", [None], WITH_UPDATES),     # the webcam's results file: reads it, hides the file
     ("run_pickers_on_load", [], WITH_UPDATES),      # the Explorer's pickers: updates components
 ])
+@pytest.mark.slow  # made-up sessions attack a served app over HTTP
 def test_made_up_sessions_keep_next_to_nothing_and_nothing_once_idle(served, event, data, bound):
     demo, url = served
     sessions = flood(url, event, data)
@@ -135,6 +136,7 @@ def test_made_up_sessions_keep_next_to_nothing_and_nothing_once_idle(served, eve
         assert not set(sessions) & (set(queue.pending_messages_per_session) | set(queue.pending_event_ids_session))
 
 
+@pytest.mark.slow  # made-up sessions attack a served app over HTTP
 def test_a_made_up_session_that_starts_the_camera_gets_one_live_session_and_loses_it_when_ended(served):
     demo, url = served
     (v,) = made_up(url, 1)

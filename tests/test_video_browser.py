@@ -13,6 +13,8 @@ from tests._browser import ARTIFACTS, BASE_ARGS, CHROMIUM, playwright_api, wait_
 from tests._checkpoints import checkpoint_file
 from tests._video_clips import ASTRONAUT_FACE, face_patch, scene, write_clip
 
+pytestmark = pytest.mark.slow  # a browser
+
 TIMEOUT_MS = 240_000
 
 

@@ -6,15 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a Python process of its own imports every module
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Reports a GPU as ZeroGPU's main process does, and records any CUDA initialisation instead of doing it.
 PROBE = """
 import importlib, pkgutil, torch
-import pytest
-
-# A Python process of its own imports every module.
-pytestmark = pytest.mark.slow
 calls = []
 torch.cuda.is_available = lambda: True
 torch.cuda._lazy_init = lambda: calls.append("cuda initialised")

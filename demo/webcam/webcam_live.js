@@ -100,6 +100,7 @@ function stop(text, kind) {
   video.srcObject = null;
   shown = null;
   token = null;
+  sent += 1;  // a frame still in flight answers a stopped run: its answer is dropped, not drawn
   clearOverlay();
   setState("stopped");
   rateText.textContent = "";
@@ -108,7 +109,7 @@ function stop(text, kind) {
 }
 
 function send() {
-  if (!running || inFlight) { return; }
+  if (!running || inFlight || !token) { return; }  // without a token, opened() sends the first frame
   if (video.readyState < 2 || !video.videoWidth) { setTimeout(send, 30); return; }
   const scale = Math.min(1, MAX_SIDE / Math.max(video.videoWidth, video.videoHeight));
   grab.width = Math.round(video.videoWidth * scale);

@@ -6,6 +6,7 @@ process's modules; see ``poster.inference.artifacts``. Prints the package's path
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -19,6 +20,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", default=None, help="architecture, where the file's keys do not tell it")
     parser.add_argument("--out", default=None, help="package file (default: the cache, keyed by weights, "
                                                     "architecture, format, device kind and torch version)")
+    parser.add_argument("--idle", action="store_true",
+                        help="compute only on cycles nothing else wants (Linux SCHED_IDLE; how the app starts it)")
+
+
+def run_when_idle() -> bool:
+    """Put this process (and the compile workers it starts) under SCHED_IDLE; whether that worked.
+
+    Under ``nice -n 19`` the build still takes a share of a core when the server wants both, and a
+    webcam frame waits for it; a SCHED_IDLE process gives way the moment a request runs. Called
+    before torch starts its threads, which inherit the policy.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):  # not Linux, or refused: nice alone
+        return False
+    return True
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.artifacts import artifact_path, build_artifact, has_cpp_compiler
     from ..weights.checkpoints import load_checkpoint
 
+    if args.idle:
+        run_when_idle()
     if not has_cpp_compiler():
         raise CheckpointError("compiling needs a C++ compiler (g++, c++ or clang++; or set CXX)")
     dtype = getattr(torch, args.dtype)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..models.fusions import fuse_for_cpu
-from ..weights.registry import create_model
+from ..weights.registry import create_model_with_state
 from .artifacts import artifact_path, example_input, has_cpp_compiler, load_artifact
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,7 @@ def fast_copy(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
     dtype = dtype or param.dtype
     # Weights made outside inference mode keep version counters, so packed copies can be cached.
     with torch.inference_mode(False), torch.no_grad():
-        copy = create_model(model.info.arch, model.info.num_classes).to(dtype)
-        copy.load_state_dict(model.state_dict(), strict=True)
+        copy = create_model_with_state(model.info.arch, model.state_dict(), model.info.num_classes, dtype)
         copy = copy.to(param.device, memory_format=torch.channels_last).eval()
     copy.info = model.info
     if param.device.type == "cpu":
@@ -69,9 +68,10 @@ def accelerate_wanted() -> bool:
 
 
 def build_command(source: str | Path, arch: str, dtype: torch.dtype, path: Path) -> list[str]:
-    """The low-priority command line that builds one package (``python -m poster accelerate``)."""
+    """The lowest-priority command line that builds one package (``python -m poster accelerate --idle``:
+    it computes only on cycles no request wants; ``nice`` where that is not available)."""
     command = [sys.executable, "-m", "poster", "accelerate", str(source), "--arch", arch,
-               "--dtype", str(dtype).removeprefix("torch."), "--out", str(path)]
+               "--dtype", str(dtype).removeprefix("torch."), "--out", str(path), "--idle"]
     nice = shutil.which("nice")
     return [nice, "-n", "19", *command] if nice else command
 

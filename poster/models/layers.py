@@ -54,6 +54,11 @@ class WindowCrossAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self._bias_cache = DerivedCache()
 
+    def init_non_persistent_buffers(self) -> None:
+        """Recompute the index a state dict does not carry (after ``to_empty``: see ``create_model_with_state``)."""
+        device = self.relative_position_index.device
+        self.relative_position_index = relative_position_index(self.window).to(device)
+
     def position_bias(self) -> torch.Tensor:
         """(heads, N, N) bias; gathered once per weight version outside of training."""
         table = self.relative_position_bias_table

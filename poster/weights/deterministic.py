@@ -97,12 +97,15 @@ def _recorder_class() -> type:
     return RecorderMeter1
 
 
-def write_poster_v2_checkpoint(path: str | Path, num_classes: int = 7, dtype: torch.dtype = torch.float32) -> Path:
+def write_poster_v2_checkpoint(path: str | Path, num_classes: int = 7, dtype: torch.dtype = torch.float32,
+                               state: dict[str, torch.Tensor] | None = None) -> Path:
     """The deterministic weights saved as POSTER++'s released files were: DataParallel names, training
-    bookkeeping, and recorder objects of a class no loader can import (pickled from ``__main__``)."""
+    bookkeeping, and recorder objects of a class no loader can import (pickled from ``__main__``).
+    ``state``: those weights if the caller has them already (``deterministic_state_dict``)."""
     path = Path(path)
     recorder_cls = _recorder_class()
-    state = {f"module.{k}": v for k, v in deterministic_state_dict("poster-v2", num_classes, dtype).items()}
+    state = state if state is not None else deterministic_state_dict("poster-v2", num_classes, dtype)
+    state = {f"module.{k}": v for k, v in state.items()}
     checkpoint = {
         "epoch": 1,
         "state_dict": state,
@@ -145,12 +148,13 @@ def _shared_zeros(state: dict[str, torch.Tensor]) -> Callable[[torch.Tensor], to
     return zeros_like
 
 
-def write_poster_v1_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+def write_poster_v1_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32,
+                               state: dict[str, torch.Tensor] | None = None) -> Path:
     """The deterministic weights as POSTER's ``rafdb_best.pth``: ``iter``, DataParallel-named
     ``model_state_dict`` and SAM-around-Adam ``optimizer_state_dict`` (an ``old_p`` per trainable
     parameter; here sharing the parameter's storage, so the file is not twice as large)."""
     path = Path(path)
-    state = deterministic_state_dict("poster-v1", 7, dtype)
+    state = state if state is not None else deterministic_state_dict("poster-v1", 7, dtype)
     trainable = [k for k, v in state.items() if v.is_floating_point() and not k.startswith("face_landback.")
                  and not k.endswith(("running_mean", "running_var"))]
     optimizer = {
@@ -165,11 +169,12 @@ def write_poster_v1_checkpoint(path: str | Path, dtype: torch.dtype = torch.floa
     return path
 
 
-def write_arm_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -> Path:
+def write_arm_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32,
+                         state: dict[str, torch.Tensor] | None = None) -> Path:
     """The deterministic weights as ARM's ``epoch59_acc0.9205.pth``: ``iter``, unprefixed
     ``model_state_dict`` and Adam's ``optimizer_state_dict`` (step and both moments per parameter)."""
     path = Path(path)
-    state = deterministic_state_dict("arm", 7, dtype)
+    state = state if state is not None else deterministic_state_dict("arm", 7, dtype)
     params = [k for k, v in state.items() if v.is_floating_point() and not k.endswith(("running_mean", "running_var"))]
     zeros_like = _shared_zeros(state)
     optimizer = {
@@ -184,13 +189,14 @@ def write_arm_checkpoint(path: str | Path, dtype: torch.dtype = torch.float32) -
 
 
 def write_checkpoint(path: str | Path, arch: str, num_classes: int = 7,
-                     dtype: torch.dtype = torch.float32) -> Path:
-    """The deterministic weights of ``arch`` saved as its released file was."""
+                     dtype: torch.dtype = torch.float32, state: dict[str, torch.Tensor] | None = None) -> Path:
+    """The deterministic weights of ``arch`` saved as its released file was (``state``: those weights,
+    ``deterministic_state_dict(arch, num_classes, dtype)``, where the caller has them already)."""
     if arch == "poster-v2":
-        return write_poster_v2_checkpoint(path, num_classes, dtype)
+        return write_poster_v2_checkpoint(path, num_classes, dtype, state)
     writers = {"poster-v1": write_poster_v1_checkpoint, "arm": write_arm_checkpoint}
     if arch not in writers:
         raise KeyError(f"unknown architecture {arch!r}; known: poster-v2, {', '.join(writers)}")
     if num_classes != 7:
         raise ValueError(f"{arch} was released with 7 classes only, not {num_classes}")
-    return writers[arch](path, dtype)
+    return writers[arch](path, dtype, state)

@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from ..models import arm, poster_v1, poster_v2
@@ -83,6 +84,40 @@ def architecture(name: str) -> Architecture:
 def create_model(arch: str, num_classes: int = 7) -> nn.Module:
     """A freshly initialised model of ``arch`` (the timm-style builder behind every loader)."""
     return architecture(arch).builder(num_classes)
+
+
+def create_model_with_state(arch: str, state: dict[str, torch.Tensor], num_classes: int = 7,
+                            dtype: torch.dtype = torch.float32) -> nn.Module:
+    """A model of ``arch`` in ``dtype`` holding ``state`` (loaded strictly), on the CPU, built without
+    the random initialisation the weights replace (``build_with_state``)."""
+    return build_with_state(lambda: create_model(arch, num_classes), state, dtype)
+
+
+def build_with_state(build: Callable[[], nn.Module], state: dict[str, torch.Tensor],
+                     dtype: torch.dtype = torch.float32) -> nn.Module:
+    """``build()`` in ``dtype`` holding ``state`` (loaded strictly), on the CPU.
+
+    Built on the meta device and given uninitialised memory before ``state`` is copied in: a random
+    initialisation costs as much as reading the weights. Buffers a state dict does not carry are
+    remade by their modules' ``init_non_persistent_buffers()`` (as in timm); a module that keeps one
+    without that method is a ``TypeError``.
+    """
+    with torch.device("meta"):
+        model = build().to(dtype)
+    saved = set(model.state_dict())
+    forgotten = [name for name, _ in model.named_buffers() if name not in saved
+                 and not callable(getattr(model.get_submodule(name.rpartition(".")[0]), "init_non_persistent_buffers", None))]
+    if forgotten:
+        raise TypeError(f"{type(model).__name__} keeps buffers outside its state dict that no "
+                        f"init_non_persistent_buffers() remakes: {', '.join(forgotten)}")
+    model = model.to_empty(device="cpu")
+    with torch.no_grad():
+        model.load_state_dict(state, strict=True)
+    for module in model.modules():
+        remake = getattr(module, "init_non_persistent_buffers", None)
+        if remake is not None:
+            remake()
+    return model
 
 
 DEFAULT_ARCH = "poster-v2"  # the architecture of files that do not say theirs (written before others existed)

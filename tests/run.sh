@@ -17,4 +17,6 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
-exec python3 -m pytest tests "$@"
+# Two workers of one thread each (tests/conftest.py): the suite waits on servers, browsers and
+# processes as much as it computes, and one worker per core keeps both cores busy.
+exec python3 -m pytest tests -n 2 --dist loadfile "$@"

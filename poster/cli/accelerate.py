@@ -27,9 +27,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run_when_idle() -> bool:
     """Put this process (and the compile workers it starts) under SCHED_IDLE; whether that worked.
 
-    Under ``nice -n 19`` the build still takes a share of a core when the server wants both, and a
-    webcam frame waits for it; a SCHED_IDLE process gives way the moment a request runs. Called
-    before torch starts its threads, which inherit the policy.
+    Under ``nice -n 19`` alone the build still gets a small share of a core the server wants (1.5 %
+    per busy server thread); a SCHED_IDLE process runs only on otherwise idle cycles. On a noisy
+    2-core VM the two measured alike (``benchmarks/build_interference.py``): what a build costs the
+    faces beside it there is the caches and memory it shares. Called before torch starts its
+    threads, which inherit the policy.
     """
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))

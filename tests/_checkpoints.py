@@ -70,10 +70,11 @@ def checkpoint_file(path: str | os.PathLike, arch: str = "poster-v2", num_classe
     return path
 
 
-# Computing a state costs seconds (POSTER's 70 M values); each is computed once, in float64, and
-# float32 is its rounding, exactly as deterministic_state_dict(..., torch.float32) gives it. POSTER's
-# float64 state is 0.6 GB; the tests of one file ask for one or two.
-@lru_cache(maxsize=2)
+# Computing a state costs seconds (POSTER's 70 M values): it is computed in float64, and float32 is
+# its rounding, exactly as deterministic_state_dict(..., torch.float32) gives it. POSTER's float64
+# state is 0.6 GB and its float32 one 0.3 GB; the tests of one file ask for one or two of each, and
+# two test workers keep their own.
+@lru_cache(maxsize=1)
 def _exact_state(arch: str, num_classes: int) -> dict[str, torch.Tensor]:
     return deterministic_state_dict(arch, num_classes, torch.float64)
 

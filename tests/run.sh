@@ -19,10 +19,11 @@ fi
 
 # Two workers of one thread each (tests/conftest.py): the suite waits on servers, browsers and
 # processes as much as it computes, and one worker per core keeps both cores busy. Together they
-# use about 10 GB at their peak; with less memory available, one process runs the suite.
+# use up to about 15 GB (the whole machine's use at the suite's peak); with less memory available,
+# one process runs the suite.
 available_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo 2>/dev/null || true)
-if [ "${available_kb:-0}" -ge 12000000 ]; then
+if [ "${available_kb:-0}" -ge 16000000 ]; then
   exec python3 -m pytest tests -n 2 --dist loadfile "$@"
 fi
-echo "less than 12 GB of memory available: the tests run in one process"
+echo "less than 16 GB of memory available: the tests run in one process"
 exec python3 -m pytest tests "$@"

@@ -26,17 +26,28 @@ class _Call:
 
 @pytest.fixture
 def built(monkeypatch):
-    """Architectures of the models the loader builds outside the meta device."""
-    made: list[tuple[str, int]] = []
-    real = checkpoints.create_model
+    """Models the loader gives memory: built off the meta device, or a meta skeleton materialized."""
+    made: list[str] = []
+    real_create, real_build = checkpoints.create_model, checkpoints.build_with_state
 
-    def recording(arch: str, num_classes: int = 7, **kwargs):
+    def creating(arch: str, num_classes: int = 7, **kwargs):
         if torch.empty(0).device.type != "meta":
-            made.append((arch, num_classes))
-        return real(arch, num_classes, **kwargs)
+            made.append(arch)
+        return real_create(arch, num_classes, **kwargs)
 
-    monkeypatch.setattr(checkpoints, "create_model", recording)
+    def materializing(build, state, dtype=torch.float32):
+        made.append("a meta-device model given memory")  # before the weights are copied, which may fail
+        return real_build(build, state, dtype)
+
+    monkeypatch.setattr(checkpoints, "create_model", creating)
+    monkeypatch.setattr(checkpoints, "build_with_state", materializing)
     return made
+
+
+def test_the_recorder_sees_the_model_a_good_file_builds(tmp_path: Path, built):
+    torch.save({"model_state_dict": deterministic_state("arm", 7)}, tmp_path / "arm.pth")
+    load_checkpoint(tmp_path / "arm.pth")
+    assert built == ["a meta-device model given memory"]
 
 
 def test_bytearray_of_a_tiny_file_is_refused_before_it_is_allocated(tmp_path: Path):

@@ -18,10 +18,9 @@ def evaluate_section(checkpoint: Path, budget: Budget, sizes: Sizes) -> dict:
     model-and-data seconds (run.json's duration) and images/s; and, to tell who limits, the loader
     alone (decode, resize, pin, onto the device, normalize) and the network alone at the same batch."""
     from poster.data.datasets import ImageDataset, Pixels, list_images
-    from poster.data.loading import device_batch, image_loader
+    from poster.data.loading import default_workers, device_batch, image_loader
     from poster.data.sample_faces import write_imagefolder
     from poster.evaluation.protocol import default_batch
-    from poster.data.loading import default_workers
     from poster.evaluation.run import evaluate
     from poster.inference.accelerate import fast_copy
     from poster.inference.precision import running_in

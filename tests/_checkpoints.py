@@ -47,8 +47,12 @@ def _original(key: tuple[str, int, torch.dtype]) -> Path:
     arch, num_classes, dtype = key
     if _folder is None:
         _folder = Path(tempfile.mkdtemp(prefix="deterministic-checkpoints-"))
-    # files take the weights the tests share (computing them costs more than writing them)
-    state = {torch.float32: _state, torch.float64: _exact_state}.get(dtype, lambda *_: None)(arch, num_classes)
+    # Files take the weights the tests share (computing them costs more than writing them).
+    state = None
+    if dtype is torch.float32:
+        state = _state(arch, num_classes)
+    elif dtype is torch.float64:
+        state = _exact_state(arch, num_classes)
     path = write_checkpoint(_folder / f"{arch}-{num_classes}-{str(dtype).rsplit('.', 1)[-1]}.pth", arch,
                             num_classes, dtype, state)
     _written[key] = path, _signature(path)

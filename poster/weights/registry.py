@@ -105,18 +105,18 @@ def build_with_state(build: Callable[[], nn.Module], state: dict[str, torch.Tens
     with torch.device("meta"):
         model = build().to(dtype)
     saved = set(model.state_dict())
-    forgotten = [name for name, _ in model.named_buffers() if name not in saved
-                 and not callable(getattr(model.get_submodule(name.rpartition(".")[0]), "init_non_persistent_buffers", None))]
+    remakers = {name: module for name, module in model.named_modules()
+                if callable(getattr(module, "init_non_persistent_buffers", None))}
+    forgotten = [name for name, _ in model.named_buffers()
+                 if name not in saved and name.rpartition(".")[0] not in remakers]
     if forgotten:
         raise TypeError(f"{type(model).__name__} keeps buffers outside its state dict that no "
                         f"init_non_persistent_buffers() remakes: {', '.join(forgotten)}")
     model = model.to_empty(device="cpu")
     with torch.no_grad():
         model.load_state_dict(state, strict=True)
-    for module in model.modules():
-        remake = getattr(module, "init_non_persistent_buffers", None)
-        if remake is not None:
-            remake()
+    for module in remakers.values():
+        module.init_non_persistent_buffers()
     return model
 
 

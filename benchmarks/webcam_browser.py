@@ -102,6 +102,8 @@ def main() -> None:
 
     # A folder of its own, so the package is built during the run as on a fresh server, not found.
     os.environ.setdefault("POSTER_ACCELERATED_DIR", tempfile.mkdtemp(prefix="poster-packages-"))
+    # One camera session watches the whole build (a visitor's session ends after 2 minutes on a CPU).
+    os.environ.setdefault("POSTER_WEBCAM_SECONDS", "3600")
     store = ModelStore(device=args.device, checkpoint_dirs=[deterministic_checkpoint("poster-v2").parent])
     store.predictor("raf-db")
     formats = args.precision or precisions.choices(store.on_gpu)

@@ -8,8 +8,11 @@ are ``slow`` (the build is a process of its own); the fast subset keeps those of
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,9 +20,10 @@ import torch
 
 from poster.data.sample_faces import face_crops
 from poster.inference import accelerate as accelerate_module
+from poster.inference import artifacts as artifacts_module
 from poster.inference.accelerate import (COMPILED, COMPILING, EAGER, MAX_FACES, AcceleratedForward,
                                          accelerate_wanted, fast_copy)
-from poster.inference.artifacts import artifact_key, artifact_path, has_cpp_compiler
+from poster.inference.artifacts import artifact_key, artifact_path, build_artifact, has_cpp_compiler
 from poster.inference.predictor import Predictor
 from poster.inference.transforms import model_batch
 from tests._packages import arm, arm_package  # noqa: F401
@@ -67,6 +71,33 @@ def test_the_package_loads_and_classifies_each_face_alone(arm, arm_package, crop
         got = forward(batch)
         torch.testing.assert_close(got, arm.forward_alone(batch), rtol=0, atol=1e-4)
         assert not torch.allclose(arm(batch), arm.forward_alone(batch), atol=1e-3)  # the batch mean is not there
+
+
+@pytest.mark.slow  # reads the package `python -m poster accelerate` builds in a process of its own
+def test_the_package_runs_frozen_weights_packed_for_onednn(arm_package):
+    with zipfile.ZipFile(arm_package) as package:
+        wrappers = [n for n in package.namelist() if n.endswith(".wrapper.cpp")]
+        assert len(wrappers) == 1
+        code = package.read(wrappers[0]).decode()
+    # Inductor's freezing turns each convolution into oneDNN's, on a weight packed once, with what
+    # follows fused in; without it the package runs ATen's plain convolution on plain weights.
+    assert "mkldnn__convolution_pointwise" in code
+    assert not re.search(r"\baoti_torch_cpu_convolution\(", code)
+
+
+def test_the_package_is_compiled_with_gradients_off_so_that_inductor_freezes_it(arm, tmp_path, monkeypatch):
+    calls = []
+
+    def compile_and_package(program, package_path, inductor_configs):
+        calls.append((torch.is_grad_enabled(), inductor_configs))
+        Path(package_path).write_bytes(b"a package")
+        return package_path
+
+    monkeypatch.setattr("torch._inductor.aoti_compile_and_package", compile_and_package)
+    assert torch.is_grad_enabled()
+    path = build_artifact(arm, torch.float32, tmp_path / "arm.pt2")
+    assert calls == [(False, {"freezing": True})]
+    assert path.read_bytes() == b"a package" and list(tmp_path.iterdir()) == [path]
 
 
 @pytest.mark.slow  # loads the package `python -m poster accelerate` builds in a process of its own
@@ -134,13 +165,15 @@ def test_a_failed_build_or_a_bad_file_leaves_the_eager_copy_answering(arm, crops
             torch.testing.assert_close(broken(batch), fast.forward_alone(batch), rtol=0, atol=0)
 
 
-def test_the_cache_key_names_weights_architecture_format_device_and_torch(monkeypatch):
+def test_the_cache_key_names_both_formats_weights_architecture_device_and_torch(monkeypatch):
     key = artifact_key("ab" * 32, "arm", torch.float32)
     others = [artifact_key("cd" * 32, "arm", torch.float32), artifact_key("ab" * 32, "poster-v1", torch.float32),
               artifact_key("ab" * 32, "arm", torch.bfloat16), artifact_key("ab" * 32, "arm", torch.float32, "cuda")]
     monkeypatch.setattr(torch, "__version__", "0.0.0")
     others.append(artifact_key("ab" * 32, "arm", torch.float32))
-    assert len({key, *others}) == 6
+    monkeypatch.setattr(artifacts_module, "FORMAT_VERSION", artifacts_module.FORMAT_VERSION - 1)
+    others.append(artifact_key("ab" * 32, "arm", torch.float32))  # an older package format is rebuilt
+    assert len({key, *others}) == 7
 
 
 def test_packages_are_switched_on_by_the_environment(arm, tmp_path, monkeypatch):

@@ -33,8 +33,9 @@ from .artifacts import artifact_path, example_input, has_cpp_compiler, load_arti
 
 log = logging.getLogger(__name__)
 
-# "1" switches ahead-of-time packages on. Off by default: on a busy 2-core CPU the POSTER++
-# packages measured slower than the eager fast copy (benchmarks/model_speed.py; README, Speed).
+# "1" switches ahead-of-time packages on. Off by default: on a 2-core AVX2 CPU a package runs POSTER++
+# about 1.1x the eager fast copy, but the webcam in a browser there gained nothing measurable, and the
+# first visitor's results were older while the package was built (README, Speed).
 ENV_ACCELERATE = "POSTER_ACCELERATE"
 COMPILING, COMPILED, EAGER = "compiling", "compiled", "eager"
 MAX_FACES = 16  # beyond this a batch runs eagerly: one eager batch beats many single calls

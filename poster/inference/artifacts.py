@@ -27,7 +27,7 @@ from .transforms import preprocessing_of
 
 ENV_CACHE = "POSTER_ACCELERATED_DIR"
 DEFAULT_CACHE = Path.home() / ".cache" / "poster" / "accelerated"
-FORMAT_VERSION = 1  # bump when what a package holds changes
+FORMAT_VERSION = 2  # bump when what a package holds changes (2: weights frozen and packed)
 
 
 @functools.lru_cache(maxsize=1)
@@ -42,7 +42,7 @@ def cache_dir() -> Path:
 
 
 def artifact_key(sha256: str, arch: str, dtype: torch.dtype, device_kind: str = "cpu") -> str:
-    """The cache key of one package: weights, architecture, format, device kind, torch version."""
+    """The cache key of one package: package format, weights, architecture, number format, device, torch."""
     parts = (f"v{FORMAT_VERSION}", sha256, arch, str(dtype).removeprefix("torch."), device_kind, torch.__version__)
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
@@ -89,9 +89,12 @@ def build_artifact(model: nn.Module, dtype: torch.dtype, path: str | Path) -> Pa
     # Written beside its place and renamed: a server polling for it never loads half a file.
     partial = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.partial.pt2")  # AOTInductor wants .pt2
     try:
-        # Frozen weights become constants: Inductor packs them once and folds what follows.
-        torch._inductor.aoti_compile_and_package(program, package_path=str(partial),
-                                                 inductor_configs={"freezing": True})
+        # Frozen weights become constants: Inductor packs them for oneDNN once and fuses what follows
+        # into the convolutions. It freezes only when gradients are off at this call (with them on it
+        # silently compiles plain convolutions, slower than the eager fast copy).
+        with torch.no_grad():
+            torch._inductor.aoti_compile_and_package(program, package_path=str(partial),
+                                                     inductor_configs={"freezing": True})
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)

@@ -23,7 +23,7 @@ from poster.inference import accelerate as accelerate_module
 from poster.inference import artifacts as artifacts_module
 from poster.inference.accelerate import (COMPILED, COMPILING, EAGER, MAX_FACES, AcceleratedForward,
                                          accelerate_wanted, fast_copy)
-from poster.inference.artifacts import artifact_key, artifact_path, build_artifact, has_cpp_compiler
+from poster.inference.artifacts import artifact_key, artifact_path, build_artifact, has_cpp_compiler, machine_kind
 from poster.inference.predictor import Predictor
 from poster.inference.transforms import model_batch
 from tests._packages import arm, arm_package  # noqa: F401
@@ -64,7 +64,7 @@ def fake_builds(monkeypatch):
 @pytest.mark.slow  # loads the package `python -m poster accelerate` builds in a process of its own
 def test_the_package_loads_and_classifies_each_face_alone(arm, arm_package, crops):
     forward = AcceleratedForward(fast_copy(arm), build=False, directory=arm_package.parent)
-    assert forward.state == COMPILED and forward.reason == "" and forward.path == arm_package
+    assert forward.wait() and forward.state == COMPILED and forward.reason == "" and forward.path == arm_package
     batch = model_batch(crops, arm)
     with torch.inference_mode():
         assert forward.takes(batch)
@@ -104,6 +104,7 @@ def test_the_package_is_compiled_with_gradients_off_so_that_inductor_freezes_it(
 def test_what_the_package_was_not_built_for_runs_eagerly(arm, arm_package, crops):
     fast = fast_copy(arm)
     forward = AcceleratedForward(fast, build=False, directory=arm_package.parent)
+    assert forward.wait()
     batch = model_batch(crops, arm)
     with torch.inference_mode():
         assert not forward.takes(batch.double()) and not forward.takes(batch[:, :, :112, :112])
@@ -146,6 +147,28 @@ def test_a_finished_build_is_loaded_and_answers_in_place_of_the_eager_copy(
         torch.testing.assert_close(forward(batch), arm.forward_alone(batch), rtol=0, atol=1e-4)
 
 
+def test_a_package_is_loaded_in_a_thread_of_its_own_while_the_eager_copy_answers(arm, crops, tmp_path):
+    fast = fast_copy(arm)
+    path = artifact_path(arm, torch.float32, "cpu", tmp_path)
+    path.write_bytes(b"a finished package")
+    release, loaders = threading.Event(), []
+
+    def slow_loader(found):  # a large package takes up to half a second to load
+        loaders.append(threading.current_thread())
+        assert release.wait(10)
+        return lambda x: fast.forward_alone(x) + 1.0
+
+    forward = AcceleratedForward(fast, build=False, directory=tmp_path, loader=slow_loader)
+    batch = model_batch(crops, arm)
+    with torch.inference_mode():
+        assert forward.state == COMPILING and not forward.poll()
+        torch.testing.assert_close(forward(batch), fast.forward_alone(batch), rtol=0, atol=0)  # no call waited
+        release.set()
+        assert forward.wait(30) and forward.state == COMPILED
+        torch.testing.assert_close(forward(batch), fast.forward_alone(batch) + 1.0, rtol=0, atol=0)
+    assert len(loaders) == 1 and loaders[0] is not threading.main_thread()
+
+
 def test_a_failed_build_or_a_bad_file_leaves_the_eager_copy_answering(arm, crops, tmp_path, fake_builds):
     fast = fast_copy(arm)
     forward = AcceleratedForward(fast, directory=tmp_path / "failed")
@@ -158,7 +181,7 @@ def test_a_failed_build_or_a_bad_file_leaves_the_eager_copy_answering(arm, crops
     bad_path.parent.mkdir()
     bad_path.write_bytes(b"not a package")
     garbage = AcceleratedForward(fast, build=False, directory=bad_path.parent)
-    assert garbage.state == EAGER and garbage.reason
+    assert not garbage.wait() and garbage.state == EAGER and garbage.reason
     batch = model_batch(crops, arm)
     with torch.inference_mode():
         for broken in (forward, garbage):
@@ -174,6 +197,16 @@ def test_the_cache_key_names_both_formats_weights_architecture_device_and_torch(
     monkeypatch.setattr(artifacts_module, "FORMAT_VERSION", artifacts_module.FORMAT_VERSION - 1)
     others.append(artifact_key("ab" * 32, "arm", torch.float32))  # an older package format is rebuilt
     assert len({key, *others}) == 7
+
+
+def test_a_cpu_package_is_kept_apart_for_each_kind_of_vector_instructions(arm, tmp_path, monkeypatch):
+    here = torch.backends.cpu.get_cpu_capability()
+    path = artifact_path(arm, torch.float32, "cpu", tmp_path)
+    assert machine_kind("cpu").startswith(f"cpu-{here.lower()}") and machine_kind("cuda") == "cuda"
+    other = "AVX512" if here == "AVX2" else "AVX2"
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: other)
+    assert machine_kind("cpu").startswith(f"cpu-{other.lower()}")
+    assert artifact_path(arm, torch.float32, "cpu", tmp_path) != path  # its kernels would not run here
 
 
 def test_packages_are_switched_on_by_the_environment(arm, tmp_path, monkeypatch):
@@ -200,7 +233,8 @@ def test_the_predictor_reports_its_engine_and_keeps_its_answers(arm, arm_package
     eager = Predictor(fast_copy(arm))
     accelerated = Predictor(eager.model, detector=eager.detector)
     assert eager.engine == EAGER and accelerated.engine == EAGER
-    assert accelerated.accelerate(build=False) is accelerated.accelerate() and accelerated.engine == COMPILED
+    assert accelerated.accelerate(build=False) is accelerated.accelerate()
+    assert accelerated.accelerated.wait() and accelerated.engine == COMPILED
     np.testing.assert_allclose(accelerated.classify(crops), eager.classify(crops), rtol=0, atol=1e-5)
 
 

@@ -76,7 +76,9 @@ def test_predictions_never_fail_while_other_threads_load_fuse_and_accelerate(
         return AcceleratedForward(fast_copy(model), directory=tmp_path / arch).state  # starts (a stand-in of) its build
 
     def load_package() -> str:
-        return AcceleratedForward(fast_copy(arm), build=False, directory=package.parent).state
+        forward = AcceleratedForward(fast_copy(arm), build=False, directory=package.parent)
+        forward.wait()  # the package loads in a thread of its own
+        return forward.state
 
     # Only the slow case waits for the real build (the fixture asked for here, not in the signature).
     package = request.getfixturevalue("arm_package") if with_package else None

@@ -8,9 +8,10 @@ traced, so other threads' models keep running while a copy is made.
 
 ``AcceleratedForward`` goes one step further: a TorchInductor package of the network built ahead
 of time (``poster.inference.artifacts``) by a separate, low-priority process (``python -m poster
-accelerate``), cached on disk and loaded in milliseconds once it exists. Until then, where the
-build fails, and for any call the package was not built for (gradients, another shape, format
-or device), the eager fast copy answers, so no call waits for a compilation.
+accelerate``), cached on disk and loaded in a thread of its own once it exists. Until it answers,
+where the build or the load fails, and for any call the package was not built for (gradients,
+another shape, format or device), the eager fast copy answers, so no call waits for a compilation
+or a load.
 """
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ class AcceleratedForward:
     """``model``'s inference forward, through its ahead-of-time package once that exists.
 
     ``model`` answers meanwhile: pass the eager fast copy (``fast_copy``). ``state`` is
-    ``"compiling"`` while the package is awaited, ``"compiled"`` once it answers, ``"eager"`` when
+    ``"compiling"`` while the package is built or loaded, ``"compiled"`` once it answers, ``"eager"`` when
     there is none (``reason`` says why). ``build=True`` starts the separate build process where
     the package is missing.
     """
@@ -101,6 +102,7 @@ class AcceleratedForward:
         self._lock = threading.Lock()  # one package call at a time: the cores are shared anyway
         self._looking = threading.Lock()
         self._next_look = 0.0
+        self._loading: threading.Thread | None = None
         if self.device.type != "cpu":
             self.state, self.reason = EAGER, "packages are built for the CPU only"
         elif build and not self.path.exists():
@@ -122,46 +124,55 @@ class AcceleratedForward:
         self._process = process
 
     def poll(self) -> bool:
-        """Load the package if it has appeared (looked for at most once a second); whether it answers."""
+        """Whether the package answers. Looks for it at most once a second, and loads one that has
+        appeared in a thread of its own: a load takes up to half a second, which no call waits for."""
         if self._runner is not None or self.state == EAGER:
             return self._runner is not None
         now = time.monotonic()
         if now < self._next_look or not self._looking.acquire(blocking=False):
-            return False  # not yet, or another thread is looking (and loading) right now
+            return False  # not yet, or another thread is looking right now
         try:
             self._next_look = now + LOOK_EVERY_S
-            return self._look()
+            self._look()
         finally:
             self._looking.release()
+        return self._runner is not None
 
-    def _look(self) -> bool:
-        if self._runner is not None:
-            return True
+    def _look(self) -> None:
+        if self._loading is not None:
+            return  # found, and being loaded
         if self.path.exists():
-            try:
-                runner = self._loader(self.path)
-            except Exception as exc:  # noqa: BLE001 - a bad package leaves the eager model answering
-                self.state, self.reason = EAGER, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
-                log.warning("loading %s failed, the eager model answers: %s", self.path.name, self.reason)
-                return False
-            self._runner, self.state = runner, COMPILED
-            return True
+            self._loading = threading.Thread(target=self._load, name="poster-package-load", daemon=True)
+            self._loading.start()
+            return
         code = self._process.poll() if self._process is not None else None
         if self._process is None or code not in (None, 0):
             self.state = EAGER
             self.reason = ("no package built" if self._process is None else
                            f"the build failed (exit {code}; see {self.path.with_suffix('.log')})")
-        return False
+
+    def _load(self) -> None:
+        try:
+            runner = self._loader(self.path)
+        except Exception as exc:  # noqa: BLE001 - a bad package leaves the eager model answering
+            self.state, self.reason = EAGER, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+            log.warning("loading %s failed, the eager model answers: %s", self.path.name, self.reason)
+            return
+        self._runner, self.state = runner, COMPILED
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the build process (if any) and load the package; whether it answers."""
+        """Wait for the build process (if any) and for the package to load; whether it answers."""
         if self._process is not None:
             try:
                 self._process.wait(timeout)
             except subprocess.TimeoutExpired:
                 return False
         self._next_look = 0.0
-        return self.poll()
+        self.poll()
+        loading = self._loading
+        if loading is not None:
+            loading.join(timeout)
+        return self._runner is not None
 
     def takes(self, x: torch.Tensor) -> bool:
         """Whether the package computes ``x`` (else the eager model does)."""

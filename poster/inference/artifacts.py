@@ -5,11 +5,12 @@ file (``.pt2``): generated C++ with every convolution and linear weight frozen i
 the element-wise work (PReLU, residual additions, layer norms, softmax) fused into its neighbours.
 Exporting and compiling trace with ``torch.fx``, which swaps ``nn.Module.__call__`` for the whole
 process while it runs, so ``build_artifact`` runs only in a process of its own (``python -m poster
-accelerate``); the serving process only loads the finished file, which takes milliseconds and
+accelerate``); the serving process only loads the finished file, which takes under half a second and
 traces nothing.
 
-Files are cached under a key of everything that makes them differ: the weights' sha256, the
-architecture, the number format, the device kind and the torch version.
+Files are cached under a key of everything that makes them differ: the package format, the weights'
+sha256, the architecture, the number format, the device kind (on a CPU, its vector instructions)
+and the torch version.
 """
 from __future__ import annotations
 
@@ -47,11 +48,27 @@ def artifact_key(sha256: str, arch: str, dtype: torch.dtype, device_kind: str = 
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
+def machine_kind(device_kind: str) -> str:
+    """``device_kind``, and on a CPU the vector instructions a package built here is made for.
+
+    A package's kernels and oneDNN's packed weights use the instructions of the CPU that built it,
+    so a cache on a disk that several machines share must not hand it to a CPU without them.
+    """
+    if device_kind != "cpu":
+        return device_kind
+    features = [torch.backends.cpu.get_cpu_capability().lower()]
+    for name in ("avx512_bf16", "amx_tile"):  # what oneDNN packs bfloat16 weights for
+        supported = getattr(torch.cpu, f"_is_{name}_supported", None)
+        if supported is not None and supported():
+            features.append(name)
+    return "-".join(["cpu", *features])
+
+
 def artifact_path(model: nn.Module, dtype: torch.dtype, device_kind: str = "cpu",
                   directory: str | Path | None = None) -> Path:
     """Where the package of a loaded checkpoint ``model`` in ``dtype`` is (or will be) kept."""
     info = model.info
-    key = artifact_key(info.sha256, info.arch, dtype, device_kind)
+    key = artifact_key(info.sha256, info.arch, dtype, machine_kind(device_kind))
     return Path(directory or cache_dir()) / f"{info.arch}-{str(dtype).removeprefix('torch.')}-{key}.pt2"
 
 
@@ -102,11 +119,11 @@ def build_artifact(model: nn.Module, dtype: torch.dtype, path: str | Path) -> Pa
 
 
 def load_artifact(path: str | Path):
-    """A callable that runs a package built by ``build_artifact`` (loads in milliseconds, no tracing)."""
+    """A callable that runs a package built by ``build_artifact`` (loaded in under half a second, untraced)."""
     import torch._inductor
 
     return torch._inductor.aoti_load_package(str(path))
 
 
 __all__ = ["ENV_CACHE", "artifact_key", "artifact_path", "build_artifact", "cache_dir", "example_input",
-           "has_cpp_compiler", "load_artifact"]
+           "has_cpp_compiler", "load_artifact", "machine_kind"]

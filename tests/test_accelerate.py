@@ -151,12 +151,16 @@ def test_a_package_is_loaded_in_a_thread_of_its_own_while_the_eager_copy_answers
     fast = fast_copy(arm)
     path = artifact_path(arm, torch.float32, "cpu", tmp_path)
     path.write_bytes(b"a finished package")
-    release, loaders = threading.Event(), []
+    release, loaders, runs = threading.Event(), [], []
 
     def slow_loader(found):  # a large package takes up to half a second to load
         loaders.append(threading.current_thread())
         assert release.wait(10)
-        return lambda x: fast.forward_alone(x) + 1.0
+
+        def runner(x):
+            runs.append(threading.current_thread())
+            return fast.forward_alone(x) + 1.0
+        return runner
 
     forward = AcceleratedForward(fast, build=False, directory=tmp_path, loader=slow_loader)
     batch = model_batch(crops, arm)
@@ -167,6 +171,7 @@ def test_a_package_is_loaded_in_a_thread_of_its_own_while_the_eager_copy_answers
         assert forward.wait(30) and forward.state == COMPILED
         torch.testing.assert_close(forward(batch), fast.forward_alone(batch) + 1.0, rtol=0, atol=0)
     assert len(loaders) == 1 and loaders[0] is not threading.main_thread()
+    assert runs[0] is loaders[0]  # its first, slowest call too
 
 
 def test_a_failed_build_or_a_bad_file_leaves_the_eager_copy_answering(arm, crops, tmp_path, fake_builds):

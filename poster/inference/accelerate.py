@@ -34,9 +34,10 @@ from .artifacts import artifact_path, example_input, has_cpp_compiler, load_arti
 
 log = logging.getLogger(__name__)
 
-# "1" switches ahead-of-time packages on. Off by default: on a 2-core AVX2 CPU a package runs POSTER++
-# about 1.1x the eager fast copy, but the webcam in a browser there gained nothing measurable, and the
-# first visitor's results were older while the package was built (README, Speed).
+# "1" switches ahead-of-time packages on. Off by default: a package call holds Python's lock for its
+# whole run (about 120 ms for POSTER++ on 2 cores), so every other thread of the server waits for it,
+# while the eager copy lets them run between its layers; and on a 2-core AVX2 CPU a package runs
+# POSTER++ only about 1.1x the eager copy, which the webcam in a browser did not show (README, Speed).
 ENV_ACCELERATE = "POSTER_ACCELERATE"
 COMPILING, COMPILED, EAGER = "compiling", "compiled", "eager"
 MAX_FACES = 16  # beyond this a batch runs eagerly: one eager batch beats many single calls
@@ -154,6 +155,8 @@ class AcceleratedForward:
     def _load(self) -> None:
         try:
             runner = self._loader(self.path)
+            with torch.inference_mode():  # the first call sets up oneDNN's kernels: here, not in a visitor's
+                runner(torch.zeros(self.example_shape, dtype=self.dtype, device=self.device))
         except Exception as exc:  # noqa: BLE001 - a bad package leaves the eager model answering
             self.state, self.reason = EAGER, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
             log.warning("loading %s failed, the eager model answers: %s", self.path.name, self.reason)

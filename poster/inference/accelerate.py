@@ -126,7 +126,7 @@ class AcceleratedForward:
 
     def poll(self) -> bool:
         """Whether the package answers. Looks for it at most once a second, and loads one that has
-        appeared in a thread of its own: a load takes up to half a second, which no call waits for."""
+        appeared in a thread of its own: a load takes up to two seconds, which no call waits for."""
         if self._runner is not None or self.state == EAGER:
             return self._runner is not None
         now = time.monotonic()
@@ -155,7 +155,7 @@ class AcceleratedForward:
     def _load(self) -> None:
         try:
             runner = self._loader(self.path)
-            with torch.inference_mode():  # the first call sets up oneDNN's kernels: here, not in a visitor's
+            with torch.inference_mode():  # the first call is the slowest: here, not in a visitor's request
                 runner(torch.zeros(self.example_shape, dtype=self.dtype, device=self.device))
         except Exception as exc:  # noqa: BLE001 - a bad package leaves the eager model answering
             self.state, self.reason = EAGER, f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"

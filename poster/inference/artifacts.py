@@ -5,8 +5,8 @@ file (``.pt2``): generated C++ with every convolution and linear weight frozen i
 the element-wise work (PReLU, residual additions, layer norms, softmax) fused into its neighbours.
 Exporting and compiling trace with ``torch.fx``, which swaps ``nn.Module.__call__`` for the whole
 process while it runs, so ``build_artifact`` runs only in a process of its own (``python -m poster
-accelerate``); the serving process only loads the finished file, which takes under half a second and
-traces nothing.
+accelerate``); the serving process only loads the finished file, which takes a second or two and traces
+nothing.
 
 Files are cached under a key of everything that makes them differ: the package format, the weights'
 sha256, the architecture, the number format, the device kind (on a CPU, its vector instructions)
@@ -119,7 +119,7 @@ def build_artifact(model: nn.Module, dtype: torch.dtype, path: str | Path) -> Pa
 
 
 def load_artifact(path: str | Path):
-    """A callable that runs a package built by ``build_artifact`` (loaded in under half a second, untraced)."""
+    """A callable that runs a package built by ``build_artifact`` (loaded in a second or two, untraced)."""
     import torch._inductor
 
     return torch._inductor.aoti_load_package(str(path))

@@ -79,7 +79,7 @@ def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int = 20, wa
 def machine() -> str:
     """The CPU's model name and the vector units that decide which format is fast on it, threads, torch.
 
-    Sessions run on different CPUs (an AVX2-only one emulates bfloat16 and is several times slower in
+    Figures come from different CPUs (an AVX2-only one emulates bfloat16 and is several times slower in
     it; one with AVX-512 BF16 or AMX runs it natively), so every figure says which one gave it."""
     import platform
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import uuid
 
 import httpx
@@ -98,6 +99,17 @@ def frame_url(image: np.ndarray, fmt: str = "JPEG") -> str:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, fmt)
     return f"data:image/{fmt.lower()};base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_start_stays_disabled_until_the_page_script_that_answers_it_has_run(server):
+    """A press before ``js_on_load`` attaches its handler would be lost without a word."""
+    config = httpx.get(server + "config", timeout=TIMEOUT).json()
+    live = next(c for c in config["components"] if c.get("props", {}).get("elem_id") == "webcam-live")
+    start = re.search(r"<button[^>]*poster-live-start[^>]*>", live["props"]["html_template"]).group(0)
+    assert re.search(r"\sdisabled[\s>]", start), start
+    script = live["props"]["js_on_load"]
+    assert script.rstrip().endswith('setState("idle");')  # enabled last, after every handler is attached
+    assert 'startButton.disabled = state === "running" || state === "opening";' in script
 
 
 def test_a_real_frame_gets_its_face_back_as_json(server, events, astronaut):

@@ -10,13 +10,13 @@ from poster.inference.draw import PALETTE
 from .live_tracking import FRAME_MAX_SIDE
 
 LIVE_HTML = """
-<div class="poster-live" data-state="idle">
+<div class="poster-live" data-state="loading">
   <div class="poster-live-stage">
     <video class="poster-live-video" autoplay muted playsinline></video>
     <canvas class="poster-live-overlay"></canvas>
   </div>
   <div class="poster-live-bar">
-    <button type="button" class="poster-live-start">Start camera</button>
+    <button type="button" class="poster-live-start" disabled>Start camera</button>
     <button type="button" class="poster-live-stop" disabled>Stop</button>
     <span class="poster-live-rate" aria-live="off"></span>
     <span class="poster-live-message" data-kind="info">Press Start camera: the page asks for your camera.</span>

@@ -26,10 +26,20 @@ def server(app_store):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def events(server) -> dict:
+def config(server) -> dict:
+    """The running app's config, as the page fetches it."""
+    return httpx.get(server + "config", timeout=TIMEOUT).json()
+
+
+def live_view(config: dict) -> dict:
+    """The live view's component in ``config``."""
+    return next(c for c in config["components"] if c.get("props", {}).get("elem_id") == "webcam-live")
+
+
+@pytest.fixture(scope="module")
+def events(config) -> dict:
     """fn_index of the webcam's Start and Stop events, and the live view's component id."""
-    config = httpx.get(server + "config", timeout=TIMEOUT).json()
-    live = next(c for c in config["components"] if c.get("props", {}).get("elem_id") == "webcam-live")
+    live = live_view(config)
     found = {"component": live["id"], "server_fns": live["props"].get("server_fns")}
     for index, dependency in enumerate(config["dependencies"]):
         for target, event in dependency["targets"]:
@@ -101,10 +111,9 @@ def frame_url(image: np.ndarray, fmt: str = "JPEG") -> str:
     return f"data:image/{fmt.lower()};base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def test_start_stays_disabled_until_the_page_script_that_answers_it_has_run(server):
+def test_start_stays_disabled_until_the_page_script_that_answers_it_has_run(config):
     """A press before ``js_on_load`` attaches its handler would be lost without a word."""
-    config = httpx.get(server + "config", timeout=TIMEOUT).json()
-    live = next(c for c in config["components"] if c.get("props", {}).get("elem_id") == "webcam-live")
+    live = live_view(config)
     start = re.search(r"<button[^>]*poster-live-start[^>]*>", live["props"]["html_template"]).group(0)
     assert re.search(r"\sdisabled[\s>]", start), start
     script = live["props"]["js_on_load"]
